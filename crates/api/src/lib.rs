@@ -1,0 +1,1 @@
+//! LiteLLMDeployment API types.

@@ -1,0 +1,1 @@
+//! Google Cloud access for litellm-operator. Filled in by the gcp-access issue.

@@ -1,0 +1,3 @@
+//! The `litellm-operator` binary.
+
+fn main() {}
