@@ -1,0 +1,713 @@
+//! The `LiteLLMDeployment` custom resource: spec, status and the CEL rules the API server enforces.
+//!
+//! Every field carries a `///` doc comment: it becomes the schema description that `kubectl explain` prints and
+//! the text of `docs/crd-reference.md`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::names;
+
+/// A LiteLLM proxy on Google Cloud Run whose credentials live in Google Secret Manager.
+///
+/// The controller keeps the Secret Manager secrets and versions, their IAM bindings and the Cloud Run service
+/// converged with this spec, and reports progress in `status`.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    doc = "A LiteLLM proxy on Google Cloud Run with every credential in Google Secret Manager.",
+    group = "litellm.dev",
+    version = "v1alpha1",
+    kind = "LiteLLMDeployment",
+    plural = "litellmdeployments",
+    shortname = "llmd",
+    category = "litellm",
+    namespaced,
+    status = "LiteLLMDeploymentStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.latestReadyRevision"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.secrets) || !has(self.service.env) || self.secrets.all(s, !(s.env in self.service.env))",
+        "message": "a secret's env name must not also be set in service.env: credentials belong in spec.secrets, never in plain env"
+    },
+]))]
+pub struct LiteLLMDeploymentSpec {
+    /// Google Cloud project id that holds the secrets and the Cloud Run service. Immutable.
+    #[schemars(
+        length(min = 6, max = 63),
+        regex(pattern = r"^([a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$"),
+        extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "project is immutable"}])
+    )]
+    pub project: String,
+
+    /// Cloud Run region, for example `us-central1`. Immutable.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z]+-[a-z]+[0-9]+$"),
+        extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "region is immutable"}])
+    )]
+    pub region: String,
+
+    /// The Cloud Run service that runs the LiteLLM proxy.
+    pub service: ServiceSpec,
+
+    /// Credentials: each becomes a Secret Manager secret, an accessor binding for the runtime service account and
+    /// an environment variable of the service pinned to a concrete secret version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        extend(
+            "x-kubernetes-list-type" = "map",
+            "x-kubernetes-list-map-keys" = ["env"],
+            "x-kubernetes-validations" = [{
+                "rule": "self.all(a, self.exists_one(b, (has(b.secretId) ? b.secretId : b.env.lowerAscii().replace('_', '-')) == (has(a.secretId) ? a.secretId : a.env.lowerAscii().replace('_', '-'))))",
+                "message": "secret ids must be unique (secretId defaults to the env name in lower case with '_' replaced by '-')"
+            }]
+        )
+    )]
+    pub secrets: Vec<SecretSpec>,
+
+    /// How Secret Manager secrets are created and how many versions stay enabled.
+    #[serde(default)]
+    pub secret_policy: SecretPolicy,
+
+    /// What happens to the Google resources when this LiteLLMDeployment is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The Cloud Run v2 service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",
+    "message": "service.name is immutable"
+}]))]
+pub struct ServiceSpec {
+    /// Cloud Run service id: lowercase letters, digits and hyphens, starting with a letter, not ending with a
+    /// hyphen, at most 49 characters. Defaults to `metadata.name`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 49), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: Option<String>,
+
+    /// Container image of the LiteLLM proxy, for example `ghcr.io/berriai/litellm:main-stable`. Pin a digest
+    /// for reproducible rollouts.
+    #[schemars(length(min = 1, max = 1024))]
+    pub image: String,
+
+    /// Port the proxy listens on; Cloud Run sends requests to it and sets `PORT` to it.
+    #[serde(default = "defaults::port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// CPU and memory limits of each instance.
+    #[serde(default)]
+    pub resources: Resources,
+
+    /// Instance counts and per-instance concurrency.
+    #[serde(default)]
+    pub scaling: Scaling,
+
+    /// Runtime identity of the service, for example `litellm-run@my-project.iam.gserviceaccount.com`. It is
+    /// granted `roles/secretmanager.secretAccessor` on each secret in `spec.secrets`.
+    #[schemars(
+        length(min = 3, max = 254),
+        regex(pattern = r"^[a-zA-Z0-9._%+-]+@[a-z0-9.-]+\.gserviceaccount\.com$")
+    )]
+    pub service_account: String,
+
+    /// When true, `allUsers` is granted `roles/run.invoker` on the service so the proxy is reachable without a
+    /// Google identity (LiteLLM still checks its own keys). Turning it off removes only the binding the operator
+    /// added.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+
+    /// Where requests may come from.
+    #[serde(default)]
+    pub ingress: Ingress,
+
+    /// Plain, non-secret environment variables, for example `STORE_MODEL_IN_DB: "True"`. Credentials go in
+    /// `spec.secrets`. `PORT` and the `K_*` variables are reserved by Cloud Run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 200,
+        "x-kubernetes-validations" = [
+            {"rule": "self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))", "message": "env names must match [A-Za-z_][A-Za-z0-9_]*"},
+            {"rule": "self.all(k, !(k in ['PORT', 'K_SERVICE', 'K_REVISION', 'K_CONFIGURATION']))", "message": "PORT, K_SERVICE, K_REVISION and K_CONFIGURATION are reserved by Cloud Run"}
+        ]
+    ))]
+    pub env: BTreeMap<String, String>,
+
+    /// Cloud SQL instances mounted through the Cloud SQL connector, as `project:region:instance`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 10),
+        inner(regex(pattern = r"^[^:\s]+(:[^:\s]+)?:[a-z0-9-]+:[a-z0-9][-a-z0-9]*$"))
+    )]
+    pub cloud_sql_instances: Vec<String>,
+
+    /// Serverless VPC access, for example to reach Memorystore Redis or a private Cloud SQL address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_access: Option<VpcAccess>,
+
+    /// Labels put on the Cloud Run service (the operator adds `managed-by: litellm-operator`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub labels: BTreeMap<String, String>,
+
+    /// Maximum time a request may take before Cloud Run answers 504, in seconds.
+    #[serde(default = "defaults::request_timeout_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub request_timeout_seconds: i32,
+
+    /// Health probes. Defaults to LiteLLM's own endpoints: `/health/liveliness` and `/health/readiness`.
+    #[serde(default)]
+    pub probes: Probes,
+}
+
+/// CPU and memory of each instance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    /// CPU limit as a Kubernetes quantity: `1`, `2`, `4`, `6`, `8`, or below one CPU in millis (`500m`).
+    #[serde(default = "defaults::cpu")]
+    #[schemars(
+        length(min = 1, max = 8),
+        regex(pattern = r"^([1-9][0-9]{0,3}m|[1-8](\.[0-9]+)?|0\.[0-9]+)$")
+    )]
+    pub cpu: String,
+
+    /// Memory limit as a Kubernetes quantity, from `512Mi` to `32Gi`.
+    #[serde(default = "defaults::memory")]
+    #[schemars(length(min = 2, max = 12), regex(pattern = r"^[1-9][0-9]*(Mi|Gi|M|G)$"))]
+    pub memory: String,
+}
+
+/// How many instances run and how many requests each takes at once.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.minInstances <= self.maxInstances",
+    "message": "scaling.minInstances must not exceed scaling.maxInstances"
+}]))]
+pub struct Scaling {
+    /// Instances kept warm; 0 lets the service scale to zero.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_instances: i32,
+
+    /// Upper bound on instances.
+    #[serde(default = "defaults::max_instances")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_instances: i32,
+
+    /// Concurrent requests per instance.
+    #[serde(default = "defaults::concurrency")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub concurrency: i32,
+}
+
+/// Who may reach the service over the network.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Ingress {
+    /// Reachable from the internet.
+    #[default]
+    All,
+    /// Reachable only from the VPC and from Google services in the same project.
+    Internal,
+    /// Internal plus Google Cloud external Application Load Balancers.
+    InternalAndCloudLoadBalancing,
+}
+
+/// Serverless VPC access: a connector or Direct VPC egress through a network interface.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.connector) != has(self.networkInterfaces)",
+    "message": "vpcAccess needs exactly one of connector or networkInterfaces"
+}]))]
+pub struct VpcAccess {
+    /// Serverless VPC Access connector, `projects/P/locations/R/connectors/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub connector: Option<String>,
+
+    /// Direct VPC egress: the network interfaces of each instance (Cloud Run accepts one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1))]
+    pub network_interfaces: Option<Vec<NetworkInterface>>,
+
+    /// Which outbound traffic goes through the VPC.
+    #[serde(default)]
+    pub egress: VpcEgress,
+}
+
+/// One Direct VPC egress interface.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInterface {
+    /// VPC network name or resource name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub network: Option<String>,
+
+    /// Subnetwork name or resource name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub subnetwork: Option<String>,
+
+    /// Network tags applied to the instances.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub tags: Vec<String>,
+}
+
+/// Which outbound traffic is sent through the VPC.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum VpcEgress {
+    /// Only traffic to private (RFC 1918) ranges.
+    #[default]
+    PrivateRangesOnly,
+    /// All outbound traffic.
+    AllTraffic,
+}
+
+/// Health probes of the container.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Probes {
+    /// Restarts an instance that stops answering. Default: HTTP GET `/health/liveliness`.
+    #[serde(default = "defaults::liveness")]
+    pub liveness: HttpProbe,
+
+    /// Gates traffic to a new instance (and so a new revision's readiness) until it answers. Default: HTTP GET
+    /// `/health/readiness`, which also checks the database and cache connections.
+    #[serde(default = "defaults::startup")]
+    pub startup: HttpProbe,
+}
+
+/// An HTTP GET probe on the container port.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpProbe {
+    /// Path requested, starting with `/`.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^\s]*$"))]
+    pub path: String,
+
+    /// Seconds after start before the first probe.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 240))]
+    pub initial_delay_seconds: i32,
+
+    /// Seconds between probes.
+    #[serde(default = "defaults::probe_period_seconds")]
+    #[schemars(range(min = 1, max = 240))]
+    pub period_seconds: i32,
+
+    /// Seconds before one probe times out.
+    #[serde(default = "defaults::probe_timeout_seconds")]
+    #[schemars(range(min = 1, max = 240))]
+    pub timeout_seconds: i32,
+
+    /// Consecutive failures before the probe counts as failed.
+    #[serde(default = "defaults::probe_failure_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_threshold: i32,
+}
+
+/// One credential: a Secret Manager secret, an accessor binding and an environment variable.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.fromSecret) ? 1 : 0) + (has(self.generate) ? 1 : 0) + (has(self.external) ? 1 : 0) == 1",
+    "message": "each secret needs exactly one source: fromSecret, generate or external"
+}]))]
+pub struct SecretSpec {
+    /// Environment variable the service reads the value from, for example `DATABASE_URL`.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        extend("x-kubernetes-validations" = [{
+            "rule": "!(self in ['PORT', 'K_SERVICE', 'K_REVISION', 'K_CONFIGURATION'])",
+            "message": "PORT, K_SERVICE, K_REVISION and K_CONFIGURATION are reserved by Cloud Run"
+        }])
+    )]
+    pub env: String,
+
+    /// Secret Manager secret id. Defaults to `env` in lower case with `_` replaced by `-`
+    /// (`DATABASE_URL` -> `database-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub secret_id: Option<String>,
+
+    /// Take the value from a key of a Kubernetes Secret in the same namespace. Editing that Secret adds a new
+    /// secret version and rolls out a revision pinned to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_secret: Option<SecretKeySelector>,
+
+    /// Generate a random value once and keep it only in Secret Manager (master keys, salt keys). It is never
+    /// regenerated while an enabled version exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GeneratedValue>,
+
+    /// The value is managed outside the operator: it only grants access and pins the resolved version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalValue>,
+}
+
+/// A key of a Kubernetes Secret in the LiteLLMDeployment's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    /// Name of the Kubernetes Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+
+    /// Key within the Secret's `data`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// A value generated once from a cryptographically secure random source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratedValue {
+    /// Number of random characters (letters and digits), not counting the prefix.
+    #[serde(default = "defaults::generate_length")]
+    #[schemars(range(min = 16, max = 4096))]
+    pub length: i32,
+
+    /// Text put before the random characters, for example `sk-` for LiteLLM keys.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 32), regex(pattern = r"^[A-Za-z0-9_.-]*$"))]
+    pub prefix: String,
+}
+
+/// A secret whose versions are added by someone else.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalValue {
+    /// Version to pin: a number, or `latest`, which is resolved to the newest enabled version's number (a newer
+    /// version rolls out like a rotation).
+    #[serde(default = "defaults::latest")]
+    #[schemars(length(min = 1, max = 20), regex(pattern = r"^(latest|[1-9][0-9]*)$"))]
+    pub version: String,
+}
+
+/// How Secret Manager secrets are created and retired.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.replication == 'UserManaged' ? (has(self.replicaLocations) && size(self.replicaLocations) > 0) : !has(self.replicaLocations)",
+    "message": "replicaLocations is required with replication UserManaged and not allowed with Automatic"
+}]))]
+pub struct SecretPolicy {
+    /// Replication of new secrets. Fixed at creation by Google: changing it later does not move existing
+    /// secrets.
+    #[serde(default)]
+    pub replication: Replication,
+
+    /// Regions that hold the replicas when `replication` is `UserManaged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16), inner(regex(pattern = r"^[a-z]+-[a-z]+[0-9]+$")))]
+    pub replica_locations: Option<Vec<String>>,
+
+    /// Versions of each secret left enabled after a rotation's new revision is Ready (the pinned one included);
+    /// older versions are disabled, never destroyed.
+    #[serde(default = "defaults::keep_enabled_versions")]
+    #[schemars(range(min = 1, max = 100))]
+    pub keep_enabled_versions: i32,
+
+    /// Extra labels put on every secret (the operator adds `managed-by: litellm-operator`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Secret Manager replication.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Replication {
+    /// Google chooses the locations.
+    #[default]
+    Automatic,
+    /// Replicas only in `replicaLocations`.
+    UserManaged,
+}
+
+/// What deleting the LiteLLMDeployment does to each Google resource.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionPolicy {
+    /// The Cloud Run service. Default `Delete`.
+    #[serde(default = "defaults::delete")]
+    pub service: Deletion,
+
+    /// The Secret Manager secrets the operator created. Default `Abandon`: credentials outlive the deployment
+    /// unless you say otherwise. Accessor bindings the operator added are removed either way.
+    #[serde(default)]
+    pub secrets: Deletion,
+}
+
+/// Delete a Google resource, or leave it in place.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Deletion {
+    /// Leave the resource in place.
+    #[default]
+    Abandon,
+    /// Delete the resource (only when it carries the operator's label or is recorded in status).
+    Delete,
+}
+
+/// Observed state, written only by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LiteLLMDeploymentStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `SecretsReady`, `IamReady` and `ServiceReady`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// URL of the Cloud Run service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+
+    /// Newest revision created from the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_created_revision: Option<String>,
+
+    /// Newest revision that became Ready and serves traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_ready_revision: Option<String>,
+
+    /// One entry per secret: the Secret Manager secret and the version the service is pinned to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["env"]))]
+    pub secrets: Vec<PinnedSecret>,
+
+    /// IAM bindings the operator added; it only ever removes bindings listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_bindings: Vec<AppliedBinding>,
+}
+
+/// A secret and the version the service is pinned to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedSecret {
+    /// Environment variable name.
+    pub env: String,
+
+    /// Secret resource name, `projects/P/secrets/ID`.
+    pub secret: String,
+
+    /// Pinned version number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+
+    /// For `fromSecret`: the Kubernetes Secret's `resourceVersion` whose value produced `version`, so an
+    /// unchanged Secret never adds a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_resource_version: Option<String>,
+}
+
+/// One IAM member the operator added to one role on one resource.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedBinding {
+    /// Resource name, for example `projects/P/secrets/ID` or `projects/P/locations/R/services/S`.
+    pub resource: String,
+
+    /// Role, for example `roles/secretmanager.secretAccessor`.
+    pub role: String,
+
+    /// Member, for example `serviceAccount:run@P.iam.gserviceaccount.com` or `allUsers`.
+    pub member: String,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            image: String::new(),
+            port: defaults::port(),
+            resources: Resources::default(),
+            scaling: Scaling::default(),
+            service_account: String::new(),
+            allow_unauthenticated: false,
+            ingress: Ingress::default(),
+            env: BTreeMap::new(),
+            cloud_sql_instances: Vec::new(),
+            vpc_access: None,
+            labels: BTreeMap::new(),
+            request_timeout_seconds: defaults::request_timeout_seconds(),
+            probes: Probes::default(),
+        }
+    }
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            cpu: defaults::cpu(),
+            memory: defaults::memory(),
+        }
+    }
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self {
+            min_instances: 0,
+            max_instances: defaults::max_instances(),
+            concurrency: defaults::concurrency(),
+        }
+    }
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Self {
+            liveness: defaults::liveness(),
+            startup: defaults::startup(),
+        }
+    }
+}
+
+impl Default for SecretPolicy {
+    fn default() -> Self {
+        Self {
+            replication: Replication::default(),
+            replica_locations: None,
+            keep_enabled_versions: defaults::keep_enabled_versions(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for DeletionPolicy {
+    fn default() -> Self {
+        Self {
+            service: Deletion::Delete,
+            secrets: Deletion::Abandon,
+        }
+    }
+}
+
+impl SecretSpec {
+    /// The Secret Manager secret id: `secretId`, or the env name in lower case with `_` replaced by `-`.
+    pub fn effective_secret_id(&self) -> String {
+        self.secret_id
+            .clone()
+            .unwrap_or_else(|| names::default_secret_id(&self.env))
+    }
+
+    /// Where the value comes from, when exactly one source is set.
+    pub fn source(&self) -> Option<SecretSource<'_>> {
+        match (&self.from_secret, &self.generate, &self.external) {
+            (Some(s), None, None) => Some(SecretSource::FromSecret(s)),
+            (None, Some(g), None) => Some(SecretSource::Generate(g)),
+            (None, None, Some(e)) => Some(SecretSource::External(e)),
+            _ => None,
+        }
+    }
+}
+
+/// The one source of a secret's value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SecretSource<'a> {
+    /// A key of a Kubernetes Secret.
+    FromSecret(&'a SecretKeySelector),
+    /// Generated once by the operator.
+    Generate(&'a GeneratedValue),
+    /// Managed elsewhere.
+    External(&'a ExternalValue),
+}
+
+impl LiteLLMDeployment {
+    /// The Cloud Run service id: `spec.service.name`, or `metadata.name`.
+    pub fn service_name(&self) -> String {
+        self.spec
+            .service
+            .name
+            .clone()
+            .or_else(|| self.metadata.name.clone())
+            .unwrap_or_default()
+    }
+}
+
+mod defaults {
+    use super::HttpProbe;
+
+    pub fn port() -> i32 {
+        4000
+    }
+    pub fn cpu() -> String {
+        "1".into()
+    }
+    pub fn memory() -> String {
+        "2Gi".into()
+    }
+    pub fn max_instances() -> i32 {
+        10
+    }
+    pub fn concurrency() -> i32 {
+        80
+    }
+    pub fn request_timeout_seconds() -> i32 {
+        300
+    }
+    pub fn probe_period_seconds() -> i32 {
+        10
+    }
+    pub fn probe_timeout_seconds() -> i32 {
+        5
+    }
+    pub fn probe_failure_threshold() -> i32 {
+        3
+    }
+    pub fn liveness() -> HttpProbe {
+        probe("/health/liveliness")
+    }
+    pub fn startup() -> HttpProbe {
+        HttpProbe {
+            failure_threshold: 24,
+            ..probe("/health/readiness")
+        }
+    }
+    fn probe(path: &str) -> HttpProbe {
+        HttpProbe {
+            path: path.into(),
+            initial_delay_seconds: 0,
+            period_seconds: probe_period_seconds(),
+            timeout_seconds: probe_timeout_seconds(),
+            failure_threshold: probe_failure_threshold(),
+        }
+    }
+    pub fn generate_length() -> i32 {
+        48
+    }
+    pub fn latest() -> String {
+        "latest".into()
+    }
+    pub fn keep_enabled_versions() -> i32 {
+        2
+    }
+    pub fn delete() -> super::Deletion {
+        super::Deletion::Delete
+    }
+}

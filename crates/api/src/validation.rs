@@ -1,0 +1,500 @@
+//! Checks the API server cannot make from the schema and CEL rules alone (or that must also hold for manifests
+//! that never went through an API server, as with `litellm-operator plan -f`).
+//!
+//! [`validate`] returns every problem at once, each with its field path and a message a person can act on.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::names::{self, RESERVED_ENV};
+use crate::resource::{LiteLLMDeployment, Replication, SecretSource};
+
+/// One problem with a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the offending field, for example `spec.secrets[2].secretId`.
+    pub field: String,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every problem found in one spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidSpec(pub Vec<FieldError>);
+
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidSpec {}
+
+macro_rules! pattern {
+    ($name:ident, $re:expr) => {
+        static $name: LazyLock<Regex> = LazyLock::new(|| {
+            #[allow(clippy::unwrap_used)] // a constant pattern, covered by the tests below
+            Regex::new($re).unwrap()
+        });
+    };
+}
+
+pattern!(
+    PROJECT,
+    r"^([a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$"
+);
+pattern!(REGION, r"^[a-z]+-[a-z]+[0-9]+$");
+pattern!(SERVICE_NAME, r"^[a-z]([-a-z0-9]*[a-z0-9])?$");
+pattern!(SECRET_ID, r"^[A-Za-z0-9_-]{1,255}$");
+pattern!(ENV_NAME, r"^[A-Za-z_][A-Za-z0-9_]*$");
+pattern!(
+    SERVICE_ACCOUNT,
+    r"^[a-zA-Z0-9._%+-]+@[a-z0-9.-]+\.gserviceaccount\.com$"
+);
+pattern!(LABEL_KEY, r"^[a-z][a-z0-9_-]{0,62}$");
+pattern!(LABEL_VALUE, r"^[a-z0-9_-]{0,63}$");
+pattern!(
+    DNS_SUBDOMAIN,
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+);
+pattern!(SECRET_KEY, r"^[-._a-zA-Z0-9]+$");
+pattern!(VERSION, r"^(latest|[1-9][0-9]*)$");
+
+/// Longest Cloud Run service name.
+const MAX_SERVICE_NAME: usize = 49;
+/// Cloud Run's CPU range, in millicores.
+const CPU_RANGE_MILLIS: (u64, u64) = (80, 8000);
+/// Cloud Run's memory range, in MiB.
+const MEMORY_RANGE_MIB: (u64, u64) = (128, 32 * 1024);
+
+/// Validates a LiteLLMDeployment, returning every problem found.
+pub fn validate(obj: &LiteLLMDeployment) -> Result<(), InvalidSpec> {
+    let mut errors = Problems::default();
+    let spec = &obj.spec;
+
+    if !PROJECT.is_match(&spec.project) {
+        errors.add("spec.project", format!("{:?} is not a Google Cloud project id (6-30 lower-case letters, digits or hyphens, starting with a letter)", spec.project));
+    }
+    if !REGION.is_match(&spec.region) {
+        errors.add(
+            "spec.region",
+            format!("{:?} is not a Cloud Run region such as us-central1", spec.region),
+        );
+    }
+
+    let service = &spec.service;
+    let service_name = obj.service_name();
+    let name_field = if service.name.is_some() {
+        "spec.service.name"
+    } else {
+        "metadata.name"
+    };
+    if service_name.is_empty() {
+        errors.add("spec.service.name", "set spec.service.name or metadata.name");
+    } else if service_name.len() > MAX_SERVICE_NAME || !SERVICE_NAME.is_match(&service_name) {
+        errors.add(
+            name_field,
+            format!(
+                "{service_name:?} is not a valid Cloud Run service name (lower-case letters, digits and hyphens, \
+                 starting with a letter, not ending with a hyphen, at most {MAX_SERVICE_NAME} characters); \
+                 set spec.service.name"
+            ),
+        );
+    }
+    if service.image.trim().is_empty() {
+        errors.add(
+            "spec.service.image",
+            "set the LiteLLM container image, e.g. ghcr.io/berriai/litellm:main-stable",
+        );
+    }
+    if !(1..=65535).contains(&service.port) {
+        errors.add(
+            "spec.service.port",
+            format!("{} is not a TCP port (1-65535)", service.port),
+        );
+    }
+    if !SERVICE_ACCOUNT.is_match(&service.service_account) {
+        errors.add(
+            "spec.service.serviceAccount",
+            format!(
+                "{:?} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)",
+                service.service_account
+            ),
+        );
+    }
+    validate_resources(obj, &mut errors);
+
+    let scaling = &service.scaling;
+    if scaling.min_instances < 0 {
+        errors.add("spec.service.scaling.minInstances", "must not be negative");
+    }
+    if scaling.max_instances < 1 {
+        errors.add("spec.service.scaling.maxInstances", "must be at least 1");
+    }
+    if scaling.min_instances > scaling.max_instances {
+        errors.add(
+            "spec.service.scaling.minInstances",
+            format!(
+                "{} exceeds maxInstances {}",
+                scaling.min_instances, scaling.max_instances
+            ),
+        );
+    }
+    if !(1..=1000).contains(&scaling.concurrency) {
+        errors.add("spec.service.scaling.concurrency", "must be between 1 and 1000");
+    }
+    if !(1..=3600).contains(&service.request_timeout_seconds) {
+        errors.add("spec.service.requestTimeoutSeconds", "must be between 1 and 3600");
+    }
+
+    for key in service.env.keys() {
+        let field = format!("spec.service.env.{key}");
+        if !ENV_NAME.is_match(key) {
+            errors.add(&field, "env names must match [A-Za-z_][A-Za-z0-9_]*");
+        }
+        if RESERVED_ENV.contains(&key.as_str()) {
+            errors.add(&field, "is reserved by Cloud Run; remove it");
+        }
+    }
+    validate_labels("spec.service.labels", &service.labels, &mut errors);
+    if let Some(vpc) = &service.vpc_access
+        && vpc.connector.is_some() == vpc.network_interfaces.is_some()
+    {
+        errors.add(
+            "spec.service.vpcAccess",
+            "set exactly one of connector or networkInterfaces",
+        );
+    }
+    for (i, probe) in [
+        ("liveness", &service.probes.liveness),
+        ("startup", &service.probes.startup),
+    ] {
+        if !probe.path.starts_with('/') {
+            errors.add(&format!("spec.service.probes.{i}.path"), "must start with /");
+        }
+    }
+
+    validate_secrets(obj, &mut errors);
+
+    let policy = &spec.secret_policy;
+    match (policy.replication, &policy.replica_locations) {
+        (Replication::UserManaged, None) => errors.add(
+            "spec.secretPolicy.replicaLocations",
+            "required when replication is UserManaged",
+        ),
+        (Replication::UserManaged, Some(l)) if l.is_empty() => errors.add(
+            "spec.secretPolicy.replicaLocations",
+            "required when replication is UserManaged",
+        ),
+        (Replication::Automatic, Some(_)) => errors.add(
+            "spec.secretPolicy.replicaLocations",
+            "only allowed with replication UserManaged; remove it or set replication: UserManaged",
+        ),
+        _ => {}
+    }
+    for (i, location) in policy.replica_locations.iter().flatten().enumerate() {
+        if !REGION.is_match(location) {
+            errors.add(
+                &format!("spec.secretPolicy.replicaLocations[{i}]"),
+                format!("{location:?} is not a region"),
+            );
+        }
+    }
+    if !(1..=100).contains(&policy.keep_enabled_versions) {
+        errors.add(
+            "spec.secretPolicy.keepEnabledVersions",
+            "must be between 1 and 100",
+        );
+    }
+    validate_labels("spec.secretPolicy.labels", &policy.labels, &mut errors);
+
+    errors.finish()
+}
+
+fn validate_resources(obj: &LiteLLMDeployment, errors: &mut Problems) {
+    let resources = &obj.spec.service.resources;
+    let cpu = parse_cpu_millis(&resources.cpu);
+    let memory = parse_memory_mib(&resources.memory);
+    match cpu {
+        None => errors.add(
+            "spec.service.resources.cpu",
+            format!("{:?} is not a CPU quantity such as 1, 2 or 500m", resources.cpu),
+        ),
+        Some(m) if !(CPU_RANGE_MILLIS.0..=CPU_RANGE_MILLIS.1).contains(&m) => {
+            errors.add("spec.service.resources.cpu", "Cloud Run allows 80m to 8 CPUs")
+        }
+        Some(m) if m > 1000 && ![2000, 4000, 6000, 8000].contains(&m) => errors.add(
+            "spec.service.resources.cpu",
+            "above one CPU Cloud Run allows only 2, 4, 6 or 8",
+        ),
+        Some(_) => {}
+    }
+    match memory {
+        None => errors.add(
+            "spec.service.resources.memory",
+            format!(
+                "{:?} is not a memory quantity such as 512Mi or 4Gi",
+                resources.memory
+            ),
+        ),
+        Some(m) if !(MEMORY_RANGE_MIB.0..=MEMORY_RANGE_MIB.1).contains(&m) => {
+            errors.add("spec.service.resources.memory", "Cloud Run allows 128Mi to 32Gi")
+        }
+        Some(_) => {}
+    }
+    if let (Some(cpu), Some(memory)) = (cpu, memory) {
+        // Cloud Run's pairing rules: more memory needs more CPU, and more CPU needs a memory floor.
+        let min_cpu_for_memory = match memory {
+            m if m > 24 * 1024 => 8000,
+            m if m > 16 * 1024 => 6000,
+            m if m > 8 * 1024 => 4000,
+            m if m > 4 * 1024 => 2000,
+            m if m > 1024 => 1000,
+            _ => 0,
+        };
+        if cpu < min_cpu_for_memory {
+            errors.add(
+                "spec.service.resources",
+                format!(
+                    "memory {} needs at least {} CPU on Cloud Run",
+                    resources.memory,
+                    min_cpu_for_memory / 1000
+                ),
+            );
+        }
+        let min_memory_for_cpu = match cpu {
+            c if c >= 6000 => 4 * 1024,
+            c if c >= 4000 => 2 * 1024,
+            _ => 0,
+        };
+        if memory < min_memory_for_cpu {
+            errors.add(
+                "spec.service.resources",
+                format!(
+                    "{} CPU needs at least {}Gi memory on Cloud Run",
+                    cpu / 1000,
+                    min_memory_for_cpu / 1024
+                ),
+            );
+        }
+        if cpu < 1000 && obj.spec.service.scaling.concurrency > 1 {
+            errors.add(
+                "spec.service.scaling.concurrency",
+                "Cloud Run allows concurrency above 1 only with at least 1 CPU",
+            );
+        }
+    }
+}
+
+fn validate_secrets(obj: &LiteLLMDeployment, errors: &mut Problems) {
+    let spec = &obj.spec;
+    let mut envs: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, secret) in spec.secrets.iter().enumerate() {
+        let at = |f: &str| format!("spec.secrets[{i}].{f}");
+        if !ENV_NAME.is_match(&secret.env) {
+            errors.add(
+                &at("env"),
+                format!("{:?} is not an env var name ([A-Za-z_][A-Za-z0-9_]*)", secret.env),
+            );
+        }
+        if RESERVED_ENV.contains(&secret.env.as_str()) {
+            errors.add(&at("env"), "is reserved by Cloud Run");
+        }
+        if let Some(first) = envs.insert(&secret.env, i) {
+            errors.add(
+                &at("env"),
+                format!("{} is already used by spec.secrets[{first}]", secret.env),
+            );
+        }
+        if spec.service.env.contains_key(&secret.env) {
+            errors.add(
+                &format!("spec.service.env.{}", secret.env),
+                "is also a secret: remove the plain env var so the credential comes only from Secret Manager",
+            );
+        }
+        let id = secret.effective_secret_id();
+        let id_field = if secret.secret_id.is_some() {
+            at("secretId")
+        } else {
+            at("env")
+        };
+        if !SECRET_ID.is_match(&id) {
+            errors.add(
+                &id_field,
+                format!("secret id {id:?} must match [A-Za-z0-9_-]{{1,255}}"),
+            );
+        }
+        if let Some(first) = ids.insert(id.clone(), i) {
+            errors.add(
+                &id_field,
+                format!("secret id {id:?} is already used by spec.secrets[{first}]; set a distinct secretId"),
+            );
+        }
+        match secret.source() {
+            None => errors.add(
+                &format!("spec.secrets[{i}]"),
+                "set exactly one of fromSecret, generate or external",
+            ),
+            Some(SecretSource::FromSecret(r)) => {
+                if r.name.len() > 253 || !DNS_SUBDOMAIN.is_match(&r.name) {
+                    errors.add(
+                        &at("fromSecret.name"),
+                        format!("{:?} is not a Kubernetes Secret name", r.name),
+                    );
+                }
+                if r.key.len() > 253 || !SECRET_KEY.is_match(&r.key) {
+                    errors.add(
+                        &at("fromSecret.key"),
+                        format!("{:?} is not a Secret data key", r.key),
+                    );
+                }
+            }
+            Some(SecretSource::Generate(g)) => {
+                if !(16..=4096).contains(&g.length) {
+                    errors.add(&at("generate.length"), "must be between 16 and 4096");
+                }
+                if g.prefix.len() > 32 {
+                    errors.add(&at("generate.prefix"), "must be at most 32 characters");
+                }
+            }
+            Some(SecretSource::External(e)) => {
+                if !VERSION.is_match(&e.version) {
+                    errors.add(
+                        &at("external.version"),
+                        format!("{:?} must be latest or a version number", e.version),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn validate_labels(field: &str, labels: &BTreeMap<String, String>, errors: &mut Problems) {
+    for (key, value) in labels {
+        let at = format!("{field}.{key}");
+        if !LABEL_KEY.is_match(key) {
+            errors.add(
+                &at,
+                "Google label keys are 1-63 lower-case letters, digits, _ or -, starting with a letter",
+            );
+        }
+        if !LABEL_VALUE.is_match(value) {
+            errors.add(
+                &at,
+                "Google label values are at most 63 lower-case letters, digits, _ or -",
+            );
+        }
+        if key == names::MANAGED_BY_LABEL || key == names::OWNER_LABEL {
+            errors.add(&at, "is set by the operator; remove it");
+        }
+    }
+}
+
+/// Parses a Kubernetes CPU quantity into millicores (`2` -> 2000, `500m` -> 500, `0.5` -> 500).
+pub fn parse_cpu_millis(cpu: &str) -> Option<u64> {
+    if let Some(m) = cpu.strip_suffix('m') {
+        return m.parse().ok();
+    }
+    let (whole, frac) = cpu.split_once('.').unwrap_or((cpu, ""));
+    if whole.is_empty() || frac.len() > 3 || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let frac: u64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}").parse().ok()?
+    };
+    whole.checked_mul(1000)?.checked_add(frac)
+}
+
+/// Parses a Kubernetes memory quantity into MiB (`4Gi` -> 4096, `512Mi` -> 512, `1G` -> 953).
+pub fn parse_memory_mib(memory: &str) -> Option<u64> {
+    let split = memory.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = memory.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let bytes = match unit {
+        "Mi" => n.checked_mul(1 << 20)?,
+        "Gi" => n.checked_mul(1 << 30)?,
+        "M" => n.checked_mul(1_000_000)?,
+        "G" => n.checked_mul(1_000_000_000)?,
+        _ => return None,
+    };
+    Some(bytes >> 20)
+}
+
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn finish(self) -> Result<(), InvalidSpec> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidSpec(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_quantities() {
+        assert_eq!(parse_cpu_millis("2"), Some(2000));
+        assert_eq!(parse_cpu_millis("500m"), Some(500));
+        assert_eq!(parse_cpu_millis("0.25"), Some(250));
+        assert_eq!(parse_cpu_millis("1.5"), Some(1500));
+        assert_eq!(parse_cpu_millis(""), None);
+        assert_eq!(parse_cpu_millis("two"), None);
+        assert_eq!(parse_cpu_millis("0.0001"), None);
+    }
+
+    #[test]
+    fn memory_quantities() {
+        assert_eq!(parse_memory_mib("4Gi"), Some(4096));
+        assert_eq!(parse_memory_mib("512Mi"), Some(512));
+        assert_eq!(parse_memory_mib("1G"), Some(953));
+        assert_eq!(parse_memory_mib("4"), None);
+        assert_eq!(parse_memory_mib("4Ti"), None);
+    }
+
+    #[test]
+    fn patterns_compile_and_match_google_rules() {
+        assert!(SECRET_ID.is_match("database-url") && !SECRET_ID.is_match("database.url"));
+        assert!(SERVICE_NAME.is_match("litellm-proxy") && !SERVICE_NAME.is_match("1litellm"));
+        assert!(PROJECT.is_match("my-project") && PROJECT.is_match("example.com:my-project"));
+        assert!(REGION.is_match("europe-west4") && !REGION.is_match("europe"));
+        assert!(ENV_NAME.is_match("_A1") && !ENV_NAME.is_match("A-B"));
+        assert!(LABEL_KEY.is_match("team") && !LABEL_KEY.is_match("Team"));
+        assert!(LABEL_VALUE.is_match("") && !LABEL_VALUE.is_match("A"));
+        assert!(DNS_SUBDOMAIN.is_match("litellm.credentials") && !DNS_SUBDOMAIN.is_match("-x"));
+        assert!(SECRET_KEY.is_match("database-url") && !SECRET_KEY.is_match("a/b"));
+        assert!(VERSION.is_match("12") && !VERSION.is_match("01"));
+        assert!(SERVICE_ACCOUNT.is_match("123-compute@developer.gserviceaccount.com"));
+    }
+}
