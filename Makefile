@@ -1,0 +1,38 @@
+# The commands the README shows. `.ci/run` calls the same targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+PYTHON ?= python3
+VENV := .venv
+CONFORMANCE_REQUIREMENTS := crates/gcp-emulator/tests/conformance/requirements.txt
+
+.PHONY: help test lint fmt generate check-generated venv control-plane demo deny
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+test: venv control-plane ## Run every test: unit, emulator conformance (gcloud, Python, Rust clients), real kube-apiserver
+	$(CARGO) test --workspace --all-targets
+
+lint: ## rustfmt and clippy, as CI runs them
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+generate: ## Regenerate the committed CRD and its reference docs from crates/api
+	$(CARGO) run -q -p litellm-operator -- crd > crds/litellmdeployments.yaml
+	$(CARGO) run -q -p litellm-operator -- crd --reference > docs/crd-reference.md
+
+venv: $(VENV)/.installed ## Python virtualenv with Google's client libraries (for conformance tests)
+
+$(VENV)/.installed: $(CONFORMANCE_REQUIREMENTS)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CONFORMANCE_REQUIREMENTS)
+	touch $@
+
+control-plane: ## Build (once, cached) the real kube-apiserver and etcd from their Go modules
+	bash tests/control-plane/build.sh
+
+deny: ## License, source and ban checks (needs cargo-deny)
+	$(CARGO) deny check licenses bans sources
