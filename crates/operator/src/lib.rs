@@ -1,0 +1,5 @@
+//! litellm-operator: the reconcile pipeline that turns a `LiteLLMDeployment` into Secret Manager secrets, IAM
+//! bindings and a Cloud Run service, and the CLI around it.
+
+pub mod desired;
+pub mod service_diff;

@@ -1,0 +1,232 @@
+//! Decides whether the live Cloud Run service differs from the desired one in the fields the operator owns.
+//!
+//! Every template change creates a revision, so a false "differs" costs a rollout. Only fields present in the
+//! desired service are compared; fields the server fills in (container names, port names, `cpuIdle`, launch stage,
+//! status) are ignored, and a value the desired service leaves at its proto3 default matches an absent one.
+
+use serde_json::{Map, Value};
+
+/// Label keys Google itself may put on a service; never counted as drift.
+const SYSTEM_LABEL_PREFIXES: [&str; 3] = ["goog-", "run.googleapis.com", "cloud.googleapis.com"];
+
+/// The owned-field paths where `live` differs from `desired`, e.g. `template.containers[0].image`.
+pub fn drift(desired: &Value, live: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    compare("", desired, Some(live), &mut out);
+    // Labels are wholly owned: one removed from the spec must go from the service too.
+    if let (Some(want), Some(have)) = (
+        desired.get("labels").and_then(Value::as_object),
+        live.get("labels").and_then(Value::as_object),
+    ) {
+        for key in have.keys() {
+            if !want.contains_key(key) && !SYSTEM_LABEL_PREFIXES.iter().any(|p| key.starts_with(p)) {
+                out.push(format!("labels.{key}"));
+            }
+        }
+    }
+    out
+}
+
+fn compare(path: &str, desired: &Value, live: Option<&Value>, out: &mut Vec<String>) {
+    let Some(live) = live.filter(|l| !l.is_null()) else {
+        if !is_default(desired) {
+            out.push(path.to_owned());
+        }
+        return;
+    };
+    match (desired, live) {
+        (Value::Object(want), Value::Object(have)) => {
+            for (key, value) in want {
+                compare(&join(path, key), value, have.get(key), out);
+            }
+        }
+        (Value::Array(want), Value::Array(have)) => {
+            if want.len() != have.len() {
+                out.push(path.to_owned());
+                return;
+            }
+            for (i, (w, h)) in want.iter().zip(have).enumerate() {
+                compare(&format!("{path}[{i}]"), w, Some(h), out);
+            }
+        }
+        (want, have) => {
+            if !same_scalar(want, have) {
+                out.push(path.to_owned());
+            }
+        }
+    }
+}
+
+/// Google's JSON writes int64 as strings and omits proto3 defaults; compare by meaning.
+fn same_scalar(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::String(y)) | (Value::String(y), Value::Number(x)) => x.to_string() == *y,
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+fn is_default(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_default),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The service to send in a patch: the live service with every owned field replaced by the desired value, so
+/// fields other tools set (annotations, traffic splits, client info) survive. Objects merge key by key; arrays and
+/// scalars are replaced whole; `labels` is replaced whole (keeping Google's system labels).
+pub fn merge_owned(live: &Value, desired: &Value) -> Value {
+    let mut merged = live.clone();
+    merge_into(&mut merged, desired);
+    if let (Some(want), Some(have)) = (
+        desired.get("labels").and_then(Value::as_object),
+        live.get("labels").and_then(Value::as_object),
+    ) {
+        let mut labels: Map<String, Value> = have
+            .iter()
+            .filter(|(k, _)| SYSTEM_LABEL_PREFIXES.iter().any(|p| k.starts_with(p)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.extend(want.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged["labels"] = Value::Object(labels);
+    }
+    merged
+}
+
+fn merge_into(target: &mut Value, desired: &Value) {
+    match (target, desired) {
+        (Value::Object(t), Value::Object(d)) => {
+            for (key, value) in d {
+                match t.get_mut(key) {
+                    Some(existing) if existing.is_object() && value.is_object() => {
+                        merge_into(existing, value)
+                    }
+                    _ => {
+                        t.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (t, d) => *t = d.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn desired() -> Value {
+        json!({
+            "labels": {"managed-by": "litellm-operator"},
+            "ingress": "INGRESS_TRAFFIC_ALL",
+            "template": {
+                "serviceAccount": "run@p.iam.gserviceaccount.com",
+                "scaling": {"minInstanceCount": 0, "maxInstanceCount": 10},
+                "timeout": "300s",
+                "containers": [{
+                    "image": "litellm:1",
+                    "ports": [{"containerPort": 4000}],
+                    "env": [{"name": "A", "valueSource": {"secretKeyRef": {"secret": "projects/p/secrets/a", "version": "3"}}}]
+                }]
+            }
+        })
+    }
+
+    /// What Cloud Run returns for `desired()`: server defaults filled in, zero values omitted, int64 as strings.
+    fn live() -> Value {
+        json!({
+            "name": "projects/p/locations/r/services/s",
+            "generation": "4",
+            "labels": {"managed-by": "litellm-operator", "goog-managed-by": "cloudfunctions"},
+            "ingress": "INGRESS_TRAFFIC_ALL",
+            "launchStage": "GA",
+            "template": {
+                "serviceAccount": "run@p.iam.gserviceaccount.com",
+                "scaling": {"maxInstanceCount": 10},
+                "timeout": "300s",
+                "maxInstanceRequestConcurrency": 80,
+                "containers": [{
+                    "name": "litellm-1",
+                    "image": "litellm:1",
+                    "ports": [{"name": "http1", "containerPort": 4000}],
+                    "resources": {"limits": {"cpu": "1000m"}, "cpuIdle": true},
+                    "env": [{"name": "A", "valueSource": {"secretKeyRef": {"secret": "projects/p/secrets/a", "version": "3"}}}]
+                }]
+            },
+            "latestReadyRevision": "projects/p/locations/r/services/s/revisions/s-00004-abc"
+        })
+    }
+
+    #[test]
+    fn server_defaults_and_output_fields_are_not_drift() {
+        assert_eq!(drift(&desired(), &live()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_changed_owned_field_is_drift_with_its_path() {
+        let mut l = live();
+        l["template"]["containers"][0]["image"] = json!("evil:latest");
+        l["template"]["containers"][0]["env"][0]["valueSource"]["secretKeyRef"]["version"] = json!("2");
+        assert_eq!(
+            drift(&desired(), &l),
+            [
+                "template.containers[0].env[0].valueSource.secretKeyRef.version",
+                "template.containers[0].image"
+            ]
+        );
+    }
+
+    #[test]
+    fn added_env_and_labels_are_drift() {
+        let mut l = live();
+        l["template"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "B", "value": "x"}));
+        l["labels"]["owner"] = json!("someone");
+        assert_eq!(
+            drift(&desired(), &l),
+            ["template.containers[0].env", "labels.owner"]
+        );
+    }
+
+    #[test]
+    fn a_nonzero_default_missing_live_is_drift() {
+        let mut d = desired();
+        d["template"]["scaling"]["minInstanceCount"] = json!(2);
+        assert_eq!(drift(&d, &live()), ["template.scaling.minInstanceCount"]);
+    }
+
+    #[test]
+    fn merge_keeps_foreign_fields_and_replaces_owned_ones() {
+        let mut l = live();
+        l["annotations"] = json!({"run.googleapis.com/client-name": "gcloud"});
+        l["labels"]["owner"] = json!("someone");
+        l["template"]["containers"][0]["image"] = json!("evil:latest");
+        let merged = merge_owned(&l, &desired());
+        assert_eq!(merged["annotations"]["run.googleapis.com/client-name"], "gcloud");
+        assert_eq!(merged["template"]["containers"][0]["image"], "litellm:1");
+        assert_eq!(
+            merged["labels"],
+            json!({"managed-by": "litellm-operator", "goog-managed-by": "cloudfunctions"})
+        );
+        assert_eq!(drift(&desired(), &merged), Vec::<String>::new());
+    }
+}
