@@ -1,5 +1,6 @@
 //! litellm-operator: the reconcile pipeline that turns a `LiteLLMDeployment` into Secret Manager secrets, IAM
 //! bindings and a Cloud Run service, and the CLI around it.
 
+pub mod conditions;
 pub mod desired;
 pub mod service_diff;
