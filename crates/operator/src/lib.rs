@@ -3,4 +3,5 @@
 
 pub mod conditions;
 pub mod desired;
+pub mod resync;
 pub mod service_diff;
