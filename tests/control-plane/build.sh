@@ -16,7 +16,7 @@ cd "$here"
 say() { printf '[control-plane] %s\n' "$*" >&2; }
 
 # The single source of truth for versions is go.mod.
-k8s_version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' go.mod)
+k8s_version=$(awk '$1 == "require" { $1 = "" ; $0 = $0 } $1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2 }' go.mod)
 etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2 }' go.mod)
 if [[ -z "$k8s_version" || -z "$etcd_version" ]]; then
 	say "could not read the pinned versions from $here/go.mod"
