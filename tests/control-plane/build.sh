@@ -61,7 +61,7 @@ build() {
 	say "building $name from $pkg ($total packages; the first build takes several minutes, log: $log)"
 	: >"$log"
 	local status=0
-	CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg" 2>&1 |
+	CGO_ENABLED=0 go build -v -trimpath -buildvcs=false -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg" 2>&1 |
 		while IFS= read -r line; do
 			printf '%s\n' "$line" >>"$log"
 			n=$((n + 1))

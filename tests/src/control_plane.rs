@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -235,6 +236,49 @@ impl ControlPlane {
             .arg(&self.kubeconfig)
             .kill_on_drop(true);
         command
+    }
+
+    /// A client authenticated as service account `namespace/name` (created if missing) with a
+    /// bound token from the TokenRequest API, so it has exactly the RBAC bound to that account.
+    pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<Client> {
+        let api = Api::<ServiceAccount>::namespaced(self.client()?, namespace);
+        let account = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        };
+        match api.create(&PostParams::default(), &account).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(source) => {
+                return Err(Error::Api {
+                    what: format!("create service account {namespace}/{name}"),
+                    source,
+                });
+            }
+        }
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        let issued = api
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .map_err(|source| Error::Api {
+                what: format!("request a token for service account {namespace}/{name}"),
+                source,
+            })?;
+        let token = issued.status.map(|s| s.token).unwrap_or_default();
+        let mut config = self.config.clone();
+        // Only the token: the admin client certificate must not come along.
+        config.auth_info =
+            serde_json::from_value(serde_json::json!({ "token": token })).map_err(Error::AuthInfo)?;
+        Client::try_from(config).map_err(Error::Client)
     }
 
     /// Creates a namespace named `<prefix>-<random>` for one test and returns its name.

@@ -65,6 +65,9 @@ pub enum Error {
         log_tail: String,
     },
 
+    #[error("could not build the credentials of a service-account client")]
+    AuthInfo(#[source] serde_json::Error),
+
     #[error("could not build a Kubernetes client")]
     Client(#[source] kube::Error),
 
