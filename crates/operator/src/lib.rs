@@ -2,6 +2,11 @@
 //! bindings and a Cloud Run service, and the CLI around it.
 
 pub mod conditions;
+pub mod controller;
 pub mod desired;
+pub mod error;
+pub mod gcp_config;
+pub mod leader;
+pub mod metrics;
 pub mod resync;
 pub mod service_diff;

@@ -1,8 +1,16 @@
 //! The `litellm-operator` binary.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use litellm_operator::controller::{self, Context, Settings};
+use litellm_operator::leader::Election;
+use litellm_operator::metrics::{self, Health, Metrics};
+use litellm_operator::{gcp_config, resync};
+use tracing::{error, info};
 
 /// Runs the LiteLLM proxy on Google Cloud Run with every credential in Google Secret Manager.
 #[derive(Parser)]
@@ -14,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller: watch LiteLLMDeployments and keep Google converged with them.
+    Run(Box<RunArgs>),
     /// Print the LiteLLMDeployment CustomResourceDefinition (YAML) generated from the Rust types.
     Crd {
         /// Print the Markdown field reference (docs/crd-reference.md) instead of the YAML.
@@ -22,25 +32,160 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "LITELLM_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Watch only LiteLLMDeployments matching this label selector (sharding).
+    #[arg(long)]
+    selector: Option<String>,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Periodic resync that finds drift made on Google's side (jittered ±10 %; per-resource annotation
+    /// `litellm.dev/resync-interval` overrides it).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    resync_interval: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Address of the metrics and health server (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease so only one replica writes.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "litellm-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity in the election.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    #[command(flatten)]
+    gcp: gcp_config::GcpArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    resync::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration such as 90s, 10m or 1h"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd { reference } => {
-            let rendered = if reference {
-                litellm_operator_api::reference::markdown().map_err(|e| e.to_string())
-            } else {
-                litellm_operator_api::crd_yaml().map_err(|e| e.to_string())
-            };
-            match rendered {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
+        Command::Crd { reference } => print_crd(reference),
+        Command::Run(args) => {
+            init_logging(args.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
                 Err(e) => {
-                    eprintln!("error: could not render the CRD: {e}");
+                    eprintln!("error: could not start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = %e, "Operator stopped");
                     ExitCode::FAILURE
                 }
             }
         }
     }
+}
+
+fn print_crd(reference: bool) -> ExitCode {
+    let rendered = if reference {
+        litellm_operator_api::reference::markdown().map_err(|e| e.to_string())
+    } else {
+        litellm_operator_api::crd_yaml().map_err(|e| e.to_string())
+    };
+    match rendered {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: could not render the CRD: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("no Kubernetes client configuration: {e}"))?;
+    let mut metrics = Metrics::new();
+    let gcp = args
+        .gcp
+        .connect(&mut metrics.registry)
+        .await
+        .map_err(|e| format!("Google Cloud access: {e}"))?;
+    let metrics = Arc::new(metrics);
+    let health = Health::default();
+    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), health.clone()));
+    info!(addr = %args.metrics_addr, "Serving metrics and health");
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("litellm-operator-{}", std::process::id()));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        gcp,
+        reporter: kube::runtime::events::Reporter {
+            controller: "litellm-operator".into(),
+            instance: Some(identity.clone()),
+        },
+        metrics,
+        settings: Settings {
+            namespace: args.namespace,
+            selector: args.selector,
+            concurrency: args.concurrency,
+            resync: args.resync_interval,
+            ..Settings::default()
+        },
+    });
+
+    if args.leader_elect {
+        let mut leading = Election::new(args.lease_namespace, args.lease_name, identity).spawn(client);
+        info!("Waiting for the leader lease");
+        while !*leading.borrow() {
+            leading
+                .changed()
+                .await
+                .map_err(|_| "leader election stopped".to_owned())?;
+        }
+        // Ready (for traffic to /readyz) only matters for the leader; followers stay unready but alive.
+        tokio::select! {
+            () = controller::run(ctx, health) => {}
+            _ = async { while *leading.borrow() { if leading.changed().await.is_err() { break; } } } => {
+                return Err("lost the leader lease; exiting so a restart can campaign again".into());
+            }
+        }
+    } else {
+        controller::run(ctx, health).await;
+    }
+    server.abort();
+    Ok(())
 }

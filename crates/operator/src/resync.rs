@@ -36,7 +36,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// The resync interval for one resource: its annotation when valid (and at least [`MIN_RESYNC`]), else `default`.
-pub fn interval(annotations: Option<&std::collections::BTreeMap<String, String>>, default: Duration) -> Duration {
+pub fn interval(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    default: Duration,
+) -> Duration {
     annotations
         .and_then(|a| a.get(RESYNC_INTERVAL_ANNOTATION))
         .and_then(|v| parse_duration(v))

@@ -1,0 +1,270 @@
+//! The reconciling controller: watches LiteLLMDeployments and the Kubernetes Secrets they reference, and runs
+//! the pipeline `desired -> secrets -> iam -> service -> retire -> status` under a finalizer.
+
+mod iam;
+mod pipeline;
+mod retire;
+mod secrets;
+mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, PartialObjectMeta, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::{self, watcher};
+use kube::{Client, Resource, ResourceExt};
+use litellm_operator_api::names::{FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, reason};
+use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus, SecretSource};
+use litellm_operator_gcp::Gcp;
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::conditions::{self, Outcome};
+use crate::desired::desired_state;
+use crate::error::{Error, ErrorClass};
+use crate::metrics::{Health, Metrics, ResultLabels};
+use crate::resync;
+
+/// Settings of one controller instance.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace (all namespaces when `None`).
+    pub namespace: Option<String>,
+    /// Watch only LiteLLMDeployments matching this label selector (for sharding).
+    pub selector: Option<String>,
+    /// Reconciles running at once.
+    pub concurrency: u16,
+    /// Default periodic resync, jittered ±10 %.
+    pub resync: Duration,
+    /// How soon to look again while a rollout or IAM propagation is in progress.
+    pub progress_poll: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            selector: None,
+            concurrency: 8,
+            resync: Duration::from_secs(600),
+            progress_poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Shared state of every reconcile.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Google Cloud access.
+    pub gcp: Gcp,
+    /// Event reporter identity.
+    pub reporter: Reporter,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub settings: Settings,
+}
+
+impl Context {
+    fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+    }
+
+    /// Publishes an Event on `obj`; failure to publish is logged, never fatal.
+    pub(crate) async fn event(&self, obj: &LiteLLMDeployment, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder().publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, "Could not publish event");
+        }
+    }
+}
+
+/// Runs the controller until SIGTERM / Ctrl-C.
+pub async fn run(ctx: Arc<Context>, health: Health) {
+    let settings = ctx.settings.clone();
+    let (deployments, secrets): (Api<LiteLLMDeployment>, Api<PartialObjectMeta<Secret>>) =
+        match &settings.namespace {
+            Some(ns) => (
+                Api::namespaced(ctx.client.clone(), ns),
+                Api::namespaced(ctx.client.clone(), ns),
+            ),
+            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+        };
+    if let Err(e) = deployments.list(&ListParams::default().limit(1)).await {
+        warn!(error = %e, "Could not list LiteLLMDeployments; is the CRD installed and RBAC granted?");
+    }
+    let mut wc = watcher::Config::default().any_semantic();
+    if let Some(selector) = &settings.selector {
+        wc = wc.labels(selector);
+    }
+    let controller = Controller::new(deployments, wc);
+    let store = controller.store();
+    // Secrets are watched by metadata only: their values never enter the watch cache.
+    let secret_changes = watcher(secrets, watcher::Config::default()).touched_objects();
+    let controller = controller
+        .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|d| d.namespace() == ns && references(d, &name))
+                .map(|d| ObjectRef::from_obj(&*d))
+                .collect::<Vec<_>>()
+        })
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .shutdown_on_signal();
+    health.set_ready();
+    info!(
+        namespace = settings.namespace.as_deref().unwrap_or("*"),
+        "Started controller"
+    );
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "Reconcile failed");
+            }
+        })
+        .await;
+    info!("Stopped controller");
+}
+
+/// Whether `obj` reads a key of the Kubernetes Secret `name` (same namespace).
+fn references(obj: &LiteLLMDeployment, name: &str) -> bool {
+    obj.spec
+        .secrets
+        .iter()
+        .any(|s| matches!(s.source(), Some(SecretSource::FromSecret(r)) if r.name == name))
+}
+
+async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer();
+    let ns = obj.namespace().unwrap_or_default();
+    let span = info_span!("reconcile", namespace = %ns, name = %obj.name_any());
+    let api: Api<LiteLLMDeployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(obj) => apply(&obj, &ctx).await,
+            Finalizer::Cleanup(obj) => pipeline::cleanup(&obj, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    let label = match &result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => e.class().as_str().to_owned(),
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: label })
+        .inc();
+    result
+}
+
+fn error_policy(obj: Arc<LiteLLMDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
+    let delay = match error.class() {
+        ErrorClass::InvalidSpec => return Action::await_change(),
+        ErrorClass::PermissionDenied => Duration::from_secs(300),
+        ErrorClass::IamPropagating => Duration::from_secs(15),
+        ErrorClass::NotFound | ErrorClass::Conflict => Duration::from_secs(5),
+        ErrorClass::Transient | ErrorClass::Kubernetes | ErrorClass::Other => Duration::from_secs(30),
+    };
+    warn!(name = %obj.name_any(), class = error.class().as_str(), error = %error, "Reconcile will be retried");
+    Action::requeue(resync::jittered(delay))
+}
+
+async fn apply(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Action, Error> {
+    let generation = obj.metadata.generation;
+    let mut status = obj.status.clone().unwrap_or_default();
+    let resync = resync::interval(obj.metadata.annotations.as_ref(), ctx.settings.resync);
+
+    let desired = match desired_state(obj) {
+        Ok(d) => d,
+        Err(invalid) => {
+            let outcome = Outcome::not_ready(reason::INVALID_SPEC, invalid.to_string());
+            conditions::set_all_blocked(&mut status.conditions, &outcome, generation, &now());
+            status.observed_generation = generation;
+            if write_status(obj, status, ctx).await? {
+                ctx.event(obj, EventType::Warning, reason::INVALID_SPEC, invalid.to_string())
+                    .await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+
+    if obj.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true") {
+        let outcome = Outcome::not_ready(
+            reason::PAUSED,
+            format!("{PAUSED_ANNOTATION} is \"true\": no Google writes until it is removed"),
+        );
+        conditions::set_all_blocked(&mut status.conditions, &outcome, generation, &now());
+        status.observed_generation = generation;
+        write_status(obj, status, ctx).await?;
+        return Ok(Action::requeue(resync::jittered(resync)));
+    }
+
+    let (progress, failure) = pipeline::apply(obj, &desired, &mut status, ctx).await;
+    status.observed_generation = generation;
+    write_status(obj, status, ctx).await?;
+    if let Some(error) = failure {
+        let note = pipeline::explain(&error, &obj.spec.service.service_account);
+        ctx.event(obj, EventType::Warning, error.reason(), note).await;
+        return Err(error);
+    }
+    Ok(if progress.converged {
+        Action::requeue(resync::jittered(resync))
+    } else {
+        Action::requeue(ctx.settings.progress_poll)
+    })
+}
+
+/// Writes `status` with server-side apply, unless it equals what is already there. Returns whether it wrote.
+async fn write_status(
+    obj: &LiteLLMDeployment,
+    status: LiteLLMDeploymentStatus,
+    ctx: &Context,
+) -> Result<bool, Error> {
+    if obj.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    let api: Api<LiteLLMDeployment> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": LiteLLMDeployment::api_version(&()),
+        "kind": LiteLLMDeployment::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(Error::Kubernetes)?;
+    ctx.metrics.status_writes.inc();
+    Ok(true)
+}
+
+fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+}

@@ -1,0 +1,126 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, so only one of several replicas writes.
+//!
+//! The holder renews every `renew` period; a candidate takes the lease once it has gone unrenewed for
+//! `lease_duration`. Every write carries the lease's `resourceVersion`, so two candidates cannot both win. A leader
+//! that fails to renew before its lease expires steps down (the caller stops its controller).
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Lease settings.
+#[derive(Clone, Debug)]
+pub struct Election {
+    /// Namespace of the Lease (the operator's own).
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// This replica's identity (the pod name).
+    pub identity: String,
+    /// How long a lease stays valid without renewal.
+    pub lease_duration: Duration,
+    /// How often the holder renews.
+    pub renew: Duration,
+}
+
+impl Election {
+    /// Defaults Kubernetes' own controllers use: 15 s lease, renewed every 5 s.
+    pub fn new(namespace: String, name: String, identity: String) -> Self {
+        Self {
+            namespace,
+            name,
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew: Duration::from_secs(5),
+        }
+    }
+
+    /// Campaigns forever; the receiver says whether this replica currently leads.
+    pub fn spawn(self, client: Client) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            let api: Api<Lease> = Api::namespaced(client, &self.namespace);
+            let mut last_renewed: Option<tokio::time::Instant> = None;
+            loop {
+                match self.try_acquire_or_renew(&api).await {
+                    Ok(true) => {
+                        if !*tx.borrow() {
+                            info!(lease = %self.name, identity = %self.identity, "Acquired leader lease");
+                        }
+                        last_renewed = Some(tokio::time::Instant::now());
+                        let _ = tx.send(true);
+                    }
+                    Ok(false) => {
+                        if *tx.borrow() {
+                            warn!(lease = %self.name, "Lost leader lease to another replica");
+                        }
+                        last_renewed = None;
+                        let _ = tx.send(false);
+                    }
+                    Err(e) => {
+                        warn!(lease = %self.name, error = %e, "Could not renew leader lease");
+                        // Step down before the lease can expire under us.
+                        if last_renewed.is_some_and(|t| t.elapsed() + self.renew >= self.lease_duration) {
+                            last_renewed = None;
+                            let _ = tx.send(false);
+                        }
+                    }
+                }
+                tokio::time::sleep(self.renew).await;
+            }
+        });
+        rx
+    }
+
+    async fn try_acquire_or_renew(&self, api: &Api<Lease>) -> Result<bool, kube::Error> {
+        let now = Timestamp::now();
+        let seconds = i32::try_from(self.lease_duration.as_secs()).unwrap_or(15);
+        let Some(mut lease) = api.get_opt(&self.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(self.identity.clone()),
+                    lease_duration_seconds: Some(seconds),
+                    acquire_time: Some(MicroTime(now)),
+                    renew_time: Some(MicroTime(now)),
+                    lease_transitions: Some(0),
+                    ..LeaseSpec::default()
+                }),
+            };
+            return match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        let held_by_me = spec.holder_identity.as_deref() == Some(self.identity.as_str());
+        let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(seconds)));
+        let expired = spec.renew_time.as_ref().is_none_or(|t| t.0 + duration < now);
+        if !held_by_me && !expired {
+            return Ok(false);
+        }
+        if !held_by_me {
+            spec.holder_identity = Some(self.identity.clone());
+            spec.acquire_time = Some(MicroTime(now));
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        }
+        spec.lease_duration_seconds = Some(seconds);
+        spec.renew_time = Some(MicroTime(now));
+        // `replace` sends the resourceVersion we read: a concurrent winner makes this a 409.
+        match api.replace(&self.name, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
