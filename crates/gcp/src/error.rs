@@ -262,7 +262,12 @@ impl Error {
     ) -> Self {
         let message = bounded(&status.message, payload);
         let info = error_info(status);
-        match status.code {
+        // A body without Google's `status` string parses as UNKNOWN; the HTTP status still says what it was.
+        let code = match (status.code, http) {
+            (Code::Unknown, Some(http)) => code_from_http(http),
+            (code, _) => code,
+        };
+        match code {
             Code::NotFound => Error::NotFound { resource, message },
             Code::AlreadyExists => Error::AlreadyExists { resource },
             Code::PermissionDenied => {
@@ -408,4 +413,226 @@ pub(crate) fn bounded(message: &str, payload: Option<&SecretPayload>) -> String 
         message = message.chars().take(MAX_MESSAGE_LEN).collect::<String>() + "...";
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    const RES: &str = "projects/p/secrets/x";
+
+    /// Classifies an error body exactly as the client would receive it from Google.
+    fn google(http: u16, body: &str) -> Error {
+        let status = Status::try_from(&bytes::Bytes::from(body.to_owned())).unwrap();
+        Error::from_gax(
+            &GaxError::service_with_http_metadata(status, Some(http), None),
+            RES,
+            None,
+        )
+    }
+
+    #[test]
+    fn not_found_and_already_exists() {
+        let e = google(
+            404,
+            r#"{"error":{"code":404,"message":"Secret [projects/1/secrets/x] not found.","status":"NOT_FOUND"}}"#,
+        );
+        assert!(
+            matches!(&e, Error::NotFound { resource, .. } if resource == RES),
+            "{e:?}"
+        );
+        let e = google(
+            409,
+            r#"{"error":{"code":409,"message":"Secret [x] already exists.","status":"ALREADY_EXISTS"}}"#,
+        );
+        assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "projects/p/secrets/x already exists");
+    }
+
+    #[test]
+    fn permission_denied_names_the_permission_from_error_info() {
+        let e = google(
+            403,
+            r#"{"error":{"code":403,"message":"Permission 'secretmanager.secrets.create' denied for resource 'projects/p' (or it may not exist).","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"IAM_PERMISSION_DENIED","domain":"secretmanager.googleapis.com","metadata":{"permission":"secretmanager.secrets.create","resource":"projects/p"}}]}}"#,
+        );
+        let Error::PermissionDenied { permission, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(permission.as_deref(), Some("secretmanager.secrets.create"));
+        assert!(
+            e.to_string().contains("(missing secretmanager.secrets.create)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn permission_denied_names_the_permission_from_the_message() {
+        let e = google(
+            403,
+            r#"{"error":{"code":403,"message":"Permission 'run.services.get' denied on resource 'projects/p/locations/r/services/s' (or resource may not exist).","status":"PERMISSION_DENIED"}}"#,
+        );
+        let Error::PermissionDenied { permission, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(permission.as_deref(), Some("run.services.get"));
+        let e = google(
+            403,
+            r#"{"error":{"code":403,"message":"The caller does not have permission","status":"PERMISSION_DENIED"}}"#,
+        );
+        assert!(
+            matches!(e, Error::PermissionDenied { permission: None, .. }),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn service_disabled_gives_the_enable_command() {
+        let e = google(
+            403,
+            r#"{"error":{"code":403,"message":"Secret Manager API has not been used in project 123456789 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/secretmanager.googleapis.com/overview?project=123456789 then retry.","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"SERVICE_DISABLED","domain":"googleapis.com","metadata":{"service":"secretmanager.googleapis.com","consumer":"projects/123456789"}}]}}"#,
+        );
+        let Error::ServiceDisabled { service, project, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (service.as_str(), project.as_str()),
+            ("secretmanager.googleapis.com", "123456789")
+        );
+        assert!(
+            e.to_string()
+                .contains("gcloud services enable secretmanager.googleapis.com --project=123456789")
+        );
+        // Without ErrorInfo, from the message alone.
+        let e = google(
+            403,
+            r#"{"error":{"code":403,"message":"Cloud Run Admin API has not been used in project my-proj before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/run.googleapis.com/overview?project=my-proj then retry.","status":"PERMISSION_DENIED"}}"#,
+        );
+        let Error::ServiceDisabled { service, project, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (service.as_str(), project.as_str()),
+            ("run.googleapis.com", "my-proj")
+        );
+    }
+
+    #[test]
+    fn concurrency_precondition_and_argument_errors() {
+        let e = google(
+            409,
+            r#"{"error":{"code":409,"message":"There were concurrent policy changes.","status":"ABORTED"}}"#,
+        );
+        assert!(matches!(e, Error::Aborted { .. }), "{e:?}");
+        let e = google(
+            400,
+            r#"{"error":{"code":400,"message":"etag mismatch","status":"FAILED_PRECONDITION"}}"#,
+        );
+        assert!(matches!(e, Error::FailedPrecondition { .. }), "{e:?}");
+        let e = google(
+            400,
+            r#"{"error":{"code":400,"message":"bad secret id","status":"INVALID_ARGUMENT"}}"#,
+        );
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+        let e = google(
+            401,
+            r#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#,
+        );
+        assert!(matches!(e, Error::Unauthenticated { .. }), "{e:?}");
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn quota_and_unavailability_are_transient() {
+        let e = google(
+            429,
+            r#"{"error":{"code":429,"message":"Quota exceeded for quota metric 'Read requests'","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"3s"}]}}"#,
+        );
+        assert!(matches!(e, Error::QuotaExceeded { .. }), "{e:?}");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        assert!(e.is_transient());
+        let e = google(
+            503,
+            r#"{"error":{"code":503,"message":"The service is currently unavailable.","status":"UNAVAILABLE"}}"#,
+        );
+        assert!(
+            matches!(e, Error::Unavailable { .. }) && e.is_transient(),
+            "{e:?}"
+        );
+        let e = google(
+            500,
+            r#"{"error":{"code":500,"message":"Internal error","status":"INTERNAL"}}"#,
+        );
+        assert!(
+            matches!(&e, Error::Other { code, .. } if code == "INTERNAL"),
+            "{e:?}"
+        );
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn non_google_bodies_are_classified_by_http_status() {
+        let e = Error::from_gax(
+            &GaxError::http(502, http::HeaderMap::new(), "<html>Bad Gateway</html>".into()),
+            RES,
+            None,
+        );
+        assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+        assert!(!e.to_string().contains("html"));
+        let e = Error::from_gax(
+            &GaxError::http(429, http::HeaderMap::new(), "slow down".into()),
+            RES,
+            None,
+        );
+        assert!(matches!(e, Error::QuotaExceeded { .. }), "{e:?}");
+        // Google JSON without the `status` string.
+        let e = google(404, r#"{"error":{"code":404,"message":"nope"}}"#);
+        assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn transport_failures_are_unavailable_and_decoding_failures_keep_no_text() {
+        let e = Error::from_gax(&GaxError::io("connection reset by peer"), RES, None);
+        assert!(
+            matches!(e, Error::Unavailable { .. }) && e.is_transient(),
+            "{e:?}"
+        );
+        let e = Error::from_gax(&GaxError::timeout("deadline"), RES, None);
+        assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+        let e = Error::from_gax(
+            &GaxError::deser("invalid type: string \"hunter2\", expected bytes"),
+            RES,
+            None,
+        );
+        assert!(matches!(e, Error::UnexpectedResponse { .. }), "{e:?}");
+        assert!(!e.to_string().contains("hunter2"));
+        assert!(!format!("{e:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_payload_echoed_by_google_is_scrubbed_and_long_messages_are_cut() {
+        let payload = SecretPayload::from("sk-live-0123456789abcdef");
+        let body = r#"{"error":{"code":400,"message":"value sk-live-0123456789abcdef (c2stbGl2ZS0wMTIzNDU2Nzg5YWJjZGVm) rejected","status":"INVALID_ARGUMENT"}}"#;
+        let status = Status::try_from(&bytes::Bytes::from(body)).unwrap();
+        let e = Error::from_gax(&GaxError::service(status), RES, Some(&payload));
+        for text in [e.to_string(), format!("{e:?}")] {
+            assert!(!text.contains("sk-live-0123456789abcdef"), "{text}");
+            assert!(!text.contains("c2stbGl2ZS0wMTIzNDU2Nzg5YWJjZGVm"), "{text}");
+        }
+        let long = "x".repeat(5000);
+        let status = Status::default()
+            .set_code(Code::InvalidArgument)
+            .set_message(long);
+        let e = Error::from_gax(&GaxError::service(status), RES, None);
+        assert!(e.to_string().len() < 700, "{}", e.to_string().len());
+    }
+
+    #[test]
+    fn codes_and_resources_are_reported() {
+        let e = google(
+            404,
+            r#"{"error":{"code":404,"message":"x","status":"NOT_FOUND"}}"#,
+        );
+        assert_eq!((e.code(), e.resource()), ("NOT_FOUND", RES));
+    }
 }
