@@ -5,12 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 CONFORMANCE_REQUIREMENTS := crates/gcp-emulator/tests/conformance/requirements.txt
 
-.PHONY: help test lint fmt generate check-generated venv control-plane demo deny
+.PHONY: help test lint fmt generate venv control-plane helm demo deny
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-test: venv control-plane ## Run every test: unit, emulator conformance (gcloud, Python, Rust clients), real kube-apiserver
+test: venv control-plane helm ## Run every test: unit, emulator conformance (gcloud, Python, Rust clients), real kube-apiserver, helm
 	$(CARGO) test --workspace --all-targets
 
 lint: ## rustfmt and clippy, as CI runs them
@@ -23,6 +23,7 @@ fmt: ## Format the code
 generate: ## Regenerate the committed CRD and its reference docs from crates/api
 	$(CARGO) run -q -p litellm-operator -- crd > crds/litellmdeployments.yaml
 	$(CARGO) run -q -p litellm-operator -- crd --reference > docs/crd-reference.md
+	cp crds/litellmdeployments.yaml charts/litellm-operator/crds/litellmdeployments.yaml
 
 venv: $(VENV)/.installed ## Python virtualenv with Google's client libraries (for conformance tests)
 
@@ -31,8 +32,11 @@ $(VENV)/.installed: $(CONFORMANCE_REQUIREMENTS)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CONFORMANCE_REQUIREMENTS)
 	touch $@
 
-control-plane: ## Build (once, cached) the real kube-apiserver and etcd from their Go modules
+control-plane: ## Build (once, cached) the real kube-apiserver, etcd and kubectl from their Go modules
 	bash tests/control-plane/build.sh
+
+helm: ## Build (once, cached) the real helm CLI from its Go module
+	bash tests/helm/build.sh
 
 deny: ## License, source and ban checks (needs cargo-deny)
 	$(CARGO) deny check licenses bans sources
