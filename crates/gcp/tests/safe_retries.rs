@@ -323,3 +323,38 @@ async fn no_write_when_the_member_differs_only_in_case() {
         "the write must carry the etag: {last}"
     );
 }
+
+#[tokio::test]
+async fn calls_are_held_to_the_configured_rate_and_the_wait_is_measured() {
+    let fake = Fake::start(|_| (200, json!({"name": "projects/p/secrets/x"}).to_string())).await;
+    let mut registry = Registry::default();
+    // 1,200/min = 20/s with one second of burst.
+    let limits = RateLimits {
+        secret_reads_per_minute: Some(1200),
+        ..RateLimits::unlimited()
+    };
+    let config = GcpConfig {
+        rate_limits: limits,
+        ..config(&fake.url)
+    };
+    let gcp = Gcp::connect(&config, &mut registry).await.unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..40 {
+        gcp.find_secret(&secret_x()).await.unwrap();
+    }
+    // 20 go out at once, the next 20 at 20/s.
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
+    let text = metrics_text(&registry);
+    assert!(
+        text.contains(r#"gcp_rate_limit_wait_seconds_count{quota_class="secret_read"} 40"#),
+        "{text}"
+    );
+    let sum: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"gcp_rate_limit_wait_seconds_sum{quota_class="secret_read"} "#))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(sum >= 0.9, "waited {sum} s in total");
+}
