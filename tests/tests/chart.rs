@@ -932,3 +932,231 @@ async fn namespaced_service_account_reads_secrets_only_in_the_watched_namespace(
     let watch = format!("operator.watchNamespaces={{{watched}}}");
     install_and_check(cp, &release, &own, &["--set", &watch], checks).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Argo CD health check of docs/gitops-argocd.md, run by gopher-lua (the interpreter Argo CD embeds)
+
+/// glua: `LITELLM_GLUA_BIN`, else where `tests/helm/build.sh` puts it.
+fn glua_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("LITELLM_GLUA_BIN") {
+        return PathBuf::from(path);
+    }
+    let version = HELM_GO_MOD
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            if words.next()? == "github.com/yuin/gopher-lua" {
+                words.next()?.strip_prefix('v')
+            } else {
+                None
+            }
+        })
+        .expect("tests/helm/go.mod pins github.com/yuin/gopher-lua");
+    let path = helm_bin() // the same cache root as helm's
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join(format!("gopher-lua-{version}"))
+        .join("bin")
+        .join("glua");
+    assert!(
+        path.is_file(),
+        "glua {version} is not built at {}: run `bash tests/helm/build.sh` first (or set LITELLM_GLUA_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// The Lua health check exactly as the doc's `argocd-cm` snippet carries it.
+fn argocd_health_script() -> String {
+    let doc = std::fs::read_to_string(repo_path("docs/gitops-argocd.md")).unwrap();
+    let key = "resource.customizations.health.litellm.dev_LiteLLMDeployment";
+    doc.split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("\n```").next())
+        .filter(|block| block.contains("name: argocd-cm"))
+        .find_map(|block| {
+            let config: Value = serde_yaml::from_str(block).unwrap();
+            config["data"][key].as_str().map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("docs/gitops-argocd.md has no argocd-cm block with {key}"))
+}
+
+/// A Lua expression for a JSON value, as Argo CD hands a resource to Lua (objects and arrays become tables).
+fn lua_literal(value: &Value) -> String {
+    match value {
+        Value::Null => "nil".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c if c.is_control() => out.push_str(&format!("\\{}", u32::from(c))),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        Value::Array(items) => format!(
+            "{{{}}}",
+            items.iter().map(lua_literal).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!(
+                    "[{}] = {}",
+                    lua_literal(&Value::String(k.clone())),
+                    lua_literal(v)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Runs the health check on `obj` the way Argo CD does (a global `obj`, the chunk returns a table) and
+/// returns `(status, message)`.
+fn argocd_health(script: &str, obj: &Value) -> (String, String) {
+    let program = format!(
+        "obj = {}\nlocal function health()\n{script}\nend\nlocal hs = health()\nprint(hs.status)\nprint(hs.message)\n",
+        lua_literal(obj)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("health.lua");
+    std::fs::write(&file, program).unwrap();
+    let out = Command::new(glua_bin()).arg(&file).output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the health check failed in Lua: {stdout}{}",
+        text(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    (
+        lines.next().unwrap_or_default().to_owned(),
+        lines.next().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Every condition reason the operator can report, read from `crates/api/src/names.rs` (`pub mod reason`).
+fn condition_reasons() -> Vec<String> {
+    let names = std::fs::read_to_string(repo_path("crates/api/src/names.rs")).unwrap();
+    let module = names
+        .split("pub mod reason {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .expect("names.rs has `pub mod reason`");
+    module
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const "))
+        .filter_map(|l| l.split('"').nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `examples/minimal.yaml`'s LiteLLMDeployment at generation 3 with `status`.
+fn llmd_with_status(status: Option<Value>) -> Value {
+    let text = std::fs::read_to_string(repo_path("examples/minimal.yaml")).unwrap();
+    let mut obj = yaml_documents(&text, "examples/minimal.yaml")
+        .unwrap()
+        .into_iter()
+        .find(|d| d["kind"] == "LiteLLMDeployment")
+        .unwrap();
+    obj["metadata"]["generation"] = 3.into();
+    if let Some(status) = status {
+        obj["status"] = status;
+    }
+    obj
+}
+
+fn status_with_ready(ready: &str, reason: &str, message: &str, observed: i64) -> Value {
+    serde_json::json!({
+        "observedGeneration": observed,
+        "url": "https://litellm-minimal-xyz-uc.a.run.app",
+        "conditions": [
+            {"type": "SecretsReady", "status": "True", "reason": "Ready", "message": "2 secrets",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": "Ready", "status": ready, "reason": reason, "message": message,
+             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": observed},
+        ],
+    })
+}
+
+#[test]
+fn argocd_health_check_maps_every_state_of_a_litellmdeployment() {
+    let script = argocd_health_script();
+    let reasons = condition_reasons();
+    assert!(
+        reasons.len() >= 8 && reasons.iter().any(|r| r == "PermissionDenied"),
+        "{reasons:?}"
+    );
+
+    // (fixture, expected status, text the message must contain)
+    let mut cases: Vec<(String, Value, &str, String)> = vec![
+        (
+            "no status yet".into(),
+            llmd_with_status(None),
+            "Progressing",
+            "Waiting for litellm-operator".into(),
+        ),
+        (
+            "Ready".into(),
+            llmd_with_status(Some(status_with_ready("True", "Ready", "serving", 3))),
+            "Healthy",
+            "https://litellm-minimal-xyz-uc.a.run.app".into(),
+        ),
+        (
+            "Ready but for an older generation".into(),
+            llmd_with_status(Some(status_with_ready("True", "Ready", "serving", 2))),
+            "Progressing",
+            "generation 3".into(),
+        ),
+        (
+            "Ready Unknown".into(),
+            llmd_with_status(Some(status_with_ready("Unknown", "Reconciling", "starting", 3))),
+            "Progressing",
+            "starting".into(),
+        ),
+        (
+            "no Ready condition".into(),
+            llmd_with_status(Some(
+                serde_json::json!({"observedGeneration": 3, "conditions": []}),
+            )),
+            "Progressing",
+            "Ready condition".into(),
+        ),
+    ];
+    for reason in reasons.iter().filter(|r| *r != "Ready") {
+        let expected = match reason.as_str() {
+            "Reconciling" | "IamPropagating" => "Progressing",
+            "Paused" => "Suspended",
+            _ => "Degraded",
+        };
+        let message = format!("ServiceReady: explanation for {reason}");
+        cases.push((
+            format!("Ready=False reason {reason}"),
+            llmd_with_status(Some(status_with_ready("False", reason, &message, 3))),
+            expected,
+            message,
+        ));
+    }
+
+    let mut wrong = Vec::new();
+    for (name, obj, expected, needle) in &cases {
+        let (status, message) = argocd_health(&script, obj);
+        if status != *expected || !message.contains(needle.as_str()) {
+            wrong.push(format!(
+                "{name}: got {status} {message:?}, expected {expected} with {needle:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
