@@ -76,8 +76,9 @@ struct Inner {
 impl Gcp {
     /// Builds the clients and registers this crate's metrics into `registry`.
     ///
-    /// With [`CredentialsSource::ApplicationDefault`] this loads the credentials (but fetches no token yet);
-    /// it fails when none are configured and cannot be found.
+    /// With [`CredentialsSource::ApplicationDefault`] this reads `GOOGLE_APPLICATION_CREDENTIALS` or the
+    /// gcloud ADC file, else settles on the metadata server; no token is fetched yet, so a missing metadata
+    /// server shows up on the first call (as [`Error::Unavailable`]).
     pub async fn connect(config: &GcpConfig, registry: &mut Registry) -> Result<Self> {
         let metrics = metrics::CallMetrics::register(registry);
         Self::build(config, metrics).await

@@ -102,6 +102,23 @@ pub trait SecretStore {
         spec: &NewSecret,
     ) -> impl Future<Output = Result<Secret>> + Send;
 
+    /// Secrets of a project, optionally restricted by a Secret Manager filter (e.g.
+    /// `labels.managed-by=litellm-operator`).
+    fn list_secrets(
+        &self,
+        project: &str,
+        filter: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Secret>>> + Send;
+
+    /// Replaces the secret's labels (e.g. to adopt an existing secret by adding `managed-by`). Guarded by
+    /// `etag` from [`SecretStore::find_secret`]: a concurrent change fails with `FailedPrecondition`.
+    fn update_labels(
+        &self,
+        name: &SecretName,
+        labels: &BTreeMap<String, String>,
+        etag: &str,
+    ) -> impl Future<Output = Result<Secret>> + Send;
+
     /// Deletes the secret and all its versions. `Ok(false)` when it was already gone. Pass the etag from
     /// [`SecretStore::find_secret`] to delete only the state that was inspected (e.g. checked for ownership).
     fn delete_secret(
@@ -264,6 +281,73 @@ impl SecretStore for Gcp {
             .await?;
         tracing::info!(secret = %resource, "Created secret");
         Ok(secret_from(name, created))
+    }
+
+    async fn list_secrets(&self, project: &str, filter: Option<&str>) -> Result<Vec<Secret>> {
+        let parent = format!("projects/{project}");
+        let client = &self.inner.secret_manager;
+        let mut secrets = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .inner
+                .caller
+                .call(
+                    Call::secrets("ListSecrets", &parent, QuotaClass::SecretRead),
+                    || {
+                        client
+                            .list_secrets()
+                            .set_parent(&parent)
+                            .set_filter(filter.unwrap_or_default())
+                            .set_page_size(100)
+                            .set_page_token(&page_token)
+                            .send()
+                    },
+                )
+                .await?;
+            for s in page.secrets {
+                let name = SecretName::parse(&s.name).ok_or_else(|| Error::UnexpectedResponse {
+                    resource: parent.clone(),
+                    message: format!("secret name {:?} is not projects/*/secrets/*", s.name),
+                })?;
+                secrets.push(secret_from(&name, s));
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        Ok(secrets)
+    }
+
+    async fn update_labels(
+        &self,
+        name: &SecretName,
+        labels: &BTreeMap<String, String>,
+        etag: &str,
+    ) -> Result<Secret> {
+        let resource = name.to_string();
+        let secret = model::Secret::new()
+            .set_name(&resource)
+            .set_labels(labels.clone())
+            .set_etag(etag);
+        let mask = google_cloud_wkt::FieldMask::default().set_paths(["labels"]);
+        let client = &self.inner.secret_manager;
+        let call =
+            Call::secrets("UpdateSecret", &resource, QuotaClass::SecretWrite).repeat_if(!etag.is_empty());
+        let updated = self
+            .inner
+            .caller
+            .call(call, || {
+                client
+                    .update_secret()
+                    .set_secret(secret.clone())
+                    .set_update_mask(mask.clone())
+                    .send()
+            })
+            .await?;
+        tracing::info!(secret = %resource, "Updated secret labels");
+        Ok(secret_from(name, updated))
     }
 
     async fn delete_secret(&self, name: &SecretName, etag: Option<&str>) -> Result<bool> {

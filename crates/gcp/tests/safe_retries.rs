@@ -358,3 +358,59 @@ async fn calls_are_held_to_the_configured_rate_and_the_wait_is_measured() {
         .unwrap();
     assert!(sum >= 0.9, "waited {sum} s in total");
 }
+
+#[tokio::test]
+async fn an_etag_guarded_label_update_is_retried_and_lists_are_paged() {
+    let patches = Arc::new(Mutex::new(0));
+    let p = patches.clone();
+    let fake = Fake::start(move |seen| {
+        if seen.method == "PATCH" {
+            let mut n = p.lock().unwrap();
+            *n += 1;
+            if *n <= 2 {
+                return error(503, "UNAVAILABLE", "try again");
+            }
+            let body: Value = serde_json::from_str(&seen.body).unwrap();
+            return (
+                200,
+                json!({"name": "projects/p/secrets/x", "labels": body["labels"], "etag": "\"2\""})
+                    .to_string(),
+            );
+        }
+        let page = |ids: &[&str], next: &str| {
+            let secrets: Vec<_> = ids
+                .iter()
+                .map(|id| json!({"name": format!("projects/p/secrets/{id}")}))
+                .collect();
+            json!({"secrets": secrets, "nextPageToken": next}).to_string()
+        };
+        if seen.uri.contains("pageToken=t2") {
+            (200, page(&["c"], ""))
+        } else {
+            (200, page(&["a", "b"], "t2"))
+        }
+    })
+    .await;
+    let (gcp, _registry) = connect(&fake).await;
+    let labels = [("managed-by".to_owned(), "litellm-operator".to_owned())].into();
+    let updated = gcp.update_labels(&secret_x(), &labels, "\"1\"").await.unwrap();
+    assert!(updated.is_managed());
+    assert_eq!(*patches.lock().unwrap(), 3);
+    let patch = fake.seen().into_iter().find(|s| s.method == "PATCH").unwrap();
+    assert!(patch.uri.contains("updateMask=labels"), "{}", patch.uri);
+    let body: Value = serde_json::from_str(&patch.body).unwrap();
+    assert_eq!(body["etag"], "\"1\"");
+
+    let listed = gcp
+        .list_secrets("p", Some("labels.managed-by=litellm-operator"))
+        .await
+        .unwrap();
+    let ids: Vec<_> = listed.iter().map(|s| s.name.secret.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    let list = fake.seen().into_iter().find(|s| s.method == "GET").unwrap();
+    assert!(
+        list.uri.contains("filter=labels.managed-by%3Dlitellm-operator"),
+        "{}",
+        list.uri
+    );
+}
