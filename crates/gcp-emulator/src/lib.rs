@@ -1,1 +1,341 @@
-//! Stateful local emulator of the Google Cloud APIs litellm-operator uses. Filled in by the emulator issue.
+//! Stateful local emulator of the Google Cloud APIs litellm-operator uses: Secret Manager v1, Cloud Run Admin
+//! v2, and enough IAM to check that a service account exists, over HTTP/JSON exactly as Google's REST APIs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), gcp_emulator::Error> {
+//! let emu = gcp_emulator::spawn(gcp_emulator::Config::default()).await?;
+//! let base = emu.url(); // "http://127.0.0.1:PORT"
+//! emu.state().seed_service_account("runtime@p.iam.gserviceaccount.com");
+//! drop(emu); // shuts the server down
+//! # let _ = base; Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod error;
+pub mod iam;
+pub mod model;
+pub mod quota;
+pub mod run;
+pub mod secretmanager;
+mod server;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub use admin::{FaultRule, LogEntry};
+pub use error::{ApiError, Code};
+pub use model::State;
+
+/// How the emulator behaves. `Config::default()` binds a random loopback port with no added latency.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to bind; `None` binds `127.0.0.1:0`.
+    pub listen: Option<SocketAddr>,
+    /// Latency added to every API call (not to the admin API).
+    pub latency: Duration,
+    /// How long a new Cloud Run revision takes to become Ready (or fail).
+    pub revision_startup: Duration,
+    /// How old an IAM grant must be before a revision start-up honours it.
+    pub iam_propagation: Duration,
+    /// Multiplier on Google's default quotas; 0 disables quota enforcement.
+    pub quota_scale: f64,
+    /// JSON file to load state from at start and persist state to after every change.
+    pub state_file: Option<PathBuf>,
+    /// Service accounts that exist. While none are seeded, every well-formed account exists.
+    pub service_accounts: Vec<String>,
+    /// Container images whose revisions fail to start.
+    pub crashing_images: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: None,
+            latency: Duration::ZERO,
+            revision_startup: Duration::from_millis(100),
+            iam_propagation: Duration::ZERO,
+            quota_scale: 1.0,
+            state_file: None,
+            service_accounts: Vec::new(),
+            crashing_images: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("binding {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading state file {path}")]
+    ReadState {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing state file {path}")]
+    ParseState {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Shared by every request: configuration, the one state lock and the persistence flag.
+pub struct App {
+    config: Config,
+    state: Mutex<State>,
+    dirty: AtomicBool,
+}
+
+impl App {
+    /// Locks the state. Callers never hold the guard across an await.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn mark_dirty(&self) {
+        if self.config.state_file.is_some() {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    fn fresh_state(config: &Config) -> Result<State, Error> {
+        let mut state = State::default();
+        state.runtime.timing = run::Timing {
+            revision_startup: config.revision_startup,
+            iam_propagation: config.iam_propagation,
+        };
+        for email in &config.service_accounts {
+            state
+                .seed_service_account(email, None)
+                .map_err(|e| Error::Config(e.message))?;
+        }
+        state
+            .crashing_images
+            .extend(config.crashing_images.iter().cloned());
+        Ok(state)
+    }
+
+    /// Forgets every resource, fault, counter and log entry; re-seeds the configured accounts and images.
+    pub fn reset(&self) {
+        let fresh = Self::fresh_state(&self.config).unwrap_or_default();
+        *self.lock() = fresh;
+        self.mark_dirty();
+    }
+
+    /// Writes the state file if anything changed since the last write.
+    fn flush(&self) {
+        let Some(path) = &self.config.state_file else {
+            return;
+        };
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let text = {
+            let st = self.lock();
+            serde_json::to_vec_pretty(&*st)
+        };
+        let Ok(text) = text else { return };
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            self.dirty.store(true, Ordering::Release);
+            tracing::warn!(error = %e, path = %path.display(), "Failed to persist emulator state");
+        }
+    }
+}
+
+/// A running emulator. Dropping it shuts the server down (and writes the state file, if any).
+pub struct Emulator {
+    addr: SocketAddr,
+    app: Arc<App>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Emulator {
+    /// Base URL for Secret Manager, Cloud Run v2, IAM and the admin API: `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to inspect and change the emulated world directly.
+    pub fn state(&self) -> StateHandle {
+        StateHandle(self.app.clone())
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.app.flush();
+    }
+}
+
+/// Starts the emulator on `config.listen` (or a random loopback port) and serves until dropped.
+pub async fn spawn(config: Config) -> Result<Emulator, Error> {
+    let mut state = App::fresh_state(&config)?;
+    if let Some(path) = &config.state_file
+        && path.exists()
+    {
+        let text = std::fs::read(path).map_err(|source| Error::ReadState {
+            path: path.clone(),
+            source,
+        })?;
+        let mut loaded: State = serde_json::from_slice(&text).map_err(|source| Error::ParseState {
+            path: path.clone(),
+            source,
+        })?;
+        loaded.runtime = std::mem::take(&mut state.runtime);
+        for (email, account) in std::mem::take(&mut state.service_accounts) {
+            loaded.service_accounts.entry(email).or_insert(account);
+        }
+        loaded
+            .crashing_images
+            .extend(std::mem::take(&mut state.crashing_images));
+        state = loaded;
+    }
+    let addr = config
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    let app = Arc::new(App {
+        config,
+        state: Mutex::new(state),
+        dirty: AtomicBool::new(false),
+    });
+    let router = axum::Router::new()
+        .fallback(server::handle)
+        .with_state(app.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "Emulator server stopped");
+        }
+    });
+    if app.config.state_file.is_some() {
+        let weak = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Some(app) = weak.upgrade() else { break };
+                // Flushing does blocking file I/O; keep it off the async workers.
+                let _ = tokio::task::spawn_blocking(move || app.flush()).await;
+            }
+        });
+    }
+    Ok(Emulator {
+        addr,
+        app,
+        shutdown: Some(tx),
+    })
+}
+
+/// Direct access to the emulated world for Rust tests.
+#[derive(Clone)]
+pub struct StateHandle(Arc<App>);
+
+impl StateHandle {
+    /// Runs `f` with the state locked. Do not block inside `f`.
+    pub fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let out = f(&mut self.0.lock());
+        self.0.mark_dirty();
+        out
+    }
+
+    /// Makes `email` exist; from then on, unseeded accounts do not.
+    pub fn seed_service_account(&self, email: &str) {
+        self.with(|st| {
+            if let Err(e) = st.seed_service_account(email, None) {
+                tracing::warn!(error = %e, "Refused to seed service account");
+            }
+        });
+    }
+
+    /// The payload of a secret version (`latest`, an alias or a number), if it exists and was not destroyed.
+    pub fn secret_payload(&self, secret: &str, version: &str) -> Option<Vec<u8>> {
+        let st = self.0.lock();
+        let s = st.secrets.get(secret)?;
+        let id = s.resolve_version(version).ok()?;
+        let v = s.versions.get(&id)?;
+        (v.state != model::VersionState::Destroyed).then(|| v.data.clone())
+    }
+
+    /// The bindings of a secret's IAM policy.
+    pub fn secret_bindings(&self, secret: &str) -> Option<Vec<serde_json::Value>> {
+        self.0
+            .lock()
+            .secrets
+            .get(secret)
+            .map(|s| s.policy.bindings.clone())
+    }
+
+    /// Makes revisions using `image` fail to start.
+    pub fn add_crashing_image(&self, image: &str) {
+        self.with(|st| st.crashing_images.insert(image.to_string()));
+    }
+
+    /// Adds a fault rule and returns its id.
+    pub fn add_fault(&self, rule: FaultRule) -> u64 {
+        self.0.lock().add_fault(rule)
+    }
+
+    pub fn clear_faults(&self) {
+        self.0.lock().runtime.faults.clear();
+    }
+
+    /// Calls of one method (e.g. `SecretManagerService.AccessSecretVersion`), any status.
+    pub fn call_count(&self, method: &str) -> u64 {
+        self.0.lock().call_count(method)
+    }
+
+    /// Calls per method, then per status name.
+    pub fn calls(&self) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        self.0.lock().runtime.calls.clone()
+    }
+
+    pub fn reset_calls(&self) {
+        let mut st = self.0.lock();
+        st.runtime.calls.clear();
+        st.runtime.log.clear();
+    }
+
+    /// The request log, oldest first.
+    pub fn requests(&self) -> Vec<LogEntry> {
+        self.0.lock().runtime.log.iter().cloned().collect()
+    }
+
+    /// Forgets everything, as `POST /_emulator/reset` does.
+    pub fn reset(&self) {
+        self.0.reset();
+    }
+}

@@ -1,0 +1,306 @@
+//! The admin API under `/_emulator/`: reset, seeding, fault rules, call counters and the request log.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::App;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::model::State;
+use crate::wire::{self, Request};
+
+/// Prefix of every admin endpoint.
+pub const PREFIX: &str = "_emulator";
+/// The request log keeps this many entries, oldest dropped first.
+pub const LOG_CAPACITY: usize = 10_000;
+
+/// A rule that makes matching calls fail, slow down, or fail after their effect was committed.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultRule {
+    pub id: u64,
+    /// Method pattern, `*` matching any run of characters, e.g. `SecretManagerService.*` or `*.GetService`.
+    pub method: String,
+    /// The status to answer; `None` only adds latency.
+    pub status: Option<Code>,
+    pub message: Option<String>,
+    /// Fire this many more times (`None`: unlimited).
+    pub count: Option<u64>,
+    /// Fire with this probability (`None`: always).
+    pub probability: Option<f64>,
+    pub latency_ms: u64,
+    /// Run the call (its effect is kept) and then answer the error, like a lost response.
+    pub commit_then_fail: bool,
+}
+
+impl FaultRule {
+    pub fn from_json(body: &Map<String, Value>) -> ApiResult<FaultRule> {
+        let method = wire::str_field(body, "method").unwrap_or("*").to_string();
+        let status = match body.get("status") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => {
+                Some(Code::parse(s).ok_or_else(|| ApiError::invalid(format!("Unknown status {s}")))?)
+            }
+            Some(Value::Number(n)) => Some(
+                Code::parse(&n.to_string())
+                    .ok_or_else(|| ApiError::invalid(format!("Unknown status {n}")))?,
+            ),
+            Some(_) => return Err(ApiError::invalid("status must be a name or a number")),
+        };
+        let probability = body.get("probability").and_then(Value::as_f64);
+        if probability.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+            return Err(ApiError::invalid("probability must be between 0 and 1"));
+        }
+        Ok(FaultRule {
+            id: 0,
+            method,
+            status,
+            message: wire::str_field(body, "message").map(str::to_string),
+            count: body.get("count").and_then(Value::as_u64),
+            probability,
+            latency_ms: body.get("latencyMs").and_then(Value::as_u64).unwrap_or(0),
+            commit_then_fail: body
+                .get("commitThenFail")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
+    }
+}
+
+/// What the fault rules decided for one call.
+#[derive(Debug, Default)]
+pub struct FaultDecision {
+    pub delay: Duration,
+    pub fail: Option<ApiError>,
+    pub after_commit: bool,
+}
+
+/// One line of the request log. Never carries payloads: only method, path, query, status and timing.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub time: String,
+    pub http_method: String,
+    pub path: String,
+    pub query: String,
+    pub method: String,
+    pub status: String,
+    pub http_status: u16,
+    pub latency_ms: f64,
+}
+
+/// Glob match where `*` matches any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+impl State {
+    pub fn add_fault(&mut self, mut rule: FaultRule) -> u64 {
+        self.runtime.next_fault_id += 1;
+        rule.id = self.runtime.next_fault_id;
+        self.runtime.faults.push(rule);
+        self.runtime.next_fault_id
+    }
+
+    /// Applies the fault rules to a call of `method`; `roll` draws uniform numbers in [0, 1).
+    pub fn decide_faults(&mut self, method: &str, roll: &mut dyn FnMut() -> f64) -> FaultDecision {
+        let mut decision = FaultDecision::default();
+        for rule in &mut self.runtime.faults {
+            if !glob_match(&rule.method, method) || rule.count == Some(0) {
+                continue;
+            }
+            if let Some(p) = rule.probability
+                && roll() >= p
+            {
+                continue;
+            }
+            if let Some(c) = rule.count.as_mut() {
+                *c -= 1;
+            }
+            decision.delay += Duration::from_millis(rule.latency_ms);
+            if let Some(code) = rule.status {
+                let message = rule
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("Injected fault: {}", code.name()));
+                decision.fail = Some(ApiError::new(code, message));
+                decision.after_commit = rule.commit_then_fail;
+                break;
+            }
+        }
+        decision
+    }
+
+    pub fn record_call(&mut self, method: &str, code: Code, entry: LogEntry) {
+        *self
+            .runtime
+            .calls
+            .entry(method.to_string())
+            .or_default()
+            .entry(code.name().to_string())
+            .or_default() += 1;
+        if self.runtime.log.len() >= LOG_CAPACITY {
+            self.runtime.log.pop_front();
+        }
+        self.runtime.log.push_back(entry);
+    }
+
+    /// Calls of `method` (all statuses).
+    pub fn call_count(&self, method: &str) -> u64 {
+        self.runtime
+            .calls
+            .get(method)
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
+    }
+}
+
+/// Serves `/_emulator/...`; `segments` excludes the prefix.
+pub fn handle(
+    app: &App,
+    method: &Method,
+    segments: &[String],
+    req: &Request,
+) -> ApiResult<(StatusCode, Value)> {
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let ok = |v: Value| Ok((StatusCode::OK, v));
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["health"]) => ok(json!({"status": "ok"})),
+        ("POST", ["reset"]) => {
+            app.reset();
+            ok(json!({}))
+        }
+        ("GET", ["service-accounts"]) => {
+            let st = app.lock();
+            let list: Vec<&String> = st.service_accounts.keys().collect();
+            ok(json!({"serviceAccounts": list}))
+        }
+        ("POST", ["service-accounts"]) => {
+            let body = req.json()?;
+            let mut emails: Vec<String> = Vec::new();
+            if let Some(e) = wire::str_field(&body, "email") {
+                emails.push(e.to_string());
+            }
+            if let Some(Value::Array(list)) = body.get("emails") {
+                emails.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
+            }
+            if emails.is_empty() {
+                return Err(ApiError::invalid("Give \"email\" or \"emails\"."));
+            }
+            let display = wire::str_field(&body, "displayName");
+            let mut st = app.lock();
+            for e in &emails {
+                st.seed_service_account(e, display)?;
+            }
+            drop(st);
+            app.mark_dirty();
+            ok(json!({"serviceAccounts": emails}))
+        }
+        ("DELETE", ["service-accounts"]) => {
+            app.lock().service_accounts.clear();
+            app.mark_dirty();
+            ok(json!({}))
+        }
+        ("DELETE", ["service-accounts", email]) => {
+            let removed = app.lock().service_accounts.remove(*email).is_some();
+            if !removed {
+                return Err(ApiError::not_found(format!(
+                    "Service account {email} is not seeded."
+                )));
+            }
+            app.mark_dirty();
+            ok(json!({}))
+        }
+        ("GET", ["faults"]) => {
+            let st = app.lock();
+            ok(json!({"faults": st.runtime.faults}))
+        }
+        ("POST", ["faults"]) => {
+            let rule = FaultRule::from_json(&req.json()?)?;
+            let id = app.lock().add_fault(rule);
+            ok(json!({"id": id}))
+        }
+        ("DELETE", ["faults"]) => {
+            app.lock().runtime.faults.clear();
+            ok(json!({}))
+        }
+        ("DELETE", ["faults", id]) => {
+            let id: u64 = id
+                .parse()
+                .map_err(|_| ApiError::invalid("fault id must be a number"))?;
+            let mut st = app.lock();
+            let before = st.runtime.faults.len();
+            st.runtime.faults.retain(|r| r.id != id);
+            if st.runtime.faults.len() == before {
+                return Err(ApiError::not_found(format!("No fault rule {id}.")));
+            }
+            ok(json!({}))
+        }
+        ("GET", ["calls"]) => {
+            let st = app.lock();
+            ok(json!({"calls": st.runtime.calls}))
+        }
+        ("DELETE", ["calls"]) => {
+            app.lock().runtime.calls.clear();
+            ok(json!({}))
+        }
+        ("GET", ["requests"]) => {
+            let limit = req
+                .int_param("limit")?
+                .map(|n| usize::try_from(n).unwrap_or(0))
+                .unwrap_or(LOG_CAPACITY);
+            let st = app.lock();
+            let skip = st.runtime.log.len().saturating_sub(limit);
+            let list: Vec<&LogEntry> = st.runtime.log.iter().skip(skip).collect();
+            ok(json!({"requests": list}))
+        }
+        ("DELETE", ["requests"]) => {
+            app.lock().runtime.log.clear();
+            ok(json!({}))
+        }
+        ("GET", ["crashing-images"]) => {
+            let st = app.lock();
+            ok(json!({"images": st.crashing_images}))
+        }
+        ("POST", ["crashing-images"]) => {
+            let body = req.json()?;
+            let image =
+                wire::str_field(&body, "image").ok_or_else(|| ApiError::invalid("Give \"image\"."))?;
+            app.lock().crashing_images.insert(image.to_string());
+            app.mark_dirty();
+            ok(json!({}))
+        }
+        ("DELETE", ["crashing-images"]) => {
+            app.lock().crashing_images.clear();
+            app.mark_dirty();
+            ok(json!({}))
+        }
+        _ => Err(ApiError::not_found(format!(
+            "No admin endpoint {} /{PREFIX}/{}",
+            method,
+            parts.join("/")
+        ))),
+    }
+}

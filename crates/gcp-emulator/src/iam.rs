@@ -1,0 +1,359 @@
+//! IAM: resource policies (shared by Secret Manager and Cloud Run) and `projects.serviceAccounts.get`.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::model::{Policy, ServiceAccount, State};
+use crate::wire::{self, Request};
+
+/// The etag Google reports for a policy that was never set (base64 of 0x00 0x20 0x01).
+const EMPTY_POLICY_ETAG: &str = "ACAB";
+
+const MEMBER_PREFIXES: [&str; 7] = [
+    "user:",
+    "serviceAccount:",
+    "group:",
+    "domain:",
+    "principal:",
+    "principalSet:",
+    "deleted:",
+];
+
+/// The requested policy version of a getIamPolicy call (query for GET, body `options` for POST).
+pub fn requested_version(req: &Request) -> ApiResult<i64> {
+    if let Some(v) = req.int_param("options.requestedPolicyVersion")? {
+        return Ok(v);
+    }
+    let body = req.json()?;
+    Ok(body
+        .get("options")
+        .and_then(|o| o.get("requestedPolicyVersion"))
+        .and_then(wire::int64_value)
+        .unwrap_or(0))
+}
+
+pub fn render_policy(policy: &Policy, requested_version: i64) -> ApiResult<Value> {
+    if !(0..=3).contains(&requested_version) {
+        return Err(ApiError::invalid(format!(
+            "Invalid requested policy version: {requested_version}. Valid versions are 0, 1 and 3."
+        )));
+    }
+    let conditional = has_conditions(&policy.bindings);
+    if conditional && requested_version < 3 {
+        return Err(ApiError::invalid(
+            "The policy contains conditional role bindings; request policy version 3 to read it.",
+        ));
+    }
+    let mut out = Map::new();
+    out.insert("version".into(), json!(policy.version.max(1)));
+    out.insert(
+        "etag".into(),
+        json!(if policy.etag.is_empty() {
+            EMPTY_POLICY_ETAG.to_string()
+        } else {
+            wire::b64(&policy.etag)
+        }),
+    );
+    if !policy.bindings.is_empty() {
+        out.insert("bindings".into(), Value::Array(policy.bindings.clone()));
+    }
+    if !policy.audit_configs.is_empty() {
+        out.insert("auditConfigs".into(), Value::Array(policy.audit_configs.clone()));
+    }
+    Ok(Value::Object(out))
+}
+
+fn has_conditions(bindings: &[Value]) -> bool {
+    bindings
+        .iter()
+        .any(|b| b.get("condition").is_some_and(|c| !c.is_null()))
+}
+
+/// Validates and applies a setIamPolicy request to `policy`. A stale etag is 409 ABORTED, as Google answers.
+pub fn set_policy(
+    policy: &mut Policy,
+    body: &Map<String, Value>,
+    counter: &mut u64,
+    known_accounts: &dyn Fn(&str) -> bool,
+) -> ApiResult<()> {
+    let new = match body.get("policy") {
+        Some(Value::Object(p)) => p,
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "Request contains an invalid argument: policy is required.",
+            ));
+        }
+        Some(_) => return Err(ApiError::invalid("Invalid value at 'policy', expected an object")),
+    };
+    if let Some(etag) = wire::str_field(new, "etag").filter(|e| !e.is_empty()) {
+        let given = wire::b64_decode(etag).ok_or_else(|| {
+            ApiError::invalid(format!("Invalid value at 'policy.etag' (TYPE_BYTES), \"{etag}\""))
+        })?;
+        let current = if policy.etag.is_empty() {
+            wire::b64_decode(EMPTY_POLICY_ETAG).unwrap_or_default()
+        } else {
+            policy.etag.clone()
+        };
+        if given != current {
+            return Err(ApiError::new(
+                Code::Aborted,
+                "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+            ));
+        }
+    }
+    let version = new.get("version").and_then(wire::int64_value).unwrap_or(0);
+    if !matches!(version, 0 | 1 | 3) {
+        return Err(ApiError::invalid(format!(
+            "Invalid policy version: {version}. Valid versions are 0, 1 and 3."
+        )));
+    }
+    let mut bindings = Vec::new();
+    match new.get("bindings") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (i, b) in list.iter().enumerate() {
+                if let Some(binding) = validate_binding(i, b, known_accounts)? {
+                    bindings.push(binding);
+                }
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "Invalid value at 'policy.bindings', expected a list",
+            ));
+        }
+    }
+    let conditional = has_conditions(&bindings);
+    if conditional && version < 3 {
+        return Err(ApiError::invalid(
+            "Policy with conditional role bindings must have version 3.",
+        ));
+    }
+    let audit_configs = match new.get("auditConfigs") {
+        Some(Value::Array(list)) => list.clone(),
+        _ => Vec::new(),
+    };
+    policy.version = if conditional { 3 } else { 1 };
+    policy.bindings = bindings;
+    policy.audit_configs = audit_configs;
+    policy.etag = wire::etag_bytes(counter);
+    Ok(())
+}
+
+fn validate_binding(
+    index: usize,
+    binding: &Value,
+    known_accounts: &dyn Fn(&str) -> bool,
+) -> ApiResult<Option<Value>> {
+    let obj = binding
+        .as_object()
+        .ok_or_else(|| ApiError::invalid(format!("Invalid value at 'policy.bindings[{index}]'")))?;
+    let role = wire::str_field(obj, "role").unwrap_or("");
+    if !(role.starts_with("roles/")
+        || (role.starts_with("projects/") && role.contains("/roles/"))
+        || (role.starts_with("organizations/") && role.contains("/roles/")))
+    {
+        return Err(ApiError::invalid(format!(
+            "Role ({role}) does not exist in the resource's hierarchy."
+        )));
+    }
+    let mut members = Vec::new();
+    match obj.get("members") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for m in list {
+                let m = m.as_str().ok_or_else(|| {
+                    ApiError::invalid(format!("Invalid value at 'policy.bindings[{index}].members'"))
+                })?;
+                validate_member(m, known_accounts)?;
+                if !members.iter().any(|x: &Value| x.as_str() == Some(m)) {
+                    members.push(Value::String(m.to_string()));
+                }
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(format!(
+                "Invalid value at 'policy.bindings[{index}].members', expected a list"
+            )));
+        }
+    }
+    if members.is_empty() {
+        // Google drops bindings without members.
+        return Ok(None);
+    }
+    let mut out = Map::new();
+    out.insert("role".into(), Value::String(role.to_string()));
+    out.insert("members".into(), Value::Array(members));
+    if let Some(condition) = obj.get("condition").filter(|c| !c.is_null()) {
+        let expression = condition.get("expression").and_then(Value::as_str).unwrap_or("");
+        if expression.is_empty() {
+            return Err(ApiError::invalid("Condition expression must not be empty."));
+        }
+        out.insert("condition".into(), condition.clone());
+    }
+    Ok(Some(Value::Object(out)))
+}
+
+fn validate_member(member: &str, known_accounts: &dyn Fn(&str) -> bool) -> ApiResult<()> {
+    if member == "allUsers" || member == "allAuthenticatedUsers" {
+        return Ok(());
+    }
+    let Some(prefix) = MEMBER_PREFIXES.iter().find(|p| member.starts_with(**p)) else {
+        return Err(ApiError::invalid(format!("Invalid member type in: {member}")));
+    };
+    let rest = &member[prefix.len()..];
+    if rest.is_empty() {
+        return Err(ApiError::invalid(format!("Invalid principal: {member}")));
+    }
+    if *prefix == "serviceAccount:" {
+        if !well_formed_account(rest) {
+            return Err(ApiError::invalid(format!("Invalid service account ({rest}).")));
+        }
+        if !known_accounts(rest) {
+            return Err(ApiError::invalid(format!(
+                "Service account {rest} does not exist."
+            )));
+        }
+    }
+    if (*prefix == "user:" || *prefix == "group:") && !rest.contains('@') {
+        return Err(ApiError::invalid(format!("Invalid principal: {member}")));
+    }
+    Ok(())
+}
+
+/// Roughly Google's shape for a service-account email: `name@domain`, lowercase, with a Google-owned domain.
+pub fn well_formed_account(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 63
+        && local
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let domain_ok = domain.ends_with(".gserviceaccount.com")
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    local_ok && domain_ok
+}
+
+impl State {
+    /// Whether a service account exists: seeded ones only, or any well-formed one while none are seeded.
+    pub fn account_exists(&self, email: &str) -> bool {
+        if self.service_accounts.is_empty() {
+            well_formed_account(email)
+        } else {
+            self.service_accounts.contains_key(email)
+        }
+    }
+
+    pub fn seed_service_account(&mut self, email: &str, display_name: Option<&str>) -> ApiResult<()> {
+        if !well_formed_account(email) {
+            return Err(ApiError::invalid(format!(
+                "Invalid service account email: {email}"
+            )));
+        }
+        self.counter += 1;
+        let unique_id = format!("1{:020}", self.counter);
+        let project_id = project_of_account(email);
+        self.service_accounts.insert(
+            email.to_string(),
+            ServiceAccount {
+                email: email.to_string(),
+                project_id,
+                unique_id,
+                display_name: display_name.unwrap_or("").to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    /// `GET /v1/projects/{p}/serviceAccounts/{email}`.
+    pub fn get_service_account(&self, project: &str, email: &str) -> ApiResult<Value> {
+        if !email.contains('@') {
+            // Google also accepts unique ids; the emulator does not.
+            return Err(ApiError::invalid(format!(
+                "Invalid form of account ID {email}. Should be [Gaia ID |Email |Unique ID |] of the account"
+            )));
+        }
+        let not_found = || ApiError::not_found("Unknown service account");
+        if !self.account_exists(email) {
+            return Err(not_found());
+        }
+        let account = match self.service_accounts.get(email) {
+            Some(a) => a.clone(),
+            None => ServiceAccount {
+                email: email.to_string(),
+                project_id: project_of_account(email),
+                unique_id: format!("1{:020}", fnv(email) % 100_000_000_000_000_000_000u128),
+                display_name: String::new(),
+            },
+        };
+        if project != "-" && project != account.project_id {
+            return Err(not_found());
+        }
+        let mut out = json!({
+            "name": format!("projects/{}/serviceAccounts/{}", account.project_id, account.email),
+            "projectId": account.project_id,
+            "uniqueId": account.unique_id,
+            "email": account.email,
+            "etag": "MDEwMjE5MjA=",
+            "oauth2ClientId": account.unique_id,
+        });
+        if !account.display_name.is_empty() {
+            out["displayName"] = json!(account.display_name);
+        }
+        Ok(out)
+    }
+}
+
+fn project_of_account(email: &str) -> String {
+    let domain = email.split_once('@').map(|(_, d)| d).unwrap_or("");
+    match domain.strip_suffix(".iam.gserviceaccount.com") {
+        Some(p) => p.to_string(),
+        None => domain.split('.').next().unwrap_or("").to_string(),
+    }
+}
+
+fn fnv(text: &str) -> u128 {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in text.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    h
+}
+
+/// Whether `bindings` let `member` read secret payloads.
+pub fn grants_secret_access(bindings: &[Value], member: &str) -> bool {
+    const ROLES: [&str; 3] = [
+        "roles/secretmanager.secretAccessor",
+        "roles/secretmanager.admin",
+        "roles/owner",
+    ];
+    bindings.iter().any(|b| {
+        let role_ok = b
+            .get("role")
+            .and_then(Value::as_str)
+            .is_some_and(|r| ROLES.contains(&r));
+        let member_ok = b.get("members").and_then(Value::as_array).is_some_and(|ms| {
+            ms.iter().any(|m| {
+                let m = m.as_str().unwrap_or("");
+                m == member || m == "allUsers" || m == "allAuthenticatedUsers"
+            })
+        });
+        role_ok && member_ok
+    })
+}
+
+/// The bindings in force at `at`, from a history of changes ordered by time.
+pub fn bindings_at(history: &[crate::model::PolicyChange], at: DateTime<Utc>) -> &[Value] {
+    history
+        .iter()
+        .rev()
+        .find(|c| c.at <= at)
+        .map(|c| c.bindings.as_slice())
+        .unwrap_or(&[])
+}

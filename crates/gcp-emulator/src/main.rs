@@ -1,0 +1,103 @@
+//! `gcp-emulator`: serves the emulated Google APIs until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A faithful local Google Cloud for Secret Manager, IAM and Cloud Run v2.
+#[derive(Parser, Debug)]
+#[command(name = "gcp-emulator", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8085")]
+    listen: SocketAddr,
+    /// Persist state to this JSON file and reload it at start.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Latency added to every API call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency: u64,
+    /// How long a revision takes to start, e.g. `2s`, `500ms`.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    revision_startup: Duration,
+    /// How old an IAM grant must be before revision start-up honours it, e.g. `2m`.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    iam_propagation: Duration,
+    /// Multiplier on Google's default quotas; 0 disables quotas.
+    #[arg(long, default_value_t = 1.0)]
+    quota_scale: f64,
+    /// A service account that exists (repeatable). Without any, every well-formed account exists.
+    #[arg(long = "service-account")]
+    service_accounts: Vec<String>,
+    /// A container image whose revisions fail to start (repeatable).
+    #[arg(long = "crashing-image")]
+    crashing_images: Vec<String>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration: {text}"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("invalid duration unit in {text}; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {text}: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = gcp_emulator::Config {
+        listen: Some(args.listen),
+        latency: Duration::from_millis(args.latency),
+        revision_startup: args.revision_startup,
+        iam_propagation: args.iam_propagation,
+        quota_scale: args.quota_scale,
+        state_file: args.state,
+        service_accounts: args.service_accounts,
+        crashing_images: args.crashing_images,
+    };
+    let emulator = gcp_emulator::spawn(config).await?;
+    println!("gcp-emulator listening on {}", emulator.url());
+    shutdown_signal().await;
+    tracing::info!("Stopped gcp-emulator");
+    drop(emulator);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,295 @@
+//! The HTTP front: parses paths by hand (custom verbs are `name:verb`), applies latency, faults and quotas,
+//! dispatches to the emulated APIs, and records counters and the request log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State as AxumState;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::Response;
+use bytes::Bytes;
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::App;
+use crate::admin::{self, LogEntry};
+use crate::error::{ApiError, ApiResult, Code, json_response};
+use crate::quota::QuotaKind;
+use crate::wire::{self, Request};
+
+/// What a request addresses, before the method decides the call.
+#[derive(Debug)]
+enum Target {
+    Secrets { project: String },
+    Secret { name: String },
+    Versions { secret: String },
+    Version { secret: String, version: String },
+    ServiceAccount { project: String, email: String },
+    Services { parent: String },
+    Service { name: String },
+    Revisions { service: String },
+    Revision { name: String },
+    Operations { parent: String },
+    Operation { name: String },
+}
+
+/// One resolved API call.
+#[derive(Debug)]
+struct Call {
+    rpc: &'static str,
+    project: String,
+    quota: Option<QuotaKind>,
+    target: Target,
+}
+
+fn not_found_path(req: &Request) -> ApiError {
+    ApiError::not_found(format!(
+        "Method not found: {} /{}{}",
+        req.method,
+        req.segments.join("/"),
+        req.verb.as_ref().map(|v| format!(":{v}")).unwrap_or_default()
+    ))
+}
+
+fn resolve(req: &Request) -> ApiResult<Call> {
+    let s: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let target = match s.as_slice() {
+        ["v1", "projects", p, "secrets"] => Target::Secrets {
+            project: p.to_string(),
+        },
+        ["v1", "projects", p, "secrets", x] => Target::Secret {
+            name: format!("projects/{p}/secrets/{x}"),
+        },
+        ["v1", "projects", p, "secrets", x, "versions"] => Target::Versions {
+            secret: format!("projects/{p}/secrets/{x}"),
+        },
+        ["v1", "projects", p, "secrets", x, "versions", v] => Target::Version {
+            secret: format!("projects/{p}/secrets/{x}"),
+            version: v.to_string(),
+        },
+        ["v1", "projects", p, "serviceAccounts", e] => Target::ServiceAccount {
+            project: p.to_string(),
+            email: e.to_string(),
+        },
+        ["v2", "projects", p, "locations", l, "services"] => Target::Services {
+            parent: format!("projects/{p}/locations/{l}"),
+        },
+        ["v2", "projects", p, "locations", l, "services", x] => Target::Service {
+            name: format!("projects/{p}/locations/{l}/services/{x}"),
+        },
+        ["v2", "projects", p, "locations", l, "services", x, "revisions"] => Target::Revisions {
+            service: format!("projects/{p}/locations/{l}/services/{x}"),
+        },
+        ["v2", "projects", p, "locations", l, "services", x, "revisions", r] => Target::Revision {
+            name: format!("projects/{p}/locations/{l}/services/{x}/revisions/{r}"),
+        },
+        ["v2", "projects", p, "locations", l, "operations"] => Target::Operations {
+            parent: format!("projects/{p}/locations/{l}"),
+        },
+        ["v2", "projects", p, "locations", l, "operations", o] => Target::Operation {
+            name: format!("projects/{p}/locations/{l}/operations/{o}"),
+        },
+        _ => return Err(not_found_path(req)),
+    };
+    let project = s.get(2).map(|p| p.to_string()).unwrap_or_default();
+    let verb = req.verb.as_deref();
+    let m = req.method.as_str();
+    use QuotaKind::{Access, Read, Write};
+    let (rpc, quota) = match (&target, m, verb) {
+        (Target::Secrets { .. }, "GET", None) => ("SecretManagerService.ListSecrets", Some(Read)),
+        (Target::Secrets { .. }, "POST", None) => ("SecretManagerService.CreateSecret", Some(Write)),
+        (Target::Secret { .. }, "GET", None) => ("SecretManagerService.GetSecret", Some(Read)),
+        (Target::Secret { .. }, "PATCH", None) => ("SecretManagerService.UpdateSecret", Some(Write)),
+        (Target::Secret { .. }, "DELETE", None) => ("SecretManagerService.DeleteSecret", Some(Write)),
+        (Target::Secret { .. }, "POST", Some("addVersion")) => {
+            ("SecretManagerService.AddSecretVersion", Some(Write))
+        }
+        (Target::Secret { .. }, "GET" | "POST", Some("getIamPolicy")) => {
+            ("SecretManagerService.GetIamPolicy", Some(Read))
+        }
+        (Target::Secret { .. }, "POST", Some("setIamPolicy")) => {
+            ("SecretManagerService.SetIamPolicy", Some(Write))
+        }
+        (Target::Secret { .. }, "POST", Some("testIamPermissions")) => {
+            ("SecretManagerService.TestIamPermissions", Some(Read))
+        }
+        (Target::Versions { .. }, "GET", None) => ("SecretManagerService.ListSecretVersions", Some(Read)),
+        (Target::Version { .. }, "GET", None) => ("SecretManagerService.GetSecretVersion", Some(Read)),
+        (Target::Version { .. }, "GET", Some("access")) => {
+            ("SecretManagerService.AccessSecretVersion", Some(Access))
+        }
+        (Target::Version { .. }, "POST", Some("enable")) => {
+            ("SecretManagerService.EnableSecretVersion", Some(Write))
+        }
+        (Target::Version { .. }, "POST", Some("disable")) => {
+            ("SecretManagerService.DisableSecretVersion", Some(Write))
+        }
+        (Target::Version { .. }, "POST", Some("destroy")) => {
+            ("SecretManagerService.DestroySecretVersion", Some(Write))
+        }
+        (Target::ServiceAccount { .. }, "GET", None) => ("IAM.GetServiceAccount", None),
+        (Target::Services { .. }, "GET", None) => ("Services.ListServices", None),
+        (Target::Services { .. }, "POST", None) => ("Services.CreateService", None),
+        (Target::Service { .. }, "GET", None) => ("Services.GetService", None),
+        (Target::Service { .. }, "PATCH", None) => ("Services.UpdateService", None),
+        (Target::Service { .. }, "DELETE", None) => ("Services.DeleteService", None),
+        (Target::Service { .. }, "GET" | "POST", Some("getIamPolicy")) => ("Services.GetIamPolicy", None),
+        (Target::Service { .. }, "POST", Some("setIamPolicy")) => ("Services.SetIamPolicy", None),
+        (Target::Service { .. }, "POST", Some("testIamPermissions")) => ("Services.TestIamPermissions", None),
+        (Target::Revisions { .. }, "GET", None) => ("Revisions.ListRevisions", None),
+        (Target::Revision { .. }, "GET", None) => ("Revisions.GetRevision", None),
+        (Target::Revision { .. }, "DELETE", None) => ("Revisions.DeleteRevision", None),
+        (Target::Operations { .. }, "GET", None) => ("Operations.ListOperations", None),
+        (Target::Operation { .. }, "GET", None) => ("Operations.GetOperation", None),
+        (Target::Operation { .. }, "DELETE", None) => ("Operations.DeleteOperation", None),
+        (Target::Operation { .. }, "POST", Some("wait")) => ("Operations.WaitOperation", None),
+        _ => return Err(not_found_path(req)),
+    };
+    Ok(Call {
+        rpc,
+        project,
+        quota,
+        target,
+    })
+}
+
+async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
+    let now = Utc::now();
+    let verb = req.verb.as_deref().unwrap_or("");
+    match &call.target {
+        Target::Secrets { project } => {
+            if req.method == Method::GET {
+                app.lock().sm_list_secrets(project, req)
+            } else {
+                app.lock().sm_create_secret(project, req, now)
+            }
+        }
+        Target::Secret { name } => match (req.method.as_str(), verb) {
+            ("GET", "") => app.lock().sm_get_secret(name),
+            ("PATCH", _) => app.lock().sm_update_secret(name, req, now),
+            ("DELETE", _) => app.lock().sm_delete_secret(name, req),
+            (_, "addVersion") => app.lock().sm_add_version(name, req, now),
+            (_, "getIamPolicy") => app.lock().sm_get_policy(name, req),
+            (_, "setIamPolicy") => app.lock().sm_set_policy(name, req, now),
+            _ => {
+                app.lock().sm_get_secret(name)?;
+                crate::secretmanager::test_permissions(req)
+            }
+        },
+        Target::Versions { secret } => app.lock().sm_list_versions(secret, req),
+        Target::Version { secret, version } => match verb {
+            "" => app.lock().sm_get_version(secret, version),
+            "access" => app.lock().sm_access(secret, version),
+            other => app.lock().sm_set_version_state(secret, version, other, req, now),
+        },
+        Target::ServiceAccount { project, email } => app.lock().get_service_account(project, email),
+        Target::Services { parent } => {
+            if req.method == Method::GET {
+                app.lock().run_list_services(parent, req, now)
+            } else {
+                app.run_create_service(parent, req, now)
+            }
+        }
+        Target::Service { name } => match (req.method.as_str(), verb) {
+            ("GET", "") => app.lock().run_get_service(name, now),
+            ("PATCH", _) => app.run_update_service(name, req, now),
+            ("DELETE", _) => app.lock().run_delete_service(name, req, now),
+            (_, "getIamPolicy") => app.lock().run_get_policy(name, req),
+            (_, "setIamPolicy") => app.lock().run_set_policy(name, req),
+            _ => {
+                app.lock().run_get_service(name, now)?;
+                crate::secretmanager::test_permissions(req)
+            }
+        },
+        Target::Revisions { service } => app.lock().run_list_revisions(service, req, now),
+        Target::Revision { name } => {
+            if req.method == Method::GET {
+                app.lock().run_get_revision(name, now)
+            } else {
+                app.lock().run_delete_revision(name, req, now)
+            }
+        }
+        Target::Operations { parent } => app.lock().run_list_operations(parent, req, now),
+        Target::Operation { name } => match (req.method.as_str(), verb) {
+            ("GET", _) => app.lock().run_get_operation(name, now),
+            ("DELETE", _) => app.lock().run_delete_operation(name),
+            _ => app.run_wait_operation(name, req).await,
+        },
+    }
+}
+
+/// The single axum handler behind every path.
+pub async fn handle(AxumState(app): AxumState<Arc<App>>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let started = Instant::now();
+    let req = Request::parse(method, uri.path(), uri.query(), body);
+    if req.segments.first().map(String::as_str) == Some(admin::PREFIX) {
+        let rest = req.segments[1..].to_vec();
+        let mut segments = rest;
+        // Admin paths never carry verbs; put back a colon the parser split off.
+        if let (Some(verb), Some(last)) = (&req.verb, segments.last_mut()) {
+            last.push(':');
+            last.push_str(verb);
+        }
+        return match admin::handle(&app, &req.method, &segments, &req) {
+            Ok((status, v)) => json_response(status, &v),
+            Err(e) => axum::response::IntoResponse::into_response(e),
+        };
+    }
+    let resolved = resolve(&req);
+    let rpc = resolved.as_ref().map(|c| c.rpc).unwrap_or("Unknown");
+    if !app.config.latency.is_zero() {
+        tokio::time::sleep(app.config.latency).await;
+    }
+    let result = match resolved {
+        Err(e) => Err(e),
+        Ok(call) => run_call(&app, &call, &req).await,
+    };
+    let code = result.as_ref().err().map(|e| e.code).unwrap_or(Code::Ok);
+    let response = match result {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    };
+    let entry = LogEntry {
+        time: wire::timestamp(Utc::now()),
+        http_method: req.method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        method: rpc.to_string(),
+        status: code.name().to_string(),
+        http_status: code.http(),
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    app.lock().record_call(rpc, code, entry);
+    response
+}
+
+async fn run_call(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
+    let decision = {
+        let mut rng = rand::rng();
+        let mut roll = || rand::Rng::random::<f64>(&mut rng);
+        let mut st = app.lock();
+        let decision = st.decide_faults(call.rpc, &mut roll);
+        if decision.fail.is_none()
+            && let Some(kind) = call.quota
+        {
+            st.take_quota(&call.project, kind, app.config.quota_scale, Instant::now())?;
+        }
+        decision
+    };
+    if !decision.delay.is_zero() {
+        tokio::time::sleep(decision.delay).await;
+    }
+    if let Some(err) = decision.fail.as_ref()
+        && !decision.after_commit
+    {
+        return Err(err.clone());
+    }
+    let result = execute(app, call, req).await;
+    if result.is_ok() && req.method != Method::GET {
+        app.mark_dirty();
+    }
+    match decision.fail {
+        Some(err) => Err(err),
+        None => result,
+    }
+}

@@ -1,0 +1,99 @@
+//! Shared helpers: a started emulator and a tiny JSON client.
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
+
+use serde_json::Value;
+
+pub struct Api {
+    pub emu: gcp_emulator::Emulator,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn start(config: gcp_emulator::Config) -> Api {
+        let emu = gcp_emulator::spawn(config).await.unwrap();
+        Api {
+            emu,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn default() -> Api {
+        Self::start(gcp_emulator::Config::default()).await
+    }
+
+    /// Sends a request and returns the status and the JSON body (Null when empty).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{}", self.emu.url(), path);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, url);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&b).unwrap());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&bytes)))
+        };
+        (status, value)
+    }
+
+    pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method, path, body).await;
+        assert_eq!(status, 200, "{method} {path} -> {v}");
+        v
+    }
+
+    /// Asserts Google's error shape and returns the message.
+    pub async fn err(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        http: u16,
+        status: &str,
+    ) -> String {
+        let (code, v) = self.call(method, path, body).await;
+        assert_eq!(code, http, "{method} {path} -> {v}");
+        assert_eq!(v["error"]["code"], http, "{v}");
+        assert_eq!(v["error"]["status"], status, "{v}");
+        assert!(v["error"]["details"].is_array(), "{v}");
+        v["error"]["message"].as_str().unwrap().to_string()
+    }
+
+    pub async fn create_secret(&self, project: &str, id: &str) -> Value {
+        self.ok(
+            "POST",
+            &format!("/v1/projects/{project}/secrets?secretId={id}"),
+            Some(serde_json::json!({"replication": {"automatic": {}}})),
+        )
+        .await
+    }
+
+    pub async fn add_version(&self, secret: &str, data: &[u8]) -> Value {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+        let crc = crc32c::crc32c(data).to_string();
+        self.ok(
+            "POST",
+            &format!("/v1/{secret}:addVersion"),
+            Some(serde_json::json!({"payload": {"data": b64, "dataCrc32c": crc}})),
+        )
+        .await
+    }
+}
+
+pub fn b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+pub fn unb64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}

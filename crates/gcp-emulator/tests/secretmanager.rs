@@ -1,0 +1,690 @@
+//! Secret Manager v1 REST against the in-process emulator: every call, every error class.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use common::{Api, b64, unb64};
+use serde_json::json;
+
+const P: &str = "/v1/projects/p";
+
+#[tokio::test]
+async fn secret_lifecycle_and_errors() {
+    let api = Api::default().await;
+    let created = api
+        .ok(
+            "POST",
+            &format!("{P}/secrets?secretId=db-url&alt=json"),
+            Some(json!({"replication": {"automatic": {}}, "labels": {"env": "prod"}, "annotations": {"owner": "me"}})),
+        )
+        .await;
+    assert_eq!(created["name"], "projects/p/secrets/db-url");
+    assert_eq!(created["labels"]["env"], "prod");
+    assert_eq!(created["annotations"]["owner"], "me");
+    assert!(created["createTime"].as_str().unwrap().ends_with('Z'));
+    let etag = created["etag"].as_str().unwrap().to_string();
+    assert!(!unb64(&etag).is_empty(), "etag is base64 of bytes");
+
+    let msg = api
+        .err(
+            "POST",
+            &format!("{P}/secrets?secretId=db-url"),
+            Some(json!({"replication": {"automatic": {}}})),
+            409,
+            "ALREADY_EXISTS",
+        )
+        .await;
+    assert!(msg.contains("already exists"), "{msg}");
+    api.err(
+        "POST",
+        &format!("{P}/secrets?secretId=bad.id"),
+        Some(json!({"replication": {"automatic": {}}})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    let msg = api
+        .err(
+            "POST",
+            &format!("{P}/secrets?secretId=norep"),
+            Some(json!({})),
+            400,
+            "INVALID_ARGUMENT",
+        )
+        .await;
+    assert!(msg.contains("replication"), "{msg}");
+    api.err(
+        "POST",
+        &format!("{P}/secrets?secretId=badlabel"),
+        Some(json!({"replication": {"automatic": {}}, "labels": {"Env": "x"}})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    let (status, body) = api.call("POST", &format!("{P}/secrets?secretId=x"), None).await;
+    assert_eq!(status, 400, "{body}");
+    // Malformed JSON is a 400 with a message, not a crash.
+    let resp = api
+        .http
+        .post(format!("{}{P}/secrets?secretId=y", api.emu.url()))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid JSON payload")
+    );
+
+    let got = api
+        .ok(
+            "GET",
+            &format!("{P}/secrets/db-url?$alt=json;enum-encoding=int"),
+            None,
+        )
+        .await;
+    assert_eq!(got, created);
+    let msg = api
+        .err("GET", &format!("{P}/secrets/missing"), None, 404, "NOT_FOUND")
+        .await;
+    assert_eq!(msg, "Secret [projects/p/secrets/missing] not found.");
+
+    // Patch needs an update mask; a stale etag is 400 FAILED_PRECONDITION.
+    api.err(
+        "PATCH",
+        &format!("{P}/secrets/db-url"),
+        Some(json!({"labels": {"env": "dev"}})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "PATCH",
+        &format!("{P}/secrets/db-url?updateMask=labels"),
+        Some(json!({"labels": {"env": "dev"}, "etag": "AAAA"})),
+        400,
+        "FAILED_PRECONDITION",
+    )
+    .await;
+    api.err(
+        "PATCH",
+        &format!("{P}/secrets/db-url?updateMask=replication"),
+        Some(json!({})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    let patched = api
+        .ok(
+            "PATCH",
+            &format!("{P}/secrets/db-url?updateMask=labels"),
+            Some(json!({"labels": {"env": "dev"}, "etag": etag})),
+        )
+        .await;
+    assert_eq!(patched["labels"]["env"], "dev");
+    assert_eq!(
+        patched["annotations"]["owner"], "me",
+        "fields outside the mask are kept"
+    );
+    assert_ne!(patched["etag"], created["etag"]);
+
+    // Delete with a stale etag fails, with the current one succeeds.
+    api.err(
+        "DELETE",
+        &format!("{P}/secrets/db-url?etag={etag}"),
+        None,
+        400,
+        "FAILED_PRECONDITION",
+    )
+    .await;
+    let cur = patched["etag"].as_str().unwrap();
+    assert_eq!(
+        api.ok("DELETE", &format!("{P}/secrets/db-url?etag={cur}"), None)
+            .await,
+        json!({})
+    );
+    api.err("GET", &format!("{P}/secrets/db-url"), None, 404, "NOT_FOUND")
+        .await;
+    api.err("DELETE", &format!("{P}/secrets/db-url"), None, 404, "NOT_FOUND")
+        .await;
+}
+
+#[tokio::test]
+async fn list_paginates_and_filters_by_label() {
+    let api = Api::default().await;
+    for i in 0..5 {
+        let env = if i % 2 == 0 { "prod" } else { "dev" };
+        api.ok(
+            "POST",
+            &format!("{P}/secrets?secretId=s{i}"),
+            Some(json!({"replication": {"automatic": {}}, "labels": {"env": env}})),
+        )
+        .await;
+    }
+    api.create_secret("other", "elsewhere").await;
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = api
+            .ok("GET", &format!("{P}/secrets?pageSize=2&pageToken={token}"), None)
+            .await;
+        let secrets = page["secrets"].as_array().unwrap();
+        assert!(secrets.len() <= 2);
+        names.extend(secrets.iter().map(|s| s["name"].as_str().unwrap().to_string()));
+        match page["nextPageToken"].as_str() {
+            Some(t) => token = t.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(
+        names,
+        (0..5)
+            .map(|i| format!("projects/p/secrets/s{i}"))
+            .collect::<Vec<_>>()
+    );
+    let prod = api
+        .ok("GET", &format!("{P}/secrets?filter=labels.env%3Dprod"), None)
+        .await;
+    let prod: Vec<&str> = prod["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        prod,
+        [
+            "projects/p/secrets/s0",
+            "projects/p/secrets/s2",
+            "projects/p/secrets/s4"
+        ]
+    );
+    let none = api
+        .ok("GET", &format!("{P}/secrets?filter=labels.team:*"), None)
+        .await;
+    assert!(none.get("secrets").is_none(), "{none}");
+    api.err(
+        "GET",
+        &format!("{P}/secrets?filter=bogus%3Dx"),
+        None,
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "GET",
+        &format!("{P}/secrets?pageToken=%21%21"),
+        None,
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn versions_add_access_states_and_checksums() {
+    let api = Api::default().await;
+    api.create_secret("p", "key").await;
+    let s = "projects/p/secrets/key";
+    let v1 = api.add_version(s, b"first").await;
+    assert_eq!(
+        v1["name"], "projects/p/secrets/key/versions/1",
+        "no leading slash"
+    );
+    assert_eq!(v1["state"], "ENABLED");
+    assert_eq!(v1["clientSpecifiedPayloadChecksum"], true);
+    let v2 = api.add_version(s, b"second").await;
+    assert_eq!(v2["name"], "projects/p/secrets/key/versions/2");
+
+    let latest = api
+        .ok("GET", &format!("/v1/{s}/versions/latest:access"), None)
+        .await;
+    assert_eq!(latest["name"], "projects/p/secrets/key/versions/2");
+    assert_eq!(unb64(latest["payload"]["data"].as_str().unwrap()), b"second");
+    assert_eq!(
+        latest["payload"]["dataCrc32c"],
+        crc32c::crc32c(b"second").to_string()
+    );
+    let got = api.ok("GET", &format!("/v1/{s}/versions/latest"), None).await;
+    assert_eq!(got["name"], "projects/p/secrets/key/versions/2");
+
+    // Checksum and size limits.
+    let msg = api
+        .err(
+            "POST",
+            &format!("/v1/{s}:addVersion"),
+            Some(json!({"payload": {"data": b64(b"x"), "dataCrc32c": "12345"}})),
+            400,
+            "INVALID_ARGUMENT",
+        )
+        .await;
+    assert!(msg.contains("Checksum"), "{msg}");
+    let big = vec![b'a'; 65537];
+    api.err(
+        "POST",
+        &format!("/v1/{s}:addVersion"),
+        Some(json!({"payload": {"data": b64(&big)}})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    let max = vec![b'a'; 65536];
+    api.ok(
+        "POST",
+        &format!("/v1/{s}:addVersion"),
+        Some(json!({"payload": {"data": b64(&max)}})),
+    )
+    .await;
+    api.err(
+        "POST",
+        &format!("/v1/{s}:addVersion"),
+        Some(json!({"payload": {"data": "%%%"}})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "POST",
+        &format!("/v1/{s}:addVersion"),
+        Some(json!({})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "POST",
+        "/v1/projects/p/secrets/none:addVersion",
+        Some(json!({"payload": {"data": "eA=="}})),
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+
+    // Disable: access fails with FAILED_PRECONDITION; a stale etag too; enable restores.
+    api.err(
+        "POST",
+        &format!("/v1/{s}/versions/1:disable"),
+        Some(json!({"etag": "AAAA"})),
+        400,
+        "FAILED_PRECONDITION",
+    )
+    .await;
+    let disabled = api
+        .ok(
+            "POST",
+            &format!("/v1/{s}/versions/1:disable"),
+            Some(json!({"etag": v1["etag"]})),
+        )
+        .await;
+    assert_eq!(disabled["state"], "DISABLED");
+    let msg = api
+        .err(
+            "GET",
+            &format!("/v1/{s}/versions/1:access"),
+            None,
+            400,
+            "FAILED_PRECONDITION",
+        )
+        .await;
+    assert_eq!(
+        msg,
+        "Secret Version [projects/p/secrets/key/versions/1] is in DISABLED state."
+    );
+    let enabled = api
+        .ok("POST", &format!("/v1/{s}/versions/1:enable"), Some(json!({})))
+        .await;
+    assert_eq!(enabled["state"], "ENABLED");
+    assert_eq!(
+        unb64(
+            api.ok("GET", &format!("/v1/{s}/versions/1:access"), None).await["payload"]["data"]
+                .as_str()
+                .unwrap()
+        ),
+        b"first"
+    );
+
+    // Destroy wipes the payload; a destroyed version cannot be enabled.
+    let destroyed = api.ok("POST", &format!("/v1/{s}/versions/2:destroy"), None).await;
+    assert_eq!(destroyed["state"], "DESTROYED");
+    assert!(destroyed["destroyTime"].is_string());
+    api.err(
+        "GET",
+        &format!("/v1/{s}/versions/2:access"),
+        None,
+        400,
+        "FAILED_PRECONDITION",
+    )
+    .await;
+    api.err(
+        "POST",
+        &format!("/v1/{s}/versions/2:enable"),
+        None,
+        400,
+        "FAILED_PRECONDITION",
+    )
+    .await;
+    assert_eq!(api.emu.state().secret_payload(s, "2"), None);
+    assert_eq!(
+        api.emu.state().secret_payload(s, "1").as_deref(),
+        Some(&b"first"[..])
+    );
+
+    api.err("GET", &format!("/v1/{s}/versions/9"), None, 404, "NOT_FOUND")
+        .await;
+    api.err(
+        "GET",
+        &format!("/v1/{s}/versions/9:access"),
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+
+    // List: newest first, state filter, pagination.
+    let all = api.ok("GET", &format!("/v1/{s}/versions"), None).await;
+    let names: Vec<&str> = all["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            format!("{s}/versions/3"),
+            format!("{s}/versions/2"),
+            format!("{s}/versions/1")
+        ]
+    );
+    assert_eq!(all["totalSize"], 3);
+    let enabled = api
+        .ok("GET", &format!("/v1/{s}/versions?filter=state:ENABLED"), None)
+        .await;
+    let names: Vec<&str> = enabled["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [format!("{s}/versions/3"), format!("{s}/versions/1")]);
+    let page = api.ok("GET", &format!("/v1/{s}/versions?pageSize=1"), None).await;
+    let token = page["nextPageToken"].as_str().unwrap();
+    let page2 = api
+        .ok(
+            "GET",
+            &format!("/v1/{s}/versions?pageSize=1&pageToken={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(page2["versions"][0]["name"], format!("{s}/versions/2"));
+
+    // latest of a secret without versions.
+    api.create_secret("p", "empty").await;
+    let msg = api
+        .err(
+            "GET",
+            "/v1/projects/p/secrets/empty/versions/latest:access",
+            None,
+            404,
+            "NOT_FOUND",
+        )
+        .await;
+    assert!(msg.contains("has no versions"), "{msg}");
+}
+
+#[tokio::test]
+async fn latest_is_the_most_recently_created_version_even_when_disabled() {
+    let api = Api::default().await;
+    api.create_secret("p", "k").await;
+    api.add_version("projects/p/secrets/k", b"a").await;
+    api.add_version("projects/p/secrets/k", b"b").await;
+    api.ok("POST", "/v1/projects/p/secrets/k/versions/2:disable", None)
+        .await;
+    let got = api
+        .ok("GET", "/v1/projects/p/secrets/k/versions/latest", None)
+        .await;
+    assert_eq!(got["name"], "projects/p/secrets/k/versions/2");
+    api.err(
+        "GET",
+        "/v1/projects/p/secrets/k/versions/latest:access",
+        None,
+        400,
+        "FAILED_PRECONDITION",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn secret_iam_policy_with_etags() {
+    let api = Api::default().await;
+    api.create_secret("p", "k").await;
+    let path = "/v1/projects/p/secrets/k";
+    let empty = api
+        .ok(
+            "GET",
+            &format!("{path}:getIamPolicy?options.requestedPolicyVersion=3"),
+            None,
+        )
+        .await;
+    assert_eq!(empty, json!({"version": 1, "etag": "ACAB"}));
+    let binding = json!({"role": "roles/secretmanager.secretAccessor", "members": ["serviceAccount:run@p.iam.gserviceaccount.com"]});
+    let set = api
+        .ok(
+            "POST",
+            &format!("{path}:setIamPolicy"),
+            Some(json!({"policy": {"version": 3, "etag": "ACAB", "bindings": [binding]}})),
+        )
+        .await;
+    assert_eq!(set["bindings"][0], binding);
+    assert_eq!(set["version"], 1);
+    let etag = set["etag"].as_str().unwrap().to_string();
+    assert_ne!(etag, "ACAB");
+    // Same bytes in the URL-safe alphabet are the same etag (clients re-encode).
+    let again = api
+        .ok(
+            "POST",
+            &format!("{path}:getIamPolicy"),
+            Some(json!({"options": {"requestedPolicyVersion": 3}})),
+        )
+        .await;
+    assert_eq!(again, set);
+
+    // A stale etag is 409 ABORTED.
+    let msg = api
+        .err(
+            "POST",
+            &format!("{path}:setIamPolicy"),
+            Some(json!({"policy": {"etag": "ACAB", "bindings": []}})),
+            409,
+            "ABORTED",
+        )
+        .await;
+    assert!(msg.contains("concurrent policy changes"), "{msg}");
+
+    // Conditional bindings are kept and require version 3.
+    let cond = json!({"role": "roles/secretmanager.secretAccessor", "members": ["user:a@example.com"],
+        "condition": {"title": "t", "expression": "request.time < timestamp(\"2030-01-01T00:00:00Z\")"}});
+    api.err(
+        "POST",
+        &format!("{path}:setIamPolicy"),
+        Some(json!({"policy": {"version": 1, "bindings": [cond]}})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    let set3 = api
+        .ok(
+            "POST",
+            &format!("{path}:setIamPolicy"),
+            Some(json!({"policy": {"version": 3, "etag": etag, "bindings": [binding, cond]}})),
+        )
+        .await;
+    assert_eq!(set3["version"], 3);
+    assert_eq!(set3["bindings"][1]["condition"]["title"], "t");
+    api.err(
+        "GET",
+        &format!("{path}:getIamPolicy"),
+        None,
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    let got = api
+        .ok(
+            "GET",
+            &format!("{path}:getIamPolicy?options.requestedPolicyVersion=3"),
+            None,
+        )
+        .await;
+    assert_eq!(got, set3);
+
+    // Invalid members and roles are refused.
+    api.err(
+        "POST",
+        &format!("{path}:setIamPolicy"),
+        Some(json!({"policy": {"bindings": [{"role": "roles/x", "members": ["bob"]}]}})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "POST",
+        &format!("{path}:setIamPolicy"),
+        Some(json!({"policy": {"bindings": [{"role": "owner", "members": ["allUsers"]}]}})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "POST",
+        &format!("{path}:setIamPolicy"),
+        Some(json!({})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "GET",
+        "/v1/projects/p/secrets/none:getIamPolicy",
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+
+    // Once accounts are seeded, binding an unknown one is refused.
+    api.emu
+        .state()
+        .seed_service_account("known@p.iam.gserviceaccount.com");
+    let msg = api
+        .err("POST", &format!("{path}:setIamPolicy"), Some(json!({"policy": {"bindings": [{"role": "roles/secretmanager.secretAccessor", "members": ["serviceAccount:ghost@p.iam.gserviceaccount.com"]}]}})), 400, "INVALID_ARGUMENT")
+        .await;
+    assert!(msg.contains("does not exist"), "{msg}");
+    api.ok("POST", &format!("{path}:setIamPolicy"), Some(json!({"policy": {"bindings": [{"role": "roles/secretmanager.secretAccessor", "members": ["serviceAccount:known@p.iam.gserviceaccount.com"]}]}}))).await;
+    assert_eq!(
+        api.emu
+            .state()
+            .secret_bindings("projects/p/secrets/k")
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn policy_etag_compares_decoded_bytes() {
+    let api = Api::default().await;
+    api.create_secret("p", "k").await;
+    let path = "/v1/projects/p/secrets/k";
+    let set = api
+        .ok("POST", &format!("{path}:setIamPolicy"), Some(json!({"policy": {"bindings": [{"role": "roles/viewer", "members": ["user:a@example.com"]}]}})))
+        .await;
+    let etag = set["etag"].as_str().unwrap();
+    let unpadded = etag.trim_end_matches('=').replace('+', "-").replace('/', "_");
+    api.ok(
+        "POST",
+        &format!("{path}:setIamPolicy"),
+        Some(json!({"policy": {"etag": unpadded, "bindings": []}})),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn service_accounts_exist_until_seeded_then_only_seeded_ones() {
+    let api = Api::default().await;
+    let sa = api
+        .ok(
+            "GET",
+            "/v1/projects/-/serviceAccounts/runner@proj-1.iam.gserviceaccount.com",
+            None,
+        )
+        .await;
+    assert_eq!(sa["email"], "runner@proj-1.iam.gserviceaccount.com");
+    assert_eq!(sa["projectId"], "proj-1");
+    assert_eq!(
+        sa["name"],
+        "projects/proj-1/serviceAccounts/runner@proj-1.iam.gserviceaccount.com"
+    );
+    api.err(
+        "GET",
+        "/v1/projects/-/serviceAccounts/not-an-email",
+        None,
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "GET",
+        "/v1/projects/-/serviceAccounts/Bad_Name@x.com",
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+
+    api.ok(
+        "POST",
+        "/_emulator/service-accounts",
+        Some(json!({"email": "runner@proj-1.iam.gserviceaccount.com", "displayName": "Runner"})),
+    )
+    .await;
+    let sa = api
+        .ok(
+            "GET",
+            "/v1/projects/proj-1/serviceAccounts/runner%40proj-1.iam.gserviceaccount.com",
+            None,
+        )
+        .await;
+    assert_eq!(sa["displayName"], "Runner");
+    api.err(
+        "GET",
+        "/v1/projects/-/serviceAccounts/other@proj-1.iam.gserviceaccount.com",
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    api.err(
+        "GET",
+        "/v1/projects/elsewhere/serviceAccounts/runner@proj-1.iam.gserviceaccount.com",
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_404_json() {
+    let api = Api::default().await;
+    api.err("GET", "/v1/projects/p/widgets", None, 404, "NOT_FOUND")
+        .await;
+    api.err("PUT", "/v1/projects/p/secrets/x", None, 404, "NOT_FOUND")
+        .await;
+    api.err("POST", "/v1/projects/p/secrets/x:explode", None, 404, "NOT_FOUND")
+        .await;
+}
