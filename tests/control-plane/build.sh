@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the real kube-apiserver, etcd and a matching kubectl that the integration tests
-# and the demo run, from the versions pinned in go.mod next to this script, into a cache
+# Builds the real etcd, kube-apiserver, kube-controller-manager (for namespace deletion and
+# garbage collection) and a matching kubectl that the integration tests and the demo run, from the versions pinned in go.mod next to this script, into a cache
 # outside the repository:
 #
 #   ${LITELLM_CACHE_DIR:-$HOME/.cache/litellm-operator}/k8s-<version>/bin
@@ -38,15 +38,16 @@ reports() {
 	grep -qx -- "$line" <<<"$output"
 }
 apiserver_ok() { reports kube-apiserver "Kubernetes $k8s_version" --version; }
+controller_manager_ok() { reports kube-controller-manager "Kubernetes $k8s_version" --version; }
 kubectl_ok() { reports kubectl "Client Version: $k8s_version" version --client; }
 etcd_ok() { reports etcd "etcd Version: ${etcd_version#v}" --version; }
 
 if ! command -v go >/dev/null 2>&1; then
-	if apiserver_ok && etcd_ok && kubectl_ok; then
+	if apiserver_ok && controller_manager_ok && etcd_ok && kubectl_ok; then
 		echo "$bin"
 		exit 0
 	fi
-	say "go is required to build kube-apiserver, etcd and kubectl (go.mod asks for $(awk '$1 == "go" { print $2 }' go.mod) or newer)"
+	say "go is required to build etcd, kube-apiserver, kube-controller-manager and kubectl (go.mod asks for $(awk '$1 == "go" { print $2 }' go.mod) or newer)"
 	exit 1
 fi
 
@@ -103,6 +104,12 @@ else
 	build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 fi
 
+if controller_manager_ok; then
+	say "kube-controller-manager $k8s_version already built"
+else
+	build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
+fi
+
 if kubectl_ok; then
 	say "kubectl $k8s_version already built"
 else
@@ -111,6 +118,10 @@ fi
 
 apiserver_ok || {
 	say "$bin/kube-apiserver does not report version $k8s_version"
+	exit 1
+}
+controller_manager_ok || {
+	say "$bin/kube-controller-manager does not report version $k8s_version"
 	exit 1
 }
 etcd_ok || {

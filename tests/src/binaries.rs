@@ -27,7 +27,7 @@ fn pinned_version<'a>(go_mod: &'a str, module: &str) -> Option<&'a str> {
     })
 }
 
-/// The directory holding `etcd`, `kube-apiserver` and `kubectl`: `LITELLM_K8S_BIN_DIR` if set,
+/// The directory holding `etcd`, `kube-apiserver`, `kube-controller-manager` and `kubectl`: `LITELLM_K8S_BIN_DIR` if set,
 /// else `${LITELLM_CACHE_DIR:-$HOME/.cache/litellm-operator}/k8s-<version>/bin`, as build.sh
 /// writes it.
 pub fn bin_dir() -> Result<PathBuf> {

@@ -1,4 +1,5 @@
-//! A real etcd and kube-apiserver on loopback, started fresh in a temporary directory.
+//! A real etcd, kube-apiserver and kube-controller-manager on loopback, started fresh in a
+//! temporary directory.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -34,8 +35,9 @@ pub const NAMESPACE_LABEL: &str = "litellm-operator-tests/harness";
 
 static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
 
-/// A running etcd and kube-apiserver (RBAC authorization, service-account token signing, TLS
-/// with a throw-away CA) and an admin kubeconfig. Dropping it kills both processes and removes
+/// A running etcd, kube-apiserver (RBAC authorization, service-account token signing, TLS with a
+/// throw-away CA) and kube-controller-manager (namespace, garbage-collector and service-account
+/// controllers), and an admin kubeconfig. Dropping it kills both processes and removes
 /// the directory; so does the test process exiting in any way.
 pub struct ControlPlane {
     dir: PathBuf,
@@ -84,9 +86,11 @@ impl ControlPlane {
     }
 
     async fn start_once(bin_dir: &Path) -> Result<Self> {
+        install_crypto_provider();
         let started = Instant::now();
         let etcd = binaries::require(bin_dir, "etcd")?;
         let apiserver = binaries::require(bin_dir, "kube-apiserver")?;
+        let controller_manager = binaries::require(bin_dir, "kube-controller-manager")?;
 
         let dir = tempfile::Builder::new()
             .prefix("litellm-control-plane-")
@@ -169,6 +173,25 @@ impl ControlPlane {
 
         wait_ready(&client, &mut supervisor).await?;
 
+        // Only the controllers the API alone lacks for operator tests: namespace deletion,
+        // owner-reference garbage collection, and each namespace's `default` service account.
+        // Started after /readyz, and not waited for: nothing at startup depends on it.
+        let mut command = Command::new(&controller_manager);
+        command.args([
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller"
+                .to_owned(),
+            "--leader-elect=false".to_owned(),
+            // No metrics or health endpoint: one less port to pick.
+            "--secure-port=0".to_owned(),
+            "--profiling=false".to_owned(),
+        ]);
+        supervisor.spawn(
+            "kube-controller-manager",
+            command,
+            &dir.join("kube-controller-manager.log"),
+        )?;
+
         Ok(Self {
             dir,
             kubeconfig,
@@ -185,6 +208,7 @@ impl ControlPlane {
     /// Each call builds a fresh client, so it belongs to the caller's Tokio runtime: a client
     /// outlives neither the runtime that made it nor, with [`shared`](Self::shared), the test.
     pub fn client(&self) -> Result<Client> {
+        install_crypto_provider();
         Client::try_from(self.config.clone()).map_err(Error::Client)
     }
 
@@ -215,9 +239,15 @@ impl ControlPlane {
 
     /// The last lines of kube-apiserver's log, for a failing test's message.
     pub fn apiserver_log_tail(&self) -> String {
+        self.log_tail("kube-apiserver")
+    }
+
+    /// The last lines of a process's log (`etcd`, `kube-apiserver`, `kube-controller-manager`),
+    /// for a failing test's message.
+    pub fn log_tail(&self, process: &str) -> String {
         self.supervisor
             .lock()
-            .map(|s| s.log_tail("kube-apiserver"))
+            .map(|s| s.log_tail(process))
             .unwrap_or_default()
     }
 
@@ -283,8 +313,8 @@ impl ControlPlane {
 
     /// Creates a namespace named `<prefix>-<random>` for one test and returns its name.
     ///
-    /// Namespaces are not deleted: no namespace controller runs to finalize them, and the whole
-    /// control plane is thrown away at the end.
+    /// Tests need not delete it: the whole control plane is thrown away at the end. Deleting one
+    /// works as in a cluster (kube-controller-manager's namespace controller empties it).
     pub async fn namespace(&self, prefix: &str) -> Result<String> {
         let name = namespace_name(prefix);
         let namespace = Namespace {
@@ -313,6 +343,13 @@ impl Drop for ControlPlane {
             Err(poisoned) => poisoned.into_inner().shutdown(),
         }
     }
+}
+
+/// Picks rustls's process-wide crypto provider. Test binaries that also link the Google clients
+/// get both `ring` and `aws-lc-rs`, and rustls then refuses to choose. Whichever is installed
+/// first stays: any provider serves the loopback API server.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// `<prefix>-<8 random chars>`, with the prefix reduced to a valid DNS label part.

@@ -6,7 +6,7 @@ use std::time::Duration;
 pub enum Error {
     #[error(
         "{binary} not found in {dir}: run `bash tests/control-plane/build.sh` (or `make control-plane`) \
-         to build it, or point LITELLM_K8S_BIN_DIR at a directory holding etcd and kube-apiserver"
+         to build it, or point LITELLM_K8S_BIN_DIR at a directory holding them"
     )]
     BinaryMissing { binary: &'static str, dir: PathBuf },
 

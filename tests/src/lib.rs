@@ -1,4 +1,5 @@
-//! Test harness for litellm-operator: a real kube-apiserver and etcd on loopback.
+//! Test harness for litellm-operator: a real etcd, kube-apiserver and kube-controller-manager on
+//! loopback.
 //!
 //! The binaries come from `tests/control-plane/build.sh`, which builds the releases pinned in
 //! `tests/control-plane/go.mod` once into a cache outside the repository. A test asks for

@@ -7,8 +7,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::api::{DynamicObject, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
 use litellm_operator_tests::{ControlPlane, NAMESPACE_LABEL, install_crd, kubernetes_version};
@@ -327,5 +327,73 @@ async fn service_account_clients_get_exactly_their_rbac() {
         Err(other) => panic!("expected 403 Forbidden for secrets, got {other}"),
         // Never print secrets, even test ones.
         Ok(list) => panic!("listing secrets was allowed ({} items)", list.items.len()),
+    }
+}
+
+/// kube-controller-manager runs the controllers operator tests rely on: new namespaces get a
+/// `default` service account, owner references are garbage-collected, and a deleted namespace is
+/// emptied and removed.
+#[tokio::test]
+async fn namespaces_are_finalized_and_dependents_collected() {
+    let cp = ControlPlane::shared().await.unwrap();
+    let client = cp.client().unwrap();
+    let ns = cp.namespace("harness-kcm").await.unwrap();
+    let log = || cp.log_tail("kube-controller-manager");
+
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
+    eventually_async("the default service account", &log, || async {
+        accounts.get_opt("default").await.unwrap().is_some()
+    })
+    .await;
+
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+    let owner = config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let dependent = json!({"metadata": {"name": "dependent", "ownerReferences": [{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid.unwrap(),
+    }]}});
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(dependent).unwrap(),
+        )
+        .await
+        .unwrap();
+    config_maps
+        .delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually_async("garbage collection of the dependent", &log, || async {
+        config_maps.get_opt("dependent").await.unwrap().is_none()
+    })
+    .await;
+
+    let namespaces = Api::<Namespace>::all(client);
+    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+    eventually_async("deletion of the namespace", &log, || async {
+        namespaces.get_opt(&ns).await.unwrap().is_none()
+    })
+    .await;
+}
+
+/// Polls `done` for up to 60 s (the garbage collector first discovers every resource type).
+async fn eventually_async<F, Fut>(what: &str, log: &dyn Fn() -> String, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what} did not happen; kube-controller-manager log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
