@@ -160,7 +160,7 @@ impl Filter {
                 (None, _, _) => false,
                 (Some(_), ':', "*") => true,
                 (Some(a), '=', v) => a == v,
-                (Some(a), _, v) => a.contains(v),
+                (Some(a), _, v) => a.to_ascii_lowercase().contains(&v.to_ascii_lowercase()),
             };
             hit != *negated
         })
