@@ -1160,3 +1160,316 @@ fn argocd_health_check_maps_every_state_of_a_litellmdeployment() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real operator binary, as the chart's ServiceAccount with the chart's RBAC and arguments
+
+/// The `litellm-operator` binary: `LITELLM_OPERATOR_BIN`, else next to this test's directory in the cargo target
+/// dir (`cargo build -p litellm-operator --bin litellm-operator` puts it there).
+fn operator_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("LITELLM_OPERATOR_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/chart-<hash> -> target/<profile>/litellm-operator
+    let path = exe.parent().unwrap().parent().unwrap().join("litellm-operator");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p litellm-operator --bin litellm-operator` first (or set \
+         LITELLM_OPERATOR_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// A kubeconfig that authenticates with `token` only (no admin client certificate).
+fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
+    let admin: Value = serde_yaml::from_str(&std::fs::read_to_string(cp.kubeconfig()).unwrap()).unwrap();
+    let ca = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .unwrap();
+    serde_yaml::to_string(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": cp.server(), "certificate-authority-data": ca}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "operator"}}],
+        "current-context": "test",
+    }))
+    .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The HTTP status of `GET path` on 127.0.0.1:`port`, if anything answers.
+async fn http_status(port: u16, path: &str) -> Option<u16> {
+    use tokio::io::AsyncReadExt as _;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What the operator printed: stdout (its log) then stderr, from files in `dir`.
+fn operator_output(dir: &std::path::Path) -> String {
+    ["operator.log", "operator.err"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, for at most `seconds`; fails at once when the operator
+/// exits.
+async fn eventually<T, F, Fut>(
+    seconds: u64,
+    what: &str,
+    operator: &mut tokio::process::Child,
+    logs: &std::path::Path,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        if let Some(status) = operator.try_wait().unwrap() {
+            panic!(
+                "the operator exited ({status}) while waiting for {what}; its output:\n{}",
+                operator_output(logs)
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "timed out after {seconds}s waiting for {what}; operator output:\n{}",
+                operator_output(logs)
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn operator_does_its_kubernetes_job_as_the_charts_service_account() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    use kube::Api;
+    use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+
+    let cp = control_plane().await;
+    let admin = cp.client().unwrap();
+    let own = cp.namespace("chart-operator").await.unwrap();
+    let watched = cp.namespace("chart-operator-watched").await.unwrap();
+    let release = release_for(&own);
+
+    // Install the chart's objects (the Deployment is stored but nothing runs it: there is no kubelet).
+    let watch = format!("operator.watchNamespaces={{{watched}}}");
+    let rendered = template(&release, &own, &["--set", &watch]);
+    kubectl_stdin(cp, &["apply", "--server-side", "--field-manager=helm"], &rendered).await;
+    let docs = documents(&rendered);
+    let account = find(&docs, "ServiceAccount")["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Run the binary the way the Deployment does: its args and downward-API env, a token of its account.
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), &own)
+        .create_token_request(
+            &account,
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 3600}})).unwrap(),
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, token_kubeconfig(cp, &token)).unwrap();
+    let log = dir.path().join("operator.log");
+    let metrics_port = free_port();
+    let pod_name = format!("{release}-7d4b9c-x2x9k");
+    let mut args: Vec<String> = args(&docs)
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--metrics-addr=") {
+                format!("--metrics-addr=127.0.0.1:{metrics_port}")
+            } else {
+                a
+            }
+        })
+        .collect();
+    // No Google call happens below (one resource is paused, the other invalid); a closed port makes sure.
+    args.push(format!("--gcp-endpoint=http://127.0.0.1:{}", free_port()));
+    let mut command = tokio::process::Command::new(operator_bin());
+    command
+        .args(&args)
+        .env_clear()
+        .env("KUBECONFIG", &kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("operator.err")).unwrap())
+        .kill_on_drop(true);
+    for env in container(&docs)["env"].as_array().unwrap() {
+        let name = env["name"].as_str().unwrap();
+        let value = match env["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some("metadata.namespace") => own.clone(),
+            Some("metadata.name") => pod_name.clone(),
+            Some(other) => panic!("unexpected fieldRef {other}"),
+            None => env["value"].as_str().unwrap().to_owned(),
+        };
+        command.env(name, value);
+    }
+    let mut operator = command.spawn().unwrap();
+
+    // Leader election with the chart's Lease rules, then ready.
+    let lease_name = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--lease-name="))
+        .unwrap()
+        .to_owned();
+    let leases = Api::<Lease>::namespaced(admin.clone(), &own);
+    let holder = eventually(30, "the leader Lease", &mut operator, dir.path(), || async {
+        leases
+            .get_opt(&lease_name)
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity)
+    })
+    .await;
+    assert_eq!(holder, pod_name);
+    eventually(30, "/readyz", &mut operator, dir.path(), || async {
+        (http_status(metrics_port, "/readyz").await == Some(200)).then_some(())
+    })
+    .await;
+    assert_eq!(http_status(metrics_port, "/healthz").await, Some(200));
+    assert_eq!(http_status(metrics_port, "/metrics").await, Some(200));
+
+    // A paused resource: finalizer added, status written, nothing sent to Google.
+    let text = std::fs::read_to_string(repo_path("examples/minimal.yaml")).unwrap();
+    let example = yaml_documents(&text, "examples/minimal.yaml").unwrap();
+    let mut secret: Secret =
+        serde_json::from_value(example.iter().find(|d| d["kind"] == "Secret").unwrap().clone()).unwrap();
+    secret.metadata.namespace = Some(watched.clone());
+    Api::<Secret>::namespaced(admin.clone(), &watched)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let mut paused = example
+        .iter()
+        .find(|d| d["kind"] == "LiteLLMDeployment")
+        .unwrap()
+        .clone();
+    paused["metadata"]["namespace"] = watched.clone().into();
+    paused["metadata"]["annotations"] = serde_json::json!({"litellm.dev/paused": "true"});
+    paused["spec"]["deletionPolicy"] = serde_json::json!({"service": "Abandon", "secrets": "Abandon"});
+    // An invalid one the API server accepts (the name is too long for Cloud Run): InvalidSpec and a Warning
+    // Event, again without any Google call.
+    let mut invalid = paused.clone();
+    invalid["metadata"]["name"] = "x".repeat(60).into();
+    invalid["metadata"].as_object_mut().unwrap().remove("annotations");
+
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("litellm.dev", "v1alpha1", "LiteLLMDeployment"),
+        "litellmdeployments",
+    );
+    let llmds = Api::<DynamicObject>::namespaced_with(admin.clone(), &watched, &resource);
+    for obj in [&paused, &invalid] {
+        llmds
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(obj.clone()).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    for (obj, reason) in [(&paused, "Paused"), (&invalid, "InvalidSpec")] {
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        let live = eventually(
+            30,
+            &format!("{name} Ready=False {reason}"),
+            &mut operator,
+            dir.path(),
+            || async {
+                let live = llmds.get(name).await.unwrap();
+                let ready = live.data["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Ready")?
+                    .clone();
+                (ready["status"] == "False" && ready["reason"] == reason).then_some(live)
+            },
+        )
+        .await;
+        assert!(
+            live.metadata
+                .finalizers
+                .unwrap_or_default()
+                .contains(&"litellm.dev/cleanup".to_owned()),
+            "{name} has no finalizer"
+        );
+    }
+    let invalid_name = invalid["metadata"]["name"].as_str().unwrap().to_owned();
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &watched);
+    eventually(30, "the InvalidSpec Event", &mut operator, dir.path(), || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("InvalidSpec")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(&invalid_name)
+            })
+    })
+    .await;
+
+    // Deleting runs cleanup (Abandon: nothing to do at Google) and removes the finalizer.
+    for obj in [&paused, &invalid] {
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        llmds.delete(name, &DeleteParams::default()).await.unwrap();
+        eventually(
+            30,
+            &format!("{name} to be gone"),
+            &mut operator,
+            dir.path(),
+            || async { llmds.get_opt(name).await.unwrap().is_none().then_some(()) },
+        )
+        .await;
+    }
+
+    // Nothing was refused along the way, and the operator is still running.
+    let output = operator_output(dir.path());
+    for refused in ["forbidden", "Forbidden", " 403"] {
+        assert!(
+            !output.contains(refused),
+            "the operator was refused something:\n{output}"
+        );
+    }
+    assert!(
+        operator.try_wait().unwrap().is_none(),
+        "the operator exited:\n{output}"
+    );
+    if let Some(pid) = operator.id()
+        && let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        && let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS:"))
+    {
+        eprintln!("operator ({}) {rss}", operator_bin().display());
+    }
+    operator.kill().await.unwrap();
+}
