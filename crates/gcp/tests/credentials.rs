@@ -1,11 +1,14 @@
-//! Application Default Credentials through the metadata server (what GKE Workload Identity uses), offline:
-//! `GCE_METADATA_HOST` points google-cloud-auth at a fake metadata server started here, which also plays
-//! Secret Manager so we can see the `Authorization` header the client sends.
+//! Credentials on the wire: static tokens, anonymous, and Application Default Credentials through the
+//! metadata server (what GKE Workload Identity uses), offline: `GCE_METADATA_HOST` points google-cloud-auth
+//! at a fake metadata server started here, which also plays Secret Manager so we can see the
+//! `Authorization` header the client sends.
 //!
 //! The environment variable must be set before the credentials read it, and this workspace forbids the
 //! `unsafe` `std::env::set_var`, so the client runs in a child process: this test binary re-executes itself
 //! running only `mds_child`, with the environment prepared.
 #![allow(clippy::unwrap_used, clippy::panic)]
+
+mod fake;
 
 use std::sync::{Arc, Mutex};
 
@@ -146,4 +149,23 @@ async fn mds_child() {
             .unwrap();
         assert!(secret.is_managed());
     }
+}
+
+#[tokio::test]
+async fn static_tokens_are_sent_as_bearer_and_anonymous_sends_nothing() {
+    use litellm_operator_gcp::{AccessToken, CredentialsSource, Gcp, GcpConfig, SecretName, SecretStore};
+    let fake = fake::Fake::start(|_| fake::error(404, "NOT_FOUND", "no such secret")).await;
+    let token = GcpConfig {
+        credentials: CredentialsSource::StaticToken(AccessToken::new("static-123")),
+        ..GcpConfig::emulator(fake.url.parse().unwrap())
+    };
+    let anonymous = GcpConfig::emulator(fake.url.parse().unwrap());
+    for config in [token, anonymous] {
+        let gcp = Gcp::connect(&config, &mut prometheus_client::registry::Registry::default())
+            .await
+            .unwrap();
+        assert_eq!(gcp.find_secret(&SecretName::new("p", "x")).await.unwrap(), None);
+    }
+    let seen: Vec<_> = fake.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(seen, [Some("Bearer static-123".to_owned()), None]);
 }
