@@ -1,0 +1,234 @@
+"""Conformance of the emulator with Google's Python client libraries over REST.
+
+Run by tests/python_clients.rs, which starts the emulator and sets EMULATOR_URL.
+"""
+
+import os
+import time
+
+import pytest
+from google.api_core import exceptions
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import run_v2, secretmanager_v1
+
+URL = os.environ.get("EMULATOR_URL", "")
+PARENT = "projects/p/locations/us-central1"
+
+
+def _crc32c_table():
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = _TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def status_of(error) -> str:
+    """The `error.status` Google sent (REST errors map to exception classes by HTTP code only)."""
+    return error.response.json()["error"]["status"]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{time.time_ns()}"
+
+
+def options() -> ClientOptions:
+    assert URL, "EMULATOR_URL must point at a running gcp-emulator"
+    return ClientOptions(api_endpoint=URL)
+
+
+@pytest.fixture
+def sm():
+    return secretmanager_v1.SecretManagerServiceClient(
+        transport="rest", client_options=options(), credentials=AnonymousCredentials()
+    )
+
+
+@pytest.fixture
+def services():
+    return run_v2.ServicesClient(transport="rest", client_options=options(), credentials=AnonymousCredentials())
+
+
+def create_secret(sm, sid, labels=None):
+    return sm.create_secret(
+        request={
+            "parent": "projects/p",
+            "secret_id": sid,
+            "secret": {"replication": {"automatic": {}}, "labels": labels or {}},
+        }
+    )
+
+
+def test_crc32c_helper_matches_the_standard_check_value():
+    assert crc32c(b"123456789") == 0xE3069283
+
+
+def test_secret_and_version_lifecycle(sm):
+    sid = unique("py")
+    secret = create_secret(sm, sid, {"env": "prod"})
+    assert secret.name == f"projects/p/secrets/{sid}"
+    assert secret.labels["env"] == "prod"
+    assert secret.replication.automatic is not None
+    with pytest.raises(exceptions.Conflict) as err:
+        create_secret(sm, sid)
+    assert "already exists" in err.value.message
+    assert status_of(err.value) == "ALREADY_EXISTS"
+
+    v1 = sm.add_secret_version(
+        request={"parent": secret.name, "payload": {"data": b"one", "data_crc32c": crc32c(b"one")}}
+    )
+    assert v1.name == f"{secret.name}/versions/1"
+    assert v1.state == secretmanager_v1.SecretVersion.State.ENABLED
+    assert v1.client_specified_payload_checksum
+    v2 = sm.add_secret_version(request={"parent": secret.name, "payload": {"data": b"two"}})
+    assert v2.name == f"{secret.name}/versions/2"
+    with pytest.raises(exceptions.BadRequest):
+        sm.add_secret_version(request={"parent": secret.name, "payload": {"data": b"x", "data_crc32c": 1}})
+    with pytest.raises(exceptions.BadRequest):
+        sm.add_secret_version(request={"parent": secret.name, "payload": {"data": b"x" * 65537}})
+
+    latest = sm.access_secret_version(name=f"{secret.name}/versions/latest")
+    assert latest.name == v2.name
+    assert latest.payload.data == b"two"
+    assert latest.payload.data_crc32c == crc32c(b"two")
+
+    disabled = sm.disable_secret_version(request={"name": v1.name, "etag": v1.etag})
+    assert disabled.state == secretmanager_v1.SecretVersion.State.DISABLED
+    with pytest.raises(exceptions.BadRequest) as err:
+        sm.access_secret_version(name=v1.name)
+    assert "DISABLED" in err.value.message
+    assert status_of(err.value) == "FAILED_PRECONDITION"
+    with pytest.raises(exceptions.BadRequest) as err:
+        sm.enable_secret_version(request={"name": v1.name, "etag": v1.etag})
+    assert status_of(err.value) == "FAILED_PRECONDITION"
+    assert sm.enable_secret_version(name=v1.name).state == secretmanager_v1.SecretVersion.State.ENABLED
+    destroyed = sm.destroy_secret_version(name=v1.name)
+    assert destroyed.state == secretmanager_v1.SecretVersion.State.DESTROYED
+    assert destroyed.destroy_time is not None
+
+    enabled = list(sm.list_secret_versions(request={"parent": secret.name, "filter": "state:ENABLED"}))
+    assert [v.name for v in enabled] == [v2.name]
+    everything = list(sm.list_secret_versions(request={"parent": secret.name, "page_size": 1}))
+    assert [v.name for v in everything] == [v2.name, v1.name]
+
+    patched = sm.update_secret(
+        request={"secret": {"name": secret.name, "labels": {"env": "dev"}}, "update_mask": {"paths": ["labels"]}}
+    )
+    assert patched.labels["env"] == "dev"
+    with pytest.raises(exceptions.BadRequest) as err:
+        sm.update_secret(
+            request={
+                "secret": {"name": secret.name, "labels": {"env": "x"}, "etag": secret.etag},
+                "update_mask": {"paths": ["labels"]},
+            }
+        )
+    assert status_of(err.value) == "FAILED_PRECONDITION"
+
+    names = [s.name for s in sm.list_secrets(request={"parent": "projects/p", "filter": "labels.env=dev"})]
+    assert secret.name in names
+    sm.delete_secret(name=secret.name)
+    with pytest.raises(exceptions.NotFound):
+        sm.get_secret(name=secret.name)
+
+
+def test_secret_iam_etag_conflict(sm):
+    secret = create_secret(sm, unique("iam"))
+    policy = sm.get_iam_policy(request={"resource": secret.name, "options": {"requested_policy_version": 3}})
+    assert list(policy.bindings) == []
+    policy.bindings.add(
+        role="roles/secretmanager.secretAccessor", members=["serviceAccount:run@p.iam.gserviceaccount.com"]
+    )
+    policy.version = 3
+    updated = sm.set_iam_policy(request={"resource": secret.name, "policy": policy})
+    assert updated.etag != policy.etag
+    assert list(updated.bindings[0].members) == ["serviceAccount:run@p.iam.gserviceaccount.com"]
+    with pytest.raises(exceptions.Conflict) as err:
+        sm.set_iam_policy(request={"resource": secret.name, "policy": policy})
+    assert "concurrent policy changes" in err.value.message
+    assert status_of(err.value) == "ABORTED"
+    again = sm.get_iam_policy(request={"resource": secret.name, "options": {"requested_policy_version": 3}})
+    assert again.etag == updated.etag
+
+
+def test_run_service_lifecycle_through_operations(services):
+    sid = unique("svc")
+    op = services.create_service(
+        request={
+            "parent": PARENT,
+            "service_id": sid,
+            "service": {
+                "ingress": run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY,
+                "template": {"containers": [{"image": "img:1", "env": [{"name": "A", "value": "1"}]}]},
+            },
+        }
+    )
+    svc = op.result(timeout=30)
+    assert svc.name == f"{PARENT}/services/{sid}"
+    assert svc.ingress == run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY
+    assert svc.generation == 1
+    assert svc.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
+    assert svc.latest_ready_revision == svc.latest_created_revision
+    assert svc.latest_ready_revision.startswith(f"{svc.name}/revisions/{sid}-00001-")
+
+    got = services.get_service(name=svc.name)
+    got.template.containers[0].image = "img:2"
+    updated = services.update_service(request={"service": got}).result(timeout=30)
+    assert updated.generation == 2
+    assert updated.latest_ready_revision != svc.latest_ready_revision
+
+    revisions = run_v2.RevisionsClient(transport="rest", client_options=options(), credentials=AnonymousCredentials())
+    listed = list(revisions.list_revisions(parent=svc.name))
+    assert [r.name for r in listed] == [updated.latest_ready_revision, svc.latest_ready_revision]
+
+    policy = services.get_iam_policy(request={"resource": svc.name})
+    policy.bindings.add(role="roles/run.invoker", members=["allUsers"])
+    set_policy = services.set_iam_policy(request={"resource": svc.name, "policy": policy})
+    assert list(set_policy.bindings[0].members) == ["allUsers"]
+
+    with pytest.raises(exceptions.Conflict):
+        services.create_service(request={"parent": PARENT, "service_id": sid, "service": {"template": got.template}})
+
+    deleted = services.delete_service(name=svc.name).result(timeout=30)
+    assert deleted.name == svc.name
+    with pytest.raises(exceptions.NotFound):
+        services.get_service(name=svc.name)
+
+
+def test_run_revision_failure_surfaces_through_the_operation(services):
+    sid = unique("bad")
+    op = services.create_service(
+        request={
+            "parent": PARENT,
+            "service_id": sid,
+            "service": {
+                "template": {
+                    "containers": [
+                        {
+                            "image": "img:1",
+                            "env": [
+                                {"name": "DB", "value_source": {"secret_key_ref": {"secret": "absent", "version": "1"}}}
+                            ],
+                        }
+                    ]
+                }
+            },
+        }
+    )
+    with pytest.raises(exceptions.GoogleAPICallError) as err:
+        op.result(timeout=30)
+    assert "Secret projects/p/secrets/absent/versions/1 was not found" in str(err.value)
+    svc = services.get_service(name=f"{PARENT}/services/{sid}")
+    assert svc.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
