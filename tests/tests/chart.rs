@@ -704,6 +704,80 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
     }
 }
 
+#[tokio::test]
+async fn helm_install_dry_run_against_the_api_server_prints_the_next_steps() {
+    let cp = control_plane().await;
+    install_crd(&cp.client().unwrap(), SERVICE_MONITOR_CRD)
+        .await
+        .unwrap();
+    let own = cp.namespace("chart-notes").await.unwrap();
+    let watched = cp.namespace("chart-notes-watched").await.unwrap();
+    let release = release_for(&own);
+    let chart = repo_path(CHART);
+    let kubeconfig = cp.kubeconfig().to_str().unwrap().to_owned();
+    let watch = format!("operator.watchNamespaces={{{watched}}}");
+    let all_options = all_options();
+    let cases: [(Vec<&str>, &[&str]); 3] = [
+        (
+            vec![],
+            &[
+                "watching every namespace",
+                "google.serviceAccount",
+                "kubectl get llmd",
+            ],
+        ),
+        (
+            vec![
+                "--set",
+                "google.serviceAccount=op@my-project.iam.gserviceaccount.com",
+                "--set",
+                &watch,
+            ],
+            &[
+                &format!("watching namespace {watched}"),
+                "roles/iam.workloadIdentityUser",
+                &format!("PROJECT_ID.svc.id.goog[{own}/{release}-litellm-operator]"),
+                &format!("kubectl -n {watched} get llmd"),
+            ],
+        ),
+        (
+            vec!["--values", &all_options, "--set", &watch],
+            &["key file from Secret litellm-operator-google-key"],
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec![
+            "install",
+            &release,
+            chart.to_str().unwrap(),
+            "--namespace",
+            &own,
+            "--dry-run=server",
+            "--kubeconfig",
+            &kubeconfig,
+        ];
+        args.extend(extra.iter().copied());
+        let out = helm(&args);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "helm {args:?} failed:\n{}",
+            text(&out.stderr)
+        );
+        let notes = stdout
+            .split("NOTES:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no NOTES in:\n{stdout}"));
+        assert!(
+            notes.contains(&format!("rollout status deployment/{release}-litellm-operator")),
+            "{notes}"
+        );
+        for e in expected {
+            assert!(notes.contains(e), "NOTES lack {e:?}:\n{notes}");
+        }
+    }
+}
+
 /// `kubectl auth can-i VERB RESOURCE [-n NS | -A] [--subresource S]` as the chart's service account (with the
 /// groups a service-account token carries).
 async fn can_i(cp: &ControlPlane, account: (&str, &str), check: &Check) -> bool {
