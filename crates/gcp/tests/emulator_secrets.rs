@@ -204,6 +204,18 @@ async fn google_errors_map_to_their_classes() {
         assert!(check(&err), "{status}: {err:?}");
         assert_eq!(err.resource(), "projects/p/secrets/empty");
     }
+
+    emu.state().clear_faults();
+    emu.state().add_fault(fault(json!({
+        "method": "SecretManagerService.*", "status": "PERMISSION_DENIED",
+        "message": "Secret Manager API has not been used in project p before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/secretmanager.googleapis.com/overview?project=p then retry."
+    })));
+    let err = gcp.find_secret(&secret("empty")).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("gcloud services enable secretmanager.googleapis.com --project=p"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
