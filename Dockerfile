@@ -23,7 +23,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     target="$(uname -m)-unknown-linux-musl" \
- && CC="musl-gcc" cargo build --locked --release --target "$target" -p litellm-operator --bin litellm-operator \
+ && export "CC_$(echo "$target" | tr - _)=musl-gcc" \
+ && cargo build --locked --release --target "$target" -p litellm-operator --bin litellm-operator \
  && install -D -m 0755 "target/$target/release/litellm-operator" /out/litellm-operator
 
 # ---- run ---------------------------------------------------------------------------------------------------
