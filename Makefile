@@ -38,5 +38,9 @@ control-plane: ## Build (once, cached) the real kube-apiserver, etcd and kubectl
 helm: ## Build (once, cached) the real helm CLI from its Go module
 	bash tests/helm/build.sh
 
+demo: control-plane ## The operator's main job locally: real kube-apiserver + etcd, the emulator, the example stack
+	$(CARGO) build -q -p litellm-operator -p litellm-operator-tests --bins
+	$(CARGO) run -q -p litellm-operator-tests --bin demo
+
 deny: ## License, source and ban checks (needs cargo-deny)
 	$(CARGO) deny check licenses bans sources

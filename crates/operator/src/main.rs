@@ -85,6 +85,9 @@ fn main() -> ExitCode {
         Command::Crd { reference } => print_crd(reference),
         Command::Run(args) => {
             init_logging(args.log_format);
+            // The Kubernetes client links rustls with ring and Google's clients with aws-lc-rs; rustls refuses to
+            // choose between two providers, so pick one for the whole process.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {

@@ -36,20 +36,25 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates the metrics and registers them in a fresh registry (prefix `litellm_operator`).
+    /// Creates the metrics and registers them in a fresh registry. The registry has no prefix so the gcp crate's
+    /// `gcp_api_calls_total` keeps its documented name; ours start with `litellm_operator_`.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("litellm_operator");
+        let mut registry = Registry::default();
         let reconciles = Family::<ResultLabels, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let status_writes = Counter::default();
-        registry.register("reconciles", "Reconciles by result", reconciles.clone());
         registry.register(
-            "reconcile_duration_seconds",
+            "litellm_operator_reconciles",
+            "Reconciles by result",
+            reconciles.clone(),
+        );
+        registry.register(
+            "litellm_operator_reconcile_duration_seconds",
             "Time spent in one reconcile",
             reconcile_duration.clone(),
         );
         registry.register(
-            "status_writes",
+            "litellm_operator_status_writes",
             "Status patches sent to the API server",
             status_writes.clone(),
         );
@@ -75,6 +80,33 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn exposition_names_the_controller_metrics() {
+        let m = Metrics::new();
+        m.reconciles
+            .get_or_create(&ResultLabels { result: "ok".into() })
+            .inc();
+        m.status_writes.inc();
+        drop(m.reconcile_timer());
+        let text = m.encode();
+        assert!(
+            text.contains("litellm_operator_reconciles_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("litellm_operator_status_writes_total 1"), "{text}");
+        assert!(
+            text.contains("litellm_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 }
 

@@ -207,11 +207,28 @@ fn observe(live: Option<&Value>) -> ServiceOutcome {
     }
 }
 
+/// The service in Google's REST JSON shape. The client's types serialize enums as numbers; the desired service
+/// (and people reading events) use their names, so the enums we compare or read are put back as names.
 fn to_json(service: &Service, name: &ServiceName) -> Result<Value> {
-    serde_json::to_value(service).map_err(|e| Error::Serialization {
+    let mut json = serde_json::to_value(service).map_err(|e| Error::Serialization {
         resource: name.to_string(),
         message: e.to_string(),
-    })
+    })?;
+    if let Some(ingress) = service.ingress.name() {
+        json["ingress"] = Value::from(ingress);
+    }
+    if let Some(egress) = service
+        .template
+        .as_ref()
+        .and_then(|t| t.vpc_access.as_ref())
+        .and_then(|v| v.egress.name())
+    {
+        json["template"]["vpcAccess"]["egress"] = Value::from(egress);
+    }
+    if let Some(state) = service.terminal_condition.as_ref().and_then(|c| c.state.name()) {
+        json["terminalCondition"]["state"] = Value::from(state);
+    }
+    Ok(json)
 }
 
 fn from_json(value: Value, name: &ServiceName) -> Result<Service> {

@@ -1,0 +1,305 @@
+//! `make demo`: the operator's main job on this machine, no cloud account needed.
+//!
+//! Starts a real etcd + kube-apiserver and the Google emulator, installs the CRD, runs the real
+//! `litellm-operator run` binary against both, applies `examples/litellm-deployment.yaml`, waits for Ready and
+//! shows what the operator did — through `kubectl` and through `gcloud` pointed at the emulator. Then it stays up
+//! until Ctrl-C (or exits at once with `--once`), stopping every process it started.
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use litellm_operator_gcp::{Gcp, GcpConfig, SecretName, SecretPayload, SecretStore, SecretVersionStore};
+use litellm_operator_tests::{ControlPlane, install_crd, repo_path};
+use tokio::process::Command;
+
+type Failure = Box<dyn std::error::Error>;
+
+#[tokio::main]
+async fn main() {
+    let once = std::env::args().any(|a| a == "--once");
+    if let Err(e) = run(once).await {
+        eprintln!("demo failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+async fn run(once: bool) -> Result<(), Failure> {
+    let operator_bin = target_binary("litellm-operator")?;
+
+    step("Starting etcd and kube-apiserver (real binaries, loopback only)");
+    let cp = ControlPlane::start().await?;
+    println!(
+        "    kube-apiserver {} ready in {:.1}s",
+        cp.server(),
+        cp.startup().as_secs_f64()
+    );
+
+    step("Starting the Google emulator (Secret Manager, IAM, Cloud Run v2)");
+    let emulator = gcp_emulator::spawn(gcp_emulator::Config {
+        revision_startup: Duration::from_secs(2),
+        iam_propagation: Duration::from_secs(0),
+        ..gcp_emulator::Config::default()
+    })
+    .await?;
+    let endpoint = emulator.url();
+    println!("    emulator at {endpoint}");
+    let gcp = Gcp::connect(&GcpConfig::emulator(endpoint.parse()?), &mut Default::default()).await?;
+    // TAVILY_API_KEY is `external` in the example: another team owns it and added a version.
+    let tavily = SecretName::new("my-project", "tavily-api-key");
+    gcp.create_secret(&tavily, &Default::default()).await?;
+    gcp.add_version(&tavily, &SecretPayload::new(b"tvly-demo-value".to_vec()))
+        .await?;
+
+    step("Installing the LiteLLMDeployment CRD");
+    let client = cp.client()?;
+    install_crd(
+        &client,
+        &std::fs::read_to_string(repo_path("crds/litellmdeployments.yaml"))?,
+    )
+    .await?;
+
+    step("Running `litellm-operator run` against both");
+    let log_path = cp.dir().join("operator.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut operator = Command::new(&operator_bin)
+        .args([
+            "run",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--resync-interval",
+            "1m",
+            "--gcp-endpoint",
+            &endpoint,
+        ])
+        .env("KUBECONFIG", cp.kubeconfig())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()?;
+    println!("    operator log: {}", log_path.display());
+
+    step("Applying examples/litellm-deployment.yaml (11 credentials, the whole gcloud runbook)");
+    kubectl(
+        &cp,
+        &[
+            "apply",
+            "-f",
+            &repo_path("examples/litellm-deployment.yaml")
+                .display()
+                .to_string(),
+        ],
+    )
+    .await?;
+
+    step("Waiting for Ready");
+    let started = Instant::now();
+    loop {
+        let out = kubectl_output(
+            &cp,
+            &[
+                "get",
+                "llmd",
+                "litellm-proxy",
+                "-n",
+                "llm",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+        )
+        .await?;
+        if out.trim() == "True" {
+            break;
+        }
+        if let Some(status) = operator.try_wait()? {
+            return Err(format!("the operator exited ({status}); see {}", log_path.display()).into());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            kubectl(&cp, &["get", "llmd", "-n", "llm", "-o", "yaml"]).await?;
+            return Err("not Ready after 120 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("    Ready in {:.1}s", started.elapsed().as_secs_f64());
+
+    step("kubectl get llmd -n llm");
+    kubectl(&cp, &["get", "llmd", "-n", "llm"]).await?;
+    step("Pinned secret versions (status.secrets)");
+    kubectl(
+        &cp,
+        &[
+            "get",
+            "llmd",
+            "litellm-proxy",
+            "-n",
+            "llm",
+            "-o",
+            "jsonpath={range .status.secrets[*]}{.env}{\"\\t\"}{.secret}{\"\\t\"}{.version}{\"\\n\"}{end}",
+        ],
+    )
+    .await?;
+
+    let gcloud = Gcloud::new(&endpoint)?;
+    step("gcloud secrets list --project my-project   (gcloud talking to the emulator)");
+    gcloud
+        .run(&["secrets", "list", "--project", "my-project"])
+        .await?;
+    step("gcloud secrets versions list database-url");
+    gcloud
+        .run(&[
+            "secrets",
+            "versions",
+            "list",
+            "database-url",
+            "--project",
+            "my-project",
+        ])
+        .await?;
+    step("gcloud secrets get-iam-policy database-url");
+    gcloud
+        .run(&[
+            "secrets",
+            "get-iam-policy",
+            "database-url",
+            "--project",
+            "my-project",
+        ])
+        .await?;
+    step("The Cloud Run service's secret references (GET .../v2/.../services/litellm-proxy)");
+    let service: serde_json::Value = reqwest_json(&format!(
+        "{endpoint}/v2/projects/my-project/locations/us-central1/services/litellm-proxy"
+    ))
+    .await?;
+    for env in service["template"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        match env["valueSource"]["secretKeyRef"].as_object() {
+            Some(r) => println!(
+                "    {:<22} -> {}:{}",
+                env["name"].as_str().unwrap_or_default(),
+                r["secret"].as_str().unwrap_or_default(),
+                r["version"].as_str().unwrap_or_default()
+            ),
+            None => println!(
+                "    {:<22} = {}",
+                env["name"].as_str().unwrap_or_default(),
+                env["value"].as_str().unwrap_or_default()
+            ),
+        }
+    }
+    println!(
+        "    latest ready revision: {}",
+        service["latestReadyRevision"].as_str().unwrap_or_default()
+    );
+
+    if once {
+        step("Done (--once): stopping everything");
+        return Ok(());
+    }
+    println!(
+        "\nEverything stays up until Ctrl-C. Try, in another shell:\n\
+         \n  export KUBECONFIG={kubeconfig}\
+         \n  kubectl -n llm edit secret litellm-credentials     # change database-url: a new version and revision roll out\
+         \n  kubectl -n llm get llmd -w\
+         \n  kubectl -n llm describe llmd litellm-proxy         # Events: every Google write\
+         \n\n  gcloud against the emulator (see shared GCLOUD notes):\
+         \n  export CLOUDSDK_CONFIG={gcloud_config} CLOUDSDK_AUTH_ACCESS_TOKEN_FILE={gcloud_config}/token\
+         \n  export CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER={endpoint}/ CLOUDSDK_CORE_DISABLE_PROMPTS=1\
+         \n  gcloud secrets versions list database-url --project my-project\n",
+        kubeconfig = cp.kubeconfig().display(),
+        gcloud_config = gcloud.config.display(),
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => step("Ctrl-C: stopping the operator, the emulator, kube-apiserver and etcd"),
+        status = operator.wait() => step(&format!("The operator exited ({status:?}); stopping everything")),
+    }
+    Ok(())
+}
+
+/// A binary next to this one in the cargo target dir (`make demo` builds both).
+fn target_binary(name: &str) -> Result<PathBuf, Failure> {
+    let me = std::env::current_exe()?;
+    let dir = me.parent().ok_or("no target dir")?;
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found; run `make demo` (it builds it first)",
+            path.display()
+        )
+        .into())
+    }
+}
+
+async fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<(), Failure> {
+    let status = cp.kubectl().args(args).status().await?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kubectl {} failed", args.join(" ")).into())
+    }
+}
+
+async fn kubectl_output(cp: &ControlPlane, args: &[&str]) -> Result<String, Failure> {
+    let out = cp.kubectl().args(args).output().await?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+async fn reqwest_json(url: &str) -> Result<serde_json::Value, Failure> {
+    Ok(reqwest::get(url).await?.error_for_status()?.json().await?)
+}
+
+/// gcloud with an isolated config pointed at the emulator.
+struct Gcloud {
+    config: PathBuf,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Gcloud {
+    fn new(endpoint: &str) -> Result<Self, Failure> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().to_path_buf();
+        std::fs::write(config.join("token"), "demo-token\n")?;
+        Ok(Self {
+            config,
+            endpoint: endpoint.to_owned(),
+            _dir: dir,
+        })
+    }
+
+    async fn run(&self, args: &[&str]) -> Result<(), Failure> {
+        let token: &Path = &self.config.join("token");
+        let status = Command::new("gcloud")
+            .args(args)
+            .env("CLOUDSDK_CONFIG", &self.config)
+            .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", token)
+            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+            .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
+            .env("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false")
+            .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
+            .env(
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER",
+                format!("{}/", self.endpoint),
+            )
+            .env(
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM",
+                format!("{}/", self.endpoint),
+            )
+            .status()
+            .await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("gcloud {} failed", args.join(" ")).into())
+        }
+    }
+}

@@ -1,0 +1,629 @@
+//! End-to-end flows: the operator running in-process against a real kube-apiserver + etcd and the Google
+//! emulator. Each test has its own namespace, its own emulator and its own operator instance watching only that
+//! namespace.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use litellm_operator::controller::{self, Context, Settings};
+use litellm_operator::metrics::{Health, Metrics};
+use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus};
+use litellm_operator_gcp::{
+    CloudRun, Gcp, GcpConfig, IamPolicies, PolicyTarget, SecretName, SecretPayload, SecretStore,
+    SecretVersionStore, ServiceName, VersionRef, VersionState,
+};
+use litellm_operator_tests::{ControlPlane, install_crd, repo_path};
+use serde_json::{Value, json};
+
+const PROJECT: &str = "my-project";
+const REGION: &str = "us-central1";
+const RUNTIME_SA: &str = "litellm-run@my-project.iam.gserviceaccount.com";
+
+/// One test's world: control plane namespace, emulator, operator.
+struct World {
+    client: Client,
+    ns: String,
+    gcp: Gcp,
+    metrics: Arc<Metrics>,
+    _emulator: gcp_emulator::Emulator,
+    operator: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.operator.abort();
+    }
+}
+
+async fn world(test: &str) -> World {
+    let cp = ControlPlane::shared().await.unwrap();
+    let client = cp.client().unwrap();
+    let crd = std::fs::read_to_string(repo_path("crds/litellmdeployments.yaml")).unwrap();
+    install_crd(&client, &crd).await.unwrap();
+    let ns = cp.namespace(test).await.unwrap();
+
+    let emulator = gcp_emulator::spawn(gcp_emulator::Config {
+        revision_startup: Duration::from_millis(300),
+        iam_propagation: Duration::ZERO,
+        ..gcp_emulator::Config::default()
+    })
+    .await
+    .unwrap();
+    let config = GcpConfig::emulator(emulator.url().parse().unwrap());
+    let mut metrics = Metrics::new();
+    let gcp = Gcp::connect(&config, &mut metrics.registry).await.unwrap();
+    let metrics = Arc::new(metrics);
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        gcp: gcp.clone(),
+        reporter: kube::runtime::events::Reporter {
+            controller: "litellm-operator".into(),
+            instance: None,
+        },
+        metrics: metrics.clone(),
+        settings: Settings {
+            namespace: Some(ns.clone()),
+            resync: Duration::from_secs(2),
+            progress_poll: Duration::from_millis(300),
+            ..Settings::default()
+        },
+    });
+    let operator = tokio::spawn(controller::run(ctx, Health::default()));
+    World {
+        client,
+        ns,
+        gcp,
+        metrics,
+        _emulator: emulator,
+        operator,
+    }
+}
+
+impl World {
+    fn deployments(&self) -> Api<LiteLLMDeployment> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn put_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        self.secrets()
+            .patch(
+                name,
+                &PatchParams::apply("flows-test").force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn create(&self, manifest: Value) -> String {
+        let mut obj: LiteLLMDeployment = serde_json::from_value(manifest).unwrap();
+        obj.metadata.namespace = Some(self.ns.clone());
+        let created = self
+            .deployments()
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+        created.metadata.name.unwrap()
+    }
+
+    async fn status(&self, name: &str) -> LiteLLMDeploymentStatus {
+        self.deployments()
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default()
+    }
+
+    /// Waits until `check` accepts the status, failing with the last status after `timeout`.
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&LiteLLMDeploymentStatus) -> bool,
+    ) -> LiteLLMDeploymentStatus {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status(name).await;
+            if check(&status) {
+                return status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; last status: {}",
+                    serde_json::to_string_pretty(&status).unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_ready(&self, name: &str) -> LiteLLMDeploymentStatus {
+        self.wait_for(name, "Ready=True", Duration::from_secs(60), |s| {
+            condition(s, "Ready").0 == "True"
+        })
+        .await
+    }
+
+    /// Google calls so far by method, from the operator's own metrics.
+    fn calls(&self) -> BTreeMap<String, u64> {
+        let text = self.metrics.encode();
+        let mut calls = BTreeMap::new();
+        for line in text.lines().filter(|l| l.starts_with("gcp_api_calls_total{")) {
+            let method = line
+                .split("method=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default();
+            let count: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            *calls.entry(method.to_owned()).or_insert(0) += count as u64;
+        }
+        calls
+    }
+}
+
+fn condition(status: &LiteLLMDeploymentStatus, type_: &str) -> (String, String, String) {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
+
+fn pinned(status: &LiteLLMDeploymentStatus, env: &str) -> String {
+    status
+        .secrets
+        .iter()
+        .find(|p| p.env == env)
+        .and_then(|p| p.version.clone())
+        .unwrap_or_default()
+}
+
+/// The runbook example from `examples/`, renamed into the test's world.
+fn runbook(name: &str) -> Value {
+    let text = std::fs::read_to_string(repo_path("examples/litellm-deployment.yaml")).unwrap();
+    let mut d: Value = litellm_operator_tests::yaml_documents(&text, "example")
+        .unwrap()
+        .into_iter()
+        .find(|d| d["kind"] == "LiteLLMDeployment")
+        .unwrap();
+    d["metadata"] = json!({"name": name});
+    d["spec"]["service"]["name"] = json!(name);
+    d
+}
+
+const CREDENTIAL_KEYS: [&str; 8] = [
+    "database-url",
+    "ui-username",
+    "ui-password",
+    "redis-host",
+    "redis-password",
+    "langfuse-secret-key",
+    "langfuse-public-key",
+    "context7-api-key",
+];
+
+async fn runbook_world(test: &str) -> World {
+    let w = world(test).await;
+    let data: Vec<(&str, &str)> = CREDENTIAL_KEYS.iter().map(|k| (*k, "value-1")).collect();
+    w.put_secret("litellm-credentials", &data).await;
+    // TAVILY_API_KEY is external: another team created it and added a version.
+    let tavily = SecretName::new(PROJECT, "tavily-api-key");
+    w.gcp.create_secret(&tavily, &Default::default()).await.unwrap();
+    w.gcp
+        .add_version(&tavily, &SecretPayload::new(b"tvly-1".to_vec()))
+        .await
+        .unwrap();
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runbook_stack_converges_to_ready() {
+    let w = runbook_world("converge").await;
+    let name = w.create(runbook("litellm-proxy")).await;
+    let status = w.wait_ready(&name).await;
+
+    // Every secret exists with a concrete pinned version and an accessor binding for the runtime account.
+    assert_eq!(status.secrets.len(), 11, "{status:?}");
+    for pinned_secret in &status.secrets {
+        let version: u64 = pinned_secret.version.as_deref().unwrap().parse().unwrap();
+        let secret = SecretName::parse(&pinned_secret.secret).unwrap();
+        let v = w
+            .gcp
+            .get_version(&secret, VersionRef::Number(version))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.state, VersionState::Enabled);
+        let policy = w
+            .gcp
+            .get_policy(&PolicyTarget::Secret(secret.clone()))
+            .await
+            .unwrap();
+        let accessor = policy
+            .bindings
+            .iter()
+            .find(|b| b.role == "roles/secretmanager.secretAccessor")
+            .unwrap();
+        assert!(
+            accessor.members.contains(&format!("serviceAccount:{RUNTIME_SA}")),
+            "{secret}"
+        );
+    }
+    // Generated keys carry the prefix and length, and are in Secret Manager only.
+    let master = w
+        .gcp
+        .access_version(
+            &SecretName::new(PROJECT, "litellm-master-key"),
+            VersionRef::Latest,
+        )
+        .await
+        .unwrap();
+    assert_eq!(master.payload.len(), 51);
+    assert!(master.payload.expose().starts_with(b"sk-"));
+
+    // The service pins every secret to the version in status, never `latest`.
+    let service = w
+        .gcp
+        .get_service(&ServiceName::new(PROJECT, REGION, "litellm-proxy"))
+        .await
+        .unwrap()
+        .unwrap();
+    let service = serde_json::to_value(&service).unwrap();
+    let env = service["template"]["containers"][0]["env"].as_array().unwrap();
+    for p in &status.secrets {
+        let e = env.iter().find(|e| e["name"] == p.env.as_str()).unwrap();
+        assert_eq!(
+            e["valueSource"]["secretKeyRef"]["version"],
+            p.version.clone().unwrap().as_str(),
+            "{}",
+            p.env
+        );
+    }
+    assert_eq!(
+        env.iter().find(|e| e["name"] == "STORE_MODEL_IN_DB").unwrap()["value"],
+        "True"
+    );
+    assert!(
+        status.url.as_deref().unwrap_or_default().starts_with("https://"),
+        "{status:?}"
+    );
+    assert!(status.latest_ready_revision.is_some());
+    // allowUnauthenticated: allUsers may invoke.
+    let policy = w
+        .gcp
+        .get_policy(&PolicyTarget::Service(ServiceName::new(
+            PROJECT,
+            REGION,
+            "litellm-proxy",
+        )))
+        .await
+        .unwrap();
+    assert!(
+        policy
+            .bindings
+            .iter()
+            .any(|b| b.role == "roles/run.invoker" && b.members.contains(&"allUsers".to_owned()))
+    );
+    assert_eq!(status.applied_bindings.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converged_resource_makes_no_google_writes_and_no_status_writes() {
+    let w = runbook_world("steady").await;
+    let name = w.create(runbook("steady")).await;
+    w.wait_ready(&name).await;
+    // Let the last post-Ready reconcile settle, then watch a few resyncs (2 s each).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = w.calls();
+    let status_writes = w.metrics.encode();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = w.calls();
+    let writes = [
+        "CreateSecret",
+        "AddSecretVersion",
+        "SetIamPolicy",
+        "CreateService",
+        "UpdateService",
+        "DisableSecretVersion",
+    ];
+    for method in writes {
+        assert_eq!(
+            before.get(method),
+            after.get(method),
+            "{method} was called in steady state: {after:?}"
+        );
+    }
+    assert_eq!(
+        before.get("AccessSecretVersion"),
+        after.get("AccessSecretVersion"),
+        "payload read in steady state"
+    );
+    let resyncs =
+        after.get("GetService").copied().unwrap_or(0) - before.get("GetService").copied().unwrap_or(0);
+    assert!(
+        resyncs >= 2,
+        "expected resyncs to read the service: {before:?} -> {after:?}"
+    );
+    let writes_line = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("litellm_operator_status_writes_total"))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        writes_line(&status_writes),
+        writes_line(&w.metrics.encode()),
+        "status written in steady state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_the_kubernetes_secret_rotates_and_retires_old_versions() {
+    let w = runbook_world("rotate").await;
+    let mut manifest = runbook("rotate");
+    manifest["spec"]["secretPolicy"]["keepEnabledVersions"] = json!(1);
+    let name = w.create(manifest).await;
+    let first = w.wait_ready(&name).await;
+    assert_eq!(pinned(&first, "DATABASE_URL"), "1");
+
+    let data: Vec<(&str, &str)> = CREDENTIAL_KEYS
+        .iter()
+        .map(|k| {
+            (
+                *k,
+                if *k == "database-url" {
+                    "value-2"
+                } else {
+                    "value-1"
+                },
+            )
+        })
+        .collect();
+    w.put_secret("litellm-credentials", &data).await;
+    let rotated = w
+        .wait_for(
+            &name,
+            "DATABASE_URL pinned to 2 and Ready",
+            Duration::from_secs(60),
+            |s| pinned(s, "DATABASE_URL") == "2" && condition(s, "Ready").0 == "True",
+        )
+        .await;
+    assert_ne!(
+        rotated.latest_ready_revision, first.latest_ready_revision,
+        "a new revision serves the new version"
+    );
+    // Only the changed secret got a new version.
+    assert_eq!(pinned(&rotated, "UI_PASSWORD"), "1");
+    let db = SecretName::new(PROJECT, "database-url");
+    assert_eq!(
+        w.gcp
+            .access_version(&db, VersionRef::Number(2))
+            .await
+            .unwrap()
+            .payload
+            .expose(),
+        b"value-2"
+    );
+    // keepEnabledVersions: 1 -> the old version is disabled once the new revision is Ready.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v1 = w
+            .gcp
+            .get_version(&db, VersionRef::Number(1))
+            .await
+            .unwrap()
+            .unwrap();
+        if v1.state == VersionState::Disabled {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "version 1 still {:?}",
+            v1.state
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let versions = w.gcp.list_versions(&db).await.unwrap();
+    assert_eq!(versions.len(), 2, "never two versions of one value");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_outside_the_operator_is_put_back() {
+    let w = runbook_world("drift").await;
+    let name = w.create(runbook("drift")).await;
+    w.wait_ready(&name).await;
+    let service_name = ServiceName::new(PROJECT, REGION, "drift");
+    let mut live = serde_json::to_value(w.gcp.get_service(&service_name).await.unwrap().unwrap()).unwrap();
+    live["template"]["containers"][0]["image"] = json!("example.com/someone-else:latest");
+    w.gcp
+        .update_service(&service_name, serde_json::from_value(live).unwrap())
+        .await
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let live = serde_json::to_value(w.gcp.get_service(&service_name).await.unwrap().unwrap()).unwrap();
+        if live["template"]["containers"][0]["image"] == "ghcr.io/berriai/litellm:main-stable" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "drift not corrected: {}",
+            live["template"]["containers"][0]["image"]
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    w.wait_ready(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_source_secret_is_reported_and_the_rest_converges() {
+    let w = world("missing").await;
+    let manifest = json!({
+        "apiVersion": "litellm.dev/v1alpha1", "kind": "LiteLLMDeployment",
+        "metadata": {"name": "missing"},
+        "spec": {
+            "project": PROJECT, "region": REGION,
+            "service": {"image": "ghcr.io/berriai/litellm:main-stable", "serviceAccount": RUNTIME_SA},
+            "secrets": [
+                {"env": "LITELLM_MASTER_KEY", "generate": {"length": 32}},
+                {"env": "OPENAI_API_KEY", "fromSecret": {"name": "not-there-yet", "key": "openai"}}
+            ]
+        }
+    });
+    let name = w.create(manifest).await;
+    let status = w
+        .wait_for(&name, "SecretSourceMissing", Duration::from_secs(30), |s| {
+            condition(s, "SecretsReady").1 == "SecretSourceMissing"
+        })
+        .await;
+    assert!(
+        condition(&status, "SecretsReady").2.contains("not-there-yet"),
+        "{status:?}"
+    );
+    assert_eq!(
+        pinned(&status, "LITELLM_MASTER_KEY"),
+        "1",
+        "the other secret still converged"
+    );
+    assert_eq!(condition(&status, "Ready").0, "False");
+
+    // Creating the Secret is picked up by the Secret watch.
+    w.put_secret("not-there-yet", &[("openai", "sk-openai")]).await;
+    w.wait_ready(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_is_reported_without_calling_google() {
+    let w = world("invalid").await;
+    let manifest = json!({
+        "apiVersion": "litellm.dev/v1alpha1", "kind": "LiteLLMDeployment",
+        "metadata": {"name": "invalid"},
+        "spec": {
+            "project": PROJECT, "region": REGION,
+            "service": {"image": "ghcr.io/berriai/litellm:main-stable", "serviceAccount": RUNTIME_SA,
+                        "resources": {"cpu": "3", "memory": "4Gi"}}
+        }
+    });
+    let name = w.create(manifest).await;
+    let status = w
+        .wait_for(&name, "InvalidSpec", Duration::from_secs(30), |s| {
+            condition(s, "Ready").1 == "InvalidSpec"
+        })
+        .await;
+    assert!(
+        condition(&status, "Ready")
+            .2
+            .contains("spec.service.resources.cpu"),
+        "{status:?}"
+    );
+    assert!(
+        w.calls().is_empty(),
+        "Google was called for an invalid spec: {:?}",
+        w.calls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_follows_the_deletion_policy() {
+    let w = runbook_world("delete").await;
+    let mut manifest = runbook("delete");
+    manifest["spec"]["deletionPolicy"] = json!({"service": "Delete", "secrets": "Delete"});
+    let name = w.create(manifest).await;
+    w.wait_ready(&name).await;
+    w.deployments()
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while w.deployments().get_opt(&name).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "finalizer not released");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        w.gcp
+            .get_service(&ServiceName::new(PROJECT, REGION, "delete"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        w.gcp
+            .find_secret(&SecretName::new(PROJECT, "database-url"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The external secret is not ours: it stays.
+    assert!(
+        w.gcp
+            .find_secret(&SecretName::new(PROJECT, "tavily-api-key"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_secrets_stay_but_lose_our_bindings() {
+    let w = runbook_world("abandon").await;
+    let name = w.create(runbook("abandon")).await;
+    w.wait_ready(&name).await;
+    w.deployments()
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while w.deployments().get_opt(&name).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "finalizer not released");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let db = SecretName::new(PROJECT, "database-url");
+    assert!(
+        w.gcp.find_secret(&db).await.unwrap().is_some(),
+        "secrets: Abandon keeps the secret"
+    );
+    let policy = w.gcp.get_policy(&PolicyTarget::Secret(db)).await.unwrap();
+    assert!(
+        !policy
+            .bindings
+            .iter()
+            .any(|b| b.members.iter().any(|m| m.contains(RUNTIME_SA))),
+        "our accessor binding is removed: {policy:?}"
+    );
+    assert!(
+        w.gcp
+            .get_service(&ServiceName::new(PROJECT, REGION, "abandon"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
