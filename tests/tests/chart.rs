@@ -26,6 +26,18 @@ const ALL_OPTIONS: &str = "charts/litellm-operator/ci/all-options-values.yaml";
 // ---------------------------------------------------------------------------------------------
 // helm
 
+/// `${LITELLM_CACHE_DIR:-$HOME/.cache/litellm-operator}`, where `tests/helm/build.sh` builds into.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("LITELLM_CACHE_DIR").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME or LITELLM_CACHE_DIR is set"))
+                .join(".cache")
+                .join("litellm-operator")
+        },
+        PathBuf::from,
+    )
+}
+
 /// The helm binary: `LITELLM_HELM_BIN`, else where `tests/helm/build.sh` puts it.
 fn helm_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("LITELLM_HELM_BIN") {
@@ -42,15 +54,10 @@ fn helm_bin() -> PathBuf {
             }
         })
         .expect("tests/helm/go.mod pins helm.sh/helm/v3");
-    let cache = std::env::var_os("LITELLM_CACHE_DIR").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME or LITELLM_CACHE_DIR is set"))
-                .join(".cache")
-                .join("litellm-operator")
-        },
-        PathBuf::from,
-    );
-    let path = cache.join(format!("helm-{version}")).join("bin").join("helm");
+    let path = cache_dir()
+        .join(format!("helm-{version}"))
+        .join("bin")
+        .join("helm");
     assert!(
         path.is_file(),
         "helm {version} is not built at {}: run `bash tests/helm/build.sh` first (or set LITELLM_HELM_BIN)",
@@ -1026,10 +1033,7 @@ fn glua_bin() -> PathBuf {
             }
         })
         .expect("tests/helm/go.mod pins github.com/yuin/gopher-lua");
-    let path = helm_bin() // the same cache root as helm's
-        .ancestors()
-        .nth(3)
-        .unwrap()
+    let path = cache_dir()
         .join(format!("gopher-lua-{version}"))
         .join("bin")
         .join("glua");
