@@ -958,8 +958,6 @@ impl State {
 
     pub fn run_list_services(&mut self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         self.settle(now);
-        let show_deleted = req.bool_param("showDeleted")?;
-        let _ = show_deleted;
         let (prefix, any_location) = match parent.strip_suffix("/locations/-") {
             Some(p) => (format!("{p}/locations/"), true),
             None => (format!("{parent}/services/"), false),

@@ -29,6 +29,7 @@ async fn google_python_clients_pass_the_conformance_suite() {
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(manifest.join("tests/conformance"))
         .env("EMULATOR_URL", emu.url())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true)
         .output()
         .await
