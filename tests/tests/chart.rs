@@ -1551,3 +1551,131 @@ async fn operator_does_its_kubernetes_job_as_the_charts_service_account() {
     }
     operator.kill().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The custom Google role of docs/security.md against the calls the operator makes
+
+/// The Google permissions each method of the `litellm-operator-gcp` traits needs. IAM policy methods work on
+/// a secret or a Cloud Run service, so they need both services' IAM permissions.
+const GOOGLE_PERMISSIONS: &[(&str, &[&str])] = &[
+    ("find_secret", &["secretmanager.secrets.get"]),
+    ("create_secret", &["secretmanager.secrets.create"]),
+    ("list_secrets", &["secretmanager.secrets.list"]),
+    ("update_labels", &["secretmanager.secrets.update"]),
+    ("delete_secret", &["secretmanager.secrets.delete"]),
+    ("add_version", &["secretmanager.versions.add"]),
+    ("get_version", &["secretmanager.versions.get"]),
+    ("resolve_version", &["secretmanager.versions.get"]),
+    ("access_version", &["secretmanager.versions.access"]),
+    ("list_versions", &["secretmanager.versions.list"]),
+    ("enable_version", &["secretmanager.versions.enable"]),
+    ("disable_version", &["secretmanager.versions.disable"]),
+    ("destroy_version", &["secretmanager.versions.destroy"]),
+    ("get_service", &["run.services.get"]),
+    ("create_service", &["run.services.create"]),
+    ("update_service", &["run.services.update"]),
+    ("delete_service", &["run.services.delete"]),
+    ("get_revision", &["run.revisions.get"]),
+    ("list_revisions", &["run.revisions.list"]),
+    ("get_operation", &["run.operations.get"]),
+    (
+        "get_policy",
+        &["secretmanager.secrets.getIamPolicy", "run.services.getIamPolicy"],
+    ),
+    (
+        "add_member",
+        &[
+            "secretmanager.secrets.getIamPolicy",
+            "secretmanager.secrets.setIamPolicy",
+            "run.services.getIamPolicy",
+            "run.services.setIamPolicy",
+        ],
+    ),
+    (
+        "remove_member",
+        &[
+            "secretmanager.secrets.getIamPolicy",
+            "secretmanager.secrets.setIamPolicy",
+            "run.services.getIamPolicy",
+            "run.services.setIamPolicy",
+        ],
+    ),
+];
+
+fn rust_sources(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.push((path, text));
+        }
+    }
+    out
+}
+
+/// The methods declared in the `pub trait` blocks of the gcp crate: everything the operator can ask Google.
+fn gcp_trait_methods() -> BTreeSet<String> {
+    let mut methods = BTreeSet::new();
+    for (_, text) in rust_sources(&repo_path("crates/gcp/src")) {
+        let mut in_trait = false;
+        for line in text.lines() {
+            if line.starts_with("pub trait ") {
+                in_trait = true;
+            } else if line == "}" {
+                in_trait = false;
+            } else if in_trait
+                && let Some(rest) = line.trim_start().strip_prefix("fn ")
+                && let Some(name) = rest.split(['(', '<']).next()
+            {
+                methods.insert(name.to_owned());
+            }
+        }
+    }
+    methods
+}
+
+#[test]
+fn security_doc_custom_role_grants_exactly_what_the_operator_calls() {
+    let methods = gcp_trait_methods();
+    let mapped: BTreeSet<String> = GOOGLE_PERMISSIONS.iter().map(|(m, _)| (*m).to_owned()).collect();
+    assert!(
+        methods.contains("find_secret") && methods.contains("update_service"),
+        "{methods:?}"
+    );
+    assert_eq!(
+        methods, mapped,
+        "the gcp crate's trait methods changed: map each to its Google permission in GOOGLE_PERMISSIONS"
+    );
+
+    // Methods called in the operator's sources (a text scan: `.name(`), and the permissions they need.
+    let sources = rust_sources(&repo_path("crates/operator/src"));
+    let mut required = BTreeSet::new();
+    let mut called = BTreeSet::new();
+    for (method, permissions) in GOOGLE_PERMISSIONS {
+        let call = format!(".{method}(");
+        if sources.iter().any(|(_, text)| text.contains(&call)) {
+            called.insert(*method);
+            required.extend(permissions.iter().map(|p| (*p).to_owned()));
+        }
+    }
+    assert!(called.contains("create_secret"), "{called:?}");
+
+    let doc = std::fs::read_to_string(repo_path("docs/security.md")).unwrap();
+    let granted: BTreeSet<String> = doc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--permissions="))
+        .expect("docs/security.md has the gcloud iam roles create --permissions= line")
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .collect();
+    let missing: Vec<_> = required.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&required).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "docs/security.md's custom role is out of date (operator calls {called:?}):\n  missing: {missing:?}\n  \
+         granted but unused: {unused:?}"
+    );
+}
