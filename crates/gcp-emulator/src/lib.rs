@@ -32,6 +32,9 @@ pub use admin::{FaultRule, LogEntry};
 pub use error::{ApiError, Code};
 pub use model::State;
 
+/// Largest request body read; larger ones are answered 400 INVALID_ARGUMENT.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// How the emulator behaves. `Config::default()` binds a random loopback port with no added latency.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -228,8 +231,10 @@ pub async fn spawn(config: Config) -> Result<Emulator, Error> {
         state: Mutex::new(state),
         dirty: AtomicBool::new(false),
     });
+    // Payloads are at most 64 KiB; bigger bodies up to this size still get Google's error shape.
     let router = axum::Router::new()
         .fallback(server::handle)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app.clone());
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {

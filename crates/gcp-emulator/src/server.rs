@@ -219,8 +219,20 @@ async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
 }
 
 /// The single axum handler behind every path.
-pub async fn handle(AxumState(app): AxumState<Arc<App>>, method: Method, uri: Uri, body: Bytes) -> Response {
+pub async fn handle(
+    AxumState(app): AxumState<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let started = Instant::now();
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let err = ApiError::invalid(format!("Request body could not be read: {}", e.body_text()));
+            return axum::response::IntoResponse::into_response(err);
+        }
+    };
     let req = Request::parse(method, uri.path(), uri.query(), body);
     if req.segments.first().map(String::as_str) == Some(admin::PREFIX) {
         let rest = req.segments[1..].to_vec();

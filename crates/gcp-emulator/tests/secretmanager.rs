@@ -688,3 +688,52 @@ async fn unknown_paths_and_methods_are_404_json() {
     api.err("POST", "/v1/projects/p/secrets/x:explode", None, 404, "NOT_FOUND")
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_concurrent_writes_get_distinct_versions() {
+    let api = std::sync::Arc::new(Api::default().await);
+    api.create_secret("p", "busy").await;
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let v = api
+                .add_version("projects/p/secrets/busy", format!("value-{i}").as_bytes())
+                .await;
+            v["name"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+    let latest = api
+        .ok("GET", "/v1/projects/p/secrets/busy/versions/latest", None)
+        .await;
+    assert_eq!(latest["name"], "projects/p/secrets/busy/versions/200");
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_a_google_shaped_error() {
+    let api = Api::default().await;
+    api.create_secret("p", "k").await;
+    let resp = api
+        .http
+        .post(format!("{}/v1/projects/p/secrets/k:addVersion", api.emu.url()))
+        .body(vec![b' '; 5 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+}
