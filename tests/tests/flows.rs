@@ -31,6 +31,7 @@ struct World {
     ns: String,
     gcp: Gcp,
     metrics: Arc<Metrics>,
+    emulator_url: String,
     _emulator: gcp_emulator::Emulator,
     operator: tokio::task::JoinHandle<()>,
 }
@@ -42,6 +43,11 @@ impl Drop for World {
 }
 
 async fn world(test: &str) -> World {
+    world_with(test, gcp_emulator::Config::default(), Settings::default()).await
+}
+
+/// A world with emulator and controller settings of the test's choosing (fast defaults otherwise).
+async fn world_with(test: &str, emulator: gcp_emulator::Config, settings: Settings) -> World {
     let cp = ControlPlane::shared().await.unwrap();
     let client = cp.client().unwrap();
     let crd = std::fs::read_to_string(repo_path("crds/litellmdeployments.yaml")).unwrap();
@@ -50,8 +56,7 @@ async fn world(test: &str) -> World {
 
     let emulator = gcp_emulator::spawn(gcp_emulator::Config {
         revision_startup: Duration::from_millis(300),
-        iam_propagation: Duration::ZERO,
-        ..gcp_emulator::Config::default()
+        ..emulator
     })
     .await
     .unwrap();
@@ -59,6 +64,7 @@ async fn world(test: &str) -> World {
     let mut metrics = Metrics::new();
     let gcp = Gcp::connect(&config, &mut metrics.registry).await.unwrap();
     let metrics = Arc::new(metrics);
+    let defaults = Settings::default();
     let ctx = Arc::new(Context {
         client: client.clone(),
         gcp: gcp.clone(),
@@ -69,9 +75,13 @@ async fn world(test: &str) -> World {
         metrics: metrics.clone(),
         settings: Settings {
             namespace: Some(ns.clone()),
-            resync: Duration::from_secs(2),
+            resync: if settings.resync == defaults.resync {
+                Duration::from_secs(2)
+            } else {
+                settings.resync
+            },
             progress_poll: Duration::from_millis(300),
-            ..Settings::default()
+            ..settings
         },
     });
     let operator = tokio::spawn(controller::run(ctx, Health::default()));
@@ -80,6 +90,7 @@ async fn world(test: &str) -> World {
         ns,
         gcp,
         metrics,
+        emulator_url: emulator.url(),
         _emulator: emulator,
         operator,
     }
@@ -625,5 +636,334 @@ async fn abandoned_secrets_stay_but_lose_our_bindings() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+fn minimal(name: &str) -> Value {
+    json!({
+        "apiVersion": "litellm.dev/v1alpha1", "kind": "LiteLLMDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "project": PROJECT, "region": REGION,
+            "service": {"image": "ghcr.io/berriai/litellm:main-stable", "serviceAccount": RUNTIME_SA},
+            "secrets": [
+                {"env": "LITELLM_MASTER_KEY", "generate": {"length": 32, "prefix": "sk-"}},
+                {"env": "DATABASE_URL", "fromSecret": {"name": "creds", "key": "database-url"}}
+            ]
+        }
+    })
+}
+
+impl World {
+    async fn annotate(&self, name: &str, key: &str, value: &str) {
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        self.deployments()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    async fn patch_spec(&self, name: &str, patch: Value) {
+        self.deployments()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": patch})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// `reason: note` of every Event in the namespace.
+    async fn events(&self) -> Vec<String> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|e| format!("{}: {}", e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    async fn wait_gone(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.deployments().get_opt(name).await.unwrap().is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "finalizer not released");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_denied_while_iam_propagates_is_rolled_again_until_ready() {
+    let w = world_with(
+        "propagation",
+        gcp_emulator::Config {
+            iam_propagation: Duration::from_secs(3),
+            ..gcp_emulator::Config::default()
+        },
+        Settings {
+            iam_retry_delay: Duration::from_secs(1),
+            ..Settings::default()
+        },
+    )
+    .await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    let name = w.create(minimal("propagation")).await;
+    let status = w.wait_ready(&name).await;
+    // The first revision started before the fresh accessor grants propagated and failed; a later one serves.
+    let ready = status.latest_ready_revision.unwrap();
+    assert!(
+        !ready.starts_with("propagation-00001-"),
+        "expected a re-rolled revision, got {ready}"
+    );
+    let events = w.events().await;
+    assert!(
+        events.iter().any(|e| e.starts_with("RevisionRetried")),
+        "{events:?}"
+    );
+    // The grant was made once, not repeated.
+    assert_eq!(
+        w.calls().get("SetIamPolicy").copied().unwrap_or(0),
+        2,
+        "{:?}",
+        w.calls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_revision_keeps_traffic_and_old_versions() {
+    let w = world_with(
+        "failed",
+        gcp_emulator::Config {
+            crashing_images: vec!["example.com/litellm:broken".into()],
+            ..gcp_emulator::Config::default()
+        },
+        Settings::default(),
+    )
+    .await;
+    w.put_secret("creds", &[("database-url", "postgres://one")]).await;
+    let mut manifest = minimal("failed");
+    manifest["spec"]["secretPolicy"] = json!({"keepEnabledVersions": 1});
+    let name = w.create(manifest).await;
+    let first = w.wait_ready(&name).await;
+
+    w.patch_spec(&name, json!({"service": {"image": "example.com/litellm:broken"}}))
+        .await;
+    let failed = w
+        .wait_for(&name, "RevisionFailed", Duration::from_secs(30), |s| {
+            condition(s, "ServiceReady").1 == "RevisionFailed"
+        })
+        .await;
+    assert_eq!(
+        failed.latest_ready_revision, first.latest_ready_revision,
+        "traffic stays on the last ready revision"
+    );
+    assert_ne!(failed.latest_created_revision, first.latest_created_revision);
+    assert!(
+        condition(&failed, "Ready").2.contains("traffic stays on"),
+        "{failed:?}"
+    );
+
+    // A rotation while new revisions cannot start: the new version is pinned, the old one stays enabled.
+    w.put_secret("creds", &[("database-url", "postgres://two")]).await;
+    w.wait_for(&name, "DATABASE_URL pinned to 2", Duration::from_secs(30), |s| {
+        pinned(s, "DATABASE_URL") == "2" && condition(s, "ServiceReady").1 == "RevisionFailed"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let db = SecretName::new(PROJECT, "database-url");
+    let v1 = w
+        .gcp
+        .get_version(&db, VersionRef::Number(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        v1.state,
+        VersionState::Enabled,
+        "no version is retired while the new revision is not Ready"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_added_before_a_lost_status_write_is_reused_not_duplicated() {
+    let w = world("lost").await;
+    w.put_secret("creds", &[("database-url", "postgres://same")])
+        .await;
+    // State after a crash between addVersion and the status write: our secret with the value, no status record.
+    let db = SecretName::new(PROJECT, "database-url");
+    let labels = BTreeMap::from([("litellm-deployment".to_owned(), format!("{}_lost", w.ns))]);
+    w.gcp
+        .create_secret(
+            &db,
+            &litellm_operator_gcp::NewSecret {
+                labels,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    w.gcp
+        .add_version(&db, &SecretPayload::new(b"postgres://same".to_vec()))
+        .await
+        .unwrap();
+
+    let name = w.create(minimal("lost")).await;
+    let status = w.wait_ready(&name).await;
+    assert_eq!(pinned(&status, "DATABASE_URL"), "1");
+    assert_eq!(
+        w.gcp.list_versions(&db).await.unwrap().len(),
+        1,
+        "the same value was added twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_secret_that_is_not_ours_is_a_conflict_until_adopted() {
+    let w = world("adopt").await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    // Someone created database-url by hand (the gcloud runbook): no labels at all.
+    let created = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/projects/{PROJECT}/secrets?secretId=database-url",
+            w.emulator_url
+        ))
+        .json(&json!({"replication": {"automatic": {}}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+
+    let name = w.create(minimal("adopt")).await;
+    let status = w
+        .wait_for(&name, "Conflict", Duration::from_secs(30), |s| {
+            condition(s, "SecretsReady").1 == "Conflict"
+        })
+        .await;
+    assert!(
+        condition(&status, "SecretsReady").2.contains("litellm.dev/adopt"),
+        "{status:?}"
+    );
+    assert_eq!(
+        pinned(&status, "LITELLM_MASTER_KEY"),
+        "1",
+        "other secrets still converge"
+    );
+
+    w.annotate(&name, "litellm.dev/adopt", "true").await;
+    let status = w.wait_ready(&name).await;
+    assert_eq!(pinned(&status, "DATABASE_URL"), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_deployment_cannot_take_the_first_ones_secret() {
+    let w = world("claim").await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    let first = w.create(minimal("first")).await;
+    w.wait_ready(&first).await;
+    let mut second = minimal("second");
+    second["spec"]["service"]["name"] = json!("second");
+    let second = w.create(second).await;
+    let status = w
+        .wait_for(&second, "Conflict", Duration::from_secs(30), |s| {
+            condition(s, "SecretsReady").1 == "Conflict"
+        })
+        .await;
+    assert!(
+        condition(&status, "SecretsReady").2.contains("database-url"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_resource_gets_no_google_writes() {
+    let w = world("paused").await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    let name = w.create(minimal("paused")).await;
+    w.wait_ready(&name).await;
+    w.annotate(&name, "litellm.dev/paused", "true").await;
+    w.wait_for(&name, "Paused", Duration::from_secs(30), |s| {
+        condition(s, "Ready").1 == "Paused"
+    })
+    .await;
+    let before = w.calls();
+    w.put_secret("creds", &[("database-url", "postgres://changed")])
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = w.calls();
+    for method in ["AddSecretVersion", "UpdateService", "SetIamPolicy"] {
+        assert_eq!(before.get(method), after.get(method), "{method} while paused");
+    }
+    // Unpausing rolls the change out.
+    w.annotate(&name, "litellm.dev/paused", "false").await;
+    w.wait_for(&name, "DATABASE_URL pinned to 2", Duration::from_secs(30), |s| {
+        pinned(s, "DATABASE_URL") == "2" && condition(s, "Ready").0 == "True"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deletion_escape_hatch_leaves_google_untouched() {
+    let w = world("hatch").await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    let mut manifest = minimal("hatch");
+    manifest["spec"]["deletionPolicy"] = json!({"service": "Delete", "secrets": "Delete"});
+    let name = w.create(manifest).await;
+    w.wait_ready(&name).await;
+    w.annotate(&name, "litellm.dev/deletion-policy", "Abandon").await;
+    w.deployments()
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    w.wait_gone(&name).await;
+    assert!(
+        w.gcp
+            .get_service(&ServiceName::new(PROJECT, REGION, "hatch"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        w.gcp
+            .find_secret(&SecretName::new(PROJECT, "database-url"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_value_reaches_no_event_status_or_metric() {
+    const CANARY: &str = "canary-7f3d9a1c-never-print-me";
+    let w = world("canary").await;
+    w.put_secret("creds", &[("database-url", CANARY)]).await;
+    let name = w.create(minimal("canary")).await;
+    w.wait_ready(&name).await;
+    // Rotate once more so every write path has run.
+    w.put_secret("creds", &[("database-url", &format!("{CANARY}-2"))])
+        .await;
+    w.wait_for(&name, "rotation", Duration::from_secs(30), |s| {
+        pinned(s, "DATABASE_URL") == "2" && condition(s, "Ready").0 == "True"
+    })
+    .await;
+
+    let events = w.events().await;
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| !e.contains("canary-7f3d")), "{events:?}");
+    let status = serde_json::to_string(&w.deployments().get(&name).await.unwrap()).unwrap();
+    assert!(!status.contains("canary-7f3d"));
+    assert!(!w.metrics.encode().contains("canary-7f3d"));
+    // It did reach Secret Manager.
+    let db = SecretName::new(PROJECT, "database-url");
+    assert_eq!(
+        w.gcp
+            .access_version(&db, VersionRef::Number(2))
+            .await
+            .unwrap()
+            .payload
+            .expose(),
+        format!("{CANARY}-2").as_bytes()
     );
 }

@@ -28,6 +28,10 @@ pub const PAUSED_ANNOTATION: &str = "litellm.dev/paused";
 /// Annotation that, set to `"true"`, lets the operator adopt existing Google resources that lack its label.
 pub const ADOPT_ANNOTATION: &str = "litellm.dev/adopt";
 
+/// Annotation that, set to `"Abandon"`, makes deletion leave every Google resource untouched: the escape hatch
+/// for a LiteLLMDeployment whose project is gone or whose permissions were revoked.
+pub const DELETION_POLICY_ANNOTATION: &str = "litellm.dev/deletion-policy";
+
 /// Role granted to the runtime service account on each secret.
 pub const SECRET_ACCESSOR_ROLE: &str = "roles/secretmanager.secretAccessor";
 
@@ -70,8 +74,10 @@ pub mod reason {
     pub const REVISION_FAILED: &str = "RevisionFailed";
     /// Writes are stopped by the paused annotation.
     pub const PAUSED: &str = "Paused";
-    /// A Google resource exists but belongs to someone else.
-    pub const NOT_OWNED: &str = "NotOwned";
+    /// A Google resource exists but belongs to someone else (no label of ours, or another LiteLLMDeployment's).
+    pub const CONFLICT: &str = "Conflict";
+    /// Google answered 429 RESOURCE_EXHAUSTED; the operator backs off.
+    pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
     /// Google answered with an error the operator retries.
     pub const GOOGLE_API_ERROR: &str = "GoogleApiError";
 }

@@ -112,7 +112,18 @@ impl Error {
         match self.class() {
             ErrorClass::PermissionDenied => reason::PERMISSION_DENIED,
             ErrorClass::IamPropagating => reason::IAM_PROPAGATING,
-            ErrorClass::InvalidSpec if matches!(self, Error::NotOwned { .. }) => reason::NOT_OWNED,
+            ErrorClass::InvalidSpec if matches!(self, Error::NotOwned { .. }) => reason::CONFLICT,
+            ErrorClass::Transient
+                if matches!(
+                    self,
+                    Error::Google {
+                        source: GcpError::QuotaExceeded { .. },
+                        ..
+                    }
+                ) =>
+            {
+                reason::QUOTA_EXCEEDED
+            }
             ErrorClass::InvalidSpec => reason::INVALID_SPEC,
             _ => reason::GOOGLE_API_ERROR,
         }

@@ -45,6 +45,10 @@ pub struct Settings {
     pub resync: Duration,
     /// How soon to look again while a rollout or IAM propagation is in progress.
     pub progress_poll: Duration,
+    /// How long to wait before rolling a new revision after one failed on secret access while a grant propagates.
+    pub iam_retry_delay: Duration,
+    /// How long after a change such failures are retried (Google documents up to 7 minutes of propagation).
+    pub iam_propagation_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -55,6 +59,8 @@ impl Default for Settings {
             concurrency: 8,
             resync: Duration::from_secs(600),
             progress_poll: Duration::from_secs(2),
+            iam_retry_delay: Duration::from_secs(30),
+            iam_propagation_timeout: Duration::from_secs(600),
         }
     }
 }

@@ -161,6 +161,24 @@ fn merged(old: &[AppliedBinding], new: &[AppliedBinding]) -> Vec<AppliedBinding>
 /// Deletion: follow `deletionPolicy`, treat not-found as done, and touch only what carries our labels or was
 /// recorded in status. Works even when the spec no longer validates.
 pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Action> {
+    if obj
+        .annotations()
+        .get(names::DELETION_POLICY_ANNOTATION)
+        .map(String::as_str)
+        == Some("Abandon")
+    {
+        ctx.event(
+            obj,
+            EventType::Warning,
+            "CleanupSkipped",
+            format!(
+                "{} is Abandon: left the service, secrets and bindings in Google untouched",
+                names::DELETION_POLICY_ANNOTATION
+            ),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
     let spec = &obj.spec;
     let status = obj.status.clone().unwrap_or_default();
     let owner = names::owner_label_value(&obj.namespace().unwrap_or_default(), &obj.name_any());

@@ -188,7 +188,7 @@ fn owned(obj: &LiteLLMDeployment, desired: &DesiredState, labels: &BTreeMap<Stri
 
 fn not_owned(name: &SecretName) -> Problem {
     Problem {
-        reason: reason::NOT_OWNED,
+        reason: reason::CONFLICT,
         message: format!(
             "secret {name} exists but was not created for this LiteLLMDeployment; set secretId to another id, or \
              annotate the LiteLLMDeployment with {ADOPT_ANNOTATION}: \"true\" to adopt it"

@@ -125,7 +125,73 @@ pub(super) async fn converge(
         out.outcome = Outcome::not_ready(reason::RECONCILING, "rolling out a new revision");
         return Ok(out);
     }
-    Ok(observe(Some(&live_json)))
+    let observed = observe(Some(&live_json));
+    if observed.outcome.reason == reason::IAM_PROPAGATING {
+        return retry_after_iam_propagation(obj, &name, &live_json, observed, ctx).await;
+    }
+    Ok(observed)
+}
+
+/// Template annotation counting revisions re-rolled while a new grant propagates.
+const IAM_RETRY_ANNOTATION: &str = "litellm.dev/iam-retry";
+
+/// A revision that failed on secret access right after a grant is not retried by Cloud Run: roll a new one (a
+/// template annotation bump) every `iam_retry_delay`, for up to `iam_propagation_timeout` after the last spec
+/// change. The grant itself is not repeated: it is already in the policy, it just has not propagated.
+async fn retry_after_iam_propagation(
+    obj: &LiteLLMDeployment,
+    name: &ServiceName,
+    live: &Value,
+    mut observed: ServiceOutcome,
+    ctx: &Context,
+) -> Result<ServiceOutcome> {
+    let since_update = live["updateTime"]
+        .as_str()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .map(|t| {
+            k8s_openapi::jiff::Timestamp::now()
+                .duration_since(t)
+                .unsigned_abs()
+        })
+        .unwrap_or_default();
+    let attempts: u32 = live["template"]["annotations"][IAM_RETRY_ANNOTATION]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let settings = &ctx.settings;
+    let budget = settings.iam_propagation_timeout.as_secs() / settings.iam_retry_delay.as_secs().max(1);
+    if u64::from(attempts) >= budget {
+        observed.outcome = Outcome::not_ready(
+            reason::REVISION_FAILED,
+            format!(
+                "{}; still denied after {} retries over {:?}: check that the runtime service account is the one \
+                 granted and that the secret version is enabled",
+                observed.outcome.message, attempts, settings.iam_propagation_timeout
+            ),
+        );
+        return Ok(observed);
+    }
+    if since_update < settings.iam_retry_delay {
+        return Ok(observed);
+    }
+    let mut patch = live.clone();
+    patch["template"]["annotations"][IAM_RETRY_ANNOTATION] = Value::from((attempts + 1).to_string());
+    ctx.gcp
+        .update_service(name, from_json(patch, name)?)
+        .await
+        .map_err(Error::google("service"))?;
+    ctx.event(
+        obj,
+        EventType::Normal,
+        "RevisionRetried",
+        format!(
+            "Rolled a new revision of {name}: the last one could not read a secret while the new accessor grant \
+             propagates (attempt {})",
+            attempts + 1
+        ),
+    )
+    .await;
+    Ok(observed)
 }
 
 /// Ours when it carries our labels for this LiteLLMDeployment, or when adoption is on.
