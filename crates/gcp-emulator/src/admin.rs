@@ -36,6 +36,49 @@ pub struct FaultRule {
 }
 
 impl FaultRule {
+    /// A rule answering `status` to calls matching `method` (`None`: only add latency).
+    pub fn new(method: &str, status: Option<Code>) -> FaultRule {
+        FaultRule {
+            id: 0,
+            method: method.to_string(),
+            status,
+            message: None,
+            count: None,
+            probability: None,
+            latency_ms: 0,
+            commit_then_fail: false,
+        }
+    }
+
+    /// Fire only this many times.
+    pub fn times(mut self, count: u64) -> FaultRule {
+        self.count = Some(count);
+        self
+    }
+
+    /// Fire with this probability (0 to 1).
+    pub fn with_probability(mut self, probability: f64) -> FaultRule {
+        self.probability = Some(probability);
+        self
+    }
+
+    /// Add this delay when the rule fires.
+    pub fn with_latency(mut self, latency: Duration) -> FaultRule {
+        self.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    pub fn with_message(mut self, message: &str) -> FaultRule {
+        self.message = Some(message.to_string());
+        self
+    }
+
+    /// Perform the call, keep its effect, then answer the error (a lost response).
+    pub fn after_commit(mut self) -> FaultRule {
+        self.commit_then_fail = true;
+        self
+    }
+
     pub fn from_json(body: &Map<String, Value>) -> ApiResult<FaultRule> {
         let method = wire::str_field(body, "method").unwrap_or("*").to_string();
         let status = match body.get("status") {
@@ -302,5 +345,60 @@ pub fn handle(
             method,
             parts.join("/")
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn glob_matches_prefixes_suffixes_and_middles() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match(
+            "SecretManagerService.*",
+            "SecretManagerService.GetSecret"
+        ));
+        assert!(glob_match("*.GetSecret", "SecretManagerService.GetSecret"));
+        assert!(glob_match(
+            "*Secret*Version",
+            "SecretManagerService.AddSecretVersion"
+        ));
+        assert!(glob_match("Services.GetService", "Services.GetService"));
+        assert!(!glob_match("Services.GetService", "Services.GetServices"));
+        assert!(!glob_match(
+            "*.GetSecret",
+            "SecretManagerService.GetSecretVersion"
+        ));
+        assert!(!glob_match("Revisions.*", "Services.GetService"));
+    }
+
+    #[test]
+    fn counted_rules_stop_and_latency_only_rules_do_not_fail() {
+        let mut st = State::default();
+        st.add_fault(FaultRule::new("*", None).with_latency(Duration::from_millis(5)));
+        st.add_fault(
+            FaultRule::new("A.*", Some(Code::Unavailable))
+                .times(1)
+                .after_commit(),
+        );
+        let mut roll = || 0.5;
+        let first = st.decide_faults("A.B", &mut roll);
+        assert_eq!(first.delay, Duration::from_millis(5));
+        assert_eq!(first.fail.unwrap().code, Code::Unavailable);
+        assert!(first.after_commit);
+        let second = st.decide_faults("A.B", &mut roll);
+        assert!(second.fail.is_none());
+        assert_eq!(second.delay, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn probability_is_compared_with_the_roll() {
+        let mut st = State::default();
+        st.add_fault(FaultRule::new("*", Some(Code::Internal)).with_probability(0.3));
+        assert!(st.decide_faults("X", &mut || 0.29).fail.is_some());
+        assert!(st.decide_faults("X", &mut || 0.3).fail.is_none());
     }
 }

@@ -205,3 +205,32 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn codes_parse_from_names_numbers_and_http_statuses() {
+        assert_eq!(Code::parse("unavailable"), Some(Code::Unavailable));
+        assert_eq!(Code::parse("14"), Some(Code::Unavailable));
+        assert_eq!(Code::parse("503"), Some(Code::Unavailable));
+        assert_eq!(Code::parse("409"), Some(Code::AlreadyExists));
+        assert_eq!(Code::parse("9"), Some(Code::FailedPrecondition));
+        assert_eq!(Code::parse("nope"), None);
+    }
+
+    #[test]
+    fn error_body_has_google_shape() {
+        let e = ApiError::new(Code::Aborted, "stale");
+        assert_eq!(
+            e.body(),
+            serde_json::json!({"error": {"code": 409, "message": "stale", "status": "ABORTED", "details": []}})
+        );
+        assert_eq!(e.rpc_status()["code"], 10);
+        assert_eq!(Code::FailedPrecondition.http(), 400);
+        assert_eq!(Code::ResourceExhausted.http(), 429);
+    }
+}

@@ -282,3 +282,125 @@ pub fn normalize_enum(value: &mut Value, names: &[&str]) {
         *value = Value::String((*name).to_string());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn custom_verbs_and_percent_encoding_are_split_from_the_path() {
+        let r = Request::parse(
+            axum::http::Method::GET,
+            "/v1/projects/p/secrets/x/versions/latest%3Aaccess",
+            Some("%24alt=json%3Benum-encoding%3Dint&pageSize=5"),
+            bytes::Bytes::new(),
+        );
+        assert_eq!(
+            r.segments,
+            ["v1", "projects", "p", "secrets", "x", "versions", "latest"]
+        );
+        assert_eq!(r.verb.as_deref(), Some("access"));
+        assert_eq!(
+            r.query.get("$alt").map(String::as_str),
+            Some("json;enum-encoding=int")
+        );
+        assert_eq!(r.int_param("pageSize").unwrap(), Some(5));
+        let email = Request::parse(
+            axum::http::Method::GET,
+            "/v1/projects/-/serviceAccounts/a%40b.com",
+            None,
+            bytes::Bytes::new(),
+        );
+        assert_eq!(email.segments[4], "a@b.com");
+        assert_eq!(email.verb, None);
+    }
+
+    #[test]
+    fn snake_case_query_parameters_are_accepted() {
+        let r = Request::parse(
+            axum::http::Method::GET,
+            "/x",
+            Some("page_token=abc&update_mask=labels"),
+            bytes::Bytes::new(),
+        );
+        assert_eq!(r.param("pageToken"), Some("abc"));
+        assert_eq!(r.param("updateMask"), Some("labels"));
+        assert!(r.bool_param("validateOnly").is_ok());
+        let bad = Request::parse(
+            axum::http::Method::GET,
+            "/x",
+            Some("validateOnly=maybe"),
+            bytes::Bytes::new(),
+        );
+        assert!(bad.bool_param("validateOnly").is_err());
+    }
+
+    #[test]
+    fn base64_accepts_both_alphabets_with_and_without_padding() {
+        let bytes = vec![0xfb, 0xff, 0x07];
+        for text in ["+/8H", "-_8H"] {
+            assert_eq!(b64_decode(text).unwrap(), bytes, "{text}");
+        }
+        assert_eq!(
+            b64_decode("BwAAAAAAAAE").unwrap(),
+            b64_decode("BwAAAAAAAAE=").unwrap()
+        );
+        assert!(b64_decode("%%").is_none());
+    }
+
+    #[test]
+    fn pagination_resumes_after_the_token() {
+        let items: Vec<(u32, u32)> = (1..=5).map(|i| (i, i * 10)).collect();
+        let (page, next) = paginate(
+            items.clone(),
+            Some(2),
+            None,
+            100,
+            u32::to_string,
+            |t| t.parse().ok(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(page, [10, 20]);
+        let (page, next) = paginate(
+            items.clone(),
+            Some(2),
+            next.as_deref(),
+            100,
+            u32::to_string,
+            |t| t.parse().ok(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(page, [30, 40]);
+        let (page, next) = paginate(
+            items,
+            Some(2),
+            next.as_deref(),
+            100,
+            u32::to_string,
+            |t| t.parse().ok(),
+            true,
+        )
+        .unwrap();
+        assert_eq!((page, next), (vec![50], None));
+    }
+
+    #[test]
+    fn durations_and_enums() {
+        assert_eq!(parse_duration("300s"), Some(std::time::Duration::from_secs(300)));
+        assert_eq!(
+            parse_duration("1.5s"),
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(parse_duration("5m"), None);
+        let mut v = serde_json::json!(2);
+        normalize_enum(&mut v, &["A", "B", "C"]);
+        assert_eq!(v, "C");
+        let mut out_of_range = serde_json::json!(9);
+        normalize_enum(&mut out_of_range, &["A"]);
+        assert_eq!(out_of_range, 9);
+    }
+}
