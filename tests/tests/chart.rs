@@ -1466,12 +1466,14 @@ async fn operator_does_its_kubernetes_job_as_the_charts_service_account() {
         "litellmdeployments",
     );
     let llmds = Api::<DynamicObject>::namespaced_with(admin.clone(), &watched, &resource);
+    // Created under our own field manager, so the operator's writes show as separate managedFields entries.
+    let create = PostParams {
+        field_manager: Some("chart-test".to_owned()),
+        ..PostParams::default()
+    };
     for obj in [&paused, &invalid] {
         llmds
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(obj.clone()).unwrap(),
-            )
+            .create(&create, &serde_json::from_value(obj.clone()).unwrap())
             .await
             .unwrap();
     }
@@ -1496,10 +1498,29 @@ async fn operator_does_its_kubernetes_job_as_the_charts_service_account() {
         assert!(
             live.metadata
                 .finalizers
+                .clone()
                 .unwrap_or_default()
                 .contains(&"litellm.dev/cleanup".to_owned()),
             "{name} has no finalizer"
         );
+        // The operator's writes (every field manager but ours) touch the finalizer and status, never spec, so
+        // Git (Argo CD) and the operator never fight over a field.
+        let writes: Vec<_> = live
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.manager.as_deref() != Some("chart-test"))
+            .collect();
+        assert!(!writes.is_empty(), "{name}: no writes by the operator recorded");
+        for entry in writes {
+            let fields = entry.fields_v1.map(|f| f.0).unwrap_or_default();
+            assert!(
+                fields.get("f:spec").is_none(),
+                "{name}: {:?} wrote spec: {fields}",
+                entry.manager
+            );
+        }
     }
     let invalid_name = invalid["metadata"]["name"].as_str().unwrap().to_owned();
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &watched);
