@@ -1,4 +1,4 @@
-// Pins the real helm CLI that the chart tests run (built by build.sh next to this file).
+// Pins the real helm CLI and gopher-lua (the Lua interpreter Argo CD embeds) that the chart tests run; built by build.sh next to this file.
 module github.com/litellm-operator/litellm-operator/tests/helm
 
 go 1.26.0
