@@ -43,8 +43,13 @@ impl Election {
 
     /// Campaigns forever; the receiver says whether this replica currently leads.
     pub fn spawn(self, client: Client) -> watch::Receiver<bool> {
+        self.spawn_with_handle(client).0
+    }
+
+    /// Like [`Election::spawn`], with the campaign's task handle (aborting it stops renewing).
+    pub fn spawn_with_handle(self, client: Client) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = watch::channel(false);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let api: Api<Lease> = Api::namespaced(client, &self.namespace);
             let mut last_renewed: Option<tokio::time::Instant> = None;
             loop {
@@ -75,7 +80,7 @@ impl Election {
                 tokio::time::sleep(self.renew).await;
             }
         });
-        rx
+        (rx, task)
     }
 
     async fn try_acquire_or_renew(&self, api: &Api<Lease>) -> Result<bool, kube::Error> {

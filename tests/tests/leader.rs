@@ -1,0 +1,62 @@
+//! Leader election on a real Lease: one leader at a time, and a hand-over when it stops.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use litellm_operator::leader::Election;
+use litellm_operator_tests::ControlPlane;
+
+fn election(ns: &str, identity: &str) -> Election {
+    Election {
+        lease_duration: Duration::from_secs(3),
+        renew: Duration::from_millis(500),
+        ..Election::new(ns.to_owned(), "litellm-operator".to_owned(), identity.to_owned())
+    }
+}
+
+async fn until(what: &str, timeout: Duration, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_at_a_time_and_a_hand_over_when_it_stops() {
+    let cp = ControlPlane::shared().await.unwrap();
+    let ns = cp.namespace("leader").await.unwrap();
+
+    // Each replica has its own client, as two pods would.
+    let (a, a_task) = election(&ns, "replica-a").spawn_with_handle(cp.client().unwrap());
+    until("replica-a to lead", Duration::from_secs(10), || *a.borrow()).await;
+    let (b, b_task) = election(&ns, "replica-b").spawn_with_handle(cp.client().unwrap());
+
+    // For several renew periods, b never leads while a holds the lease.
+    for _ in 0..20 {
+        assert!(*a.borrow() && !*b.borrow(), "two leaders, or a lost its lease");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lease: Api<Lease> = Api::namespaced(cp.client().unwrap(), &ns);
+    let holder = lease
+        .get("litellm-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_eq!(holder.as_deref(), Some("replica-a"));
+
+    // a stops renewing (its pod is gone): b takes over once the lease expires.
+    a_task.abort();
+    until("replica-b to take over", Duration::from_secs(10), || *b.borrow()).await;
+    let spec = lease.get("litellm-operator").await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("replica-b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    b_task.abort();
+}
