@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod error;
 pub mod iam;
+pub mod knative;
 pub mod model;
 pub mod quota;
 pub mod run;

@@ -673,13 +673,16 @@ impl State {
         };
         let config_state = terminal.get("state").cloned().unwrap_or(Value::Null);
         out.insert("terminalCondition".into(), terminal);
-        out.insert(
-            "conditions".into(),
-            json!([
-                {"type": "RoutesReady", "state": routes_state, "lastTransitionTime": ts},
-                {"type": "ConfigurationsReady", "state": config_state, "lastTransitionTime": ts},
-            ]),
-        );
+        let mut configurations =
+            json!({"type": "ConfigurationsReady", "state": config_state, "lastTransitionTime": ts});
+        if let Some(message) = &s.failure {
+            configurations["message"] = json!(message);
+        }
+        let mut routes = json!({"type": "RoutesReady", "state": routes_state, "lastTransitionTime": ts});
+        if let (Some(message), "CONDITION_FAILED") = (&s.failure, routes_state) {
+            routes["message"] = json!(message);
+        }
+        out.insert("conditions".into(), json!([routes, configurations]));
         if let Some(r) = &s.latest_ready {
             out.insert("latestReadyRevision".into(), json!(r));
         }
@@ -954,6 +957,17 @@ impl State {
             .get(&op_name)
             .ok_or_else(|| ApiError::new(Code::Internal, "operation vanished"))?;
         Ok(self.render_operation(op))
+    }
+
+    /// The Knative (v1) write path: the same as a v2 create or full replace.
+    pub(crate) fn put_service_v1(
+        &mut self,
+        name: &str,
+        body: &Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Value> {
+        self.settle(now);
+        self.put_service(name, body, None, false, now)
     }
 
     pub fn run_list_services(&mut self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {

@@ -20,17 +20,53 @@ use crate::wire::{self, Request};
 /// What a request addresses, before the method decides the call.
 #[derive(Debug)]
 enum Target {
-    Secrets { project: String },
-    Secret { name: String },
-    Versions { secret: String },
-    Version { secret: String, version: String },
-    ServiceAccount { project: String, email: String },
-    Services { parent: String },
-    Service { name: String },
-    Revisions { service: String },
-    Revision { name: String },
-    Operations { parent: String },
-    Operation { name: String },
+    Secrets {
+        project: String,
+    },
+    Secret {
+        name: String,
+    },
+    Versions {
+        secret: String,
+    },
+    Version {
+        secret: String,
+        version: String,
+    },
+    ServiceAccount {
+        project: String,
+        email: String,
+    },
+    Services {
+        parent: String,
+    },
+    Service {
+        name: String,
+    },
+    Revisions {
+        service: String,
+    },
+    Revision {
+        name: String,
+    },
+    Operations {
+        parent: String,
+    },
+    Operation {
+        name: String,
+    },
+    ServiceUsage {
+        name: String,
+    },
+    KnativeServices {
+        namespace: String,
+        region: String,
+    },
+    KnativeService {
+        namespace: String,
+        region: String,
+        name: String,
+    },
 }
 
 /// One resolved API call.
@@ -89,6 +125,47 @@ fn resolve(req: &Request) -> ApiResult<Call> {
         ["v2", "projects", p, "locations", l, "operations", o] => Target::Operation {
             name: format!("projects/{p}/locations/{l}/operations/{o}"),
         },
+        // Cloud Run v1 keeps IAM on the non-regional host; it is the same policy as v2's.
+        ["v1", "projects", p, "locations", l, "services", x]
+            if req
+                .verb
+                .as_deref()
+                .is_some_and(|v| v.ends_with("IamPolicy") || v == "testIamPermissions") =>
+        {
+            Target::Service {
+                name: format!("projects/{p}/locations/{l}/services/{x}"),
+            }
+        }
+        ["v1", "projects", p, "services", x] => Target::ServiceUsage {
+            name: format!("projects/{p}/services/{x}"),
+        },
+        [
+            "apis",
+            "serving.knative.dev",
+            "v1",
+            "namespaces",
+            ns,
+            "services",
+            rest @ ..,
+        ] if rest.len() <= 1 => {
+            let host = req.host.as_deref().unwrap_or("");
+            let region = crate::knative::region_of_host(host).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "Cloud Run v1 calls must address a regional host (REGION-run.DOMAIN), not '{host}'"
+                ))
+            })?;
+            match rest.first() {
+                None => Target::KnativeServices {
+                    namespace: ns.to_string(),
+                    region,
+                },
+                Some(x) => Target::KnativeService {
+                    namespace: ns.to_string(),
+                    region,
+                    name: x.to_string(),
+                },
+            }
+        }
         _ => return Err(not_found_path(req)),
     };
     let project = s.get(2).map(|p| p.to_string()).unwrap_or_default();
@@ -143,6 +220,12 @@ fn resolve(req: &Request) -> ApiResult<Call> {
         (Target::Operation { .. }, "GET", None) => ("Operations.GetOperation", None),
         (Target::Operation { .. }, "DELETE", None) => ("Operations.DeleteOperation", None),
         (Target::Operation { .. }, "POST", Some("wait")) => ("Operations.WaitOperation", None),
+        (Target::ServiceUsage { .. }, "GET", None) => ("ServiceUsage.GetService", None),
+        (Target::KnativeServices { .. }, "GET", None) => ("KnativeServices.ListServices", None),
+        (Target::KnativeServices { .. }, "POST", None) => ("KnativeServices.CreateService", None),
+        (Target::KnativeService { .. }, "GET", None) => ("KnativeServices.GetService", None),
+        (Target::KnativeService { .. }, "PUT", None) => ("KnativeServices.ReplaceService", None),
+        (Target::KnativeService { .. }, "DELETE", None) => ("KnativeServices.DeleteService", None),
         _ => return Err(not_found_path(req)),
     };
     Ok(Call {
@@ -196,10 +279,8 @@ async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
             ("DELETE", _) => app.lock().run_delete_service(name, req, now),
             (_, "getIamPolicy") => app.lock().run_get_policy(name, req),
             (_, "setIamPolicy") => app.lock().run_set_policy(name, req),
-            _ => {
-                app.lock().run_get_service(name, now)?;
-                crate::secretmanager::test_permissions(req)
-            }
+            // gcloud asks before the service exists; Google answers without checking existence.
+            _ => crate::secretmanager::test_permissions(req),
         },
         Target::Revisions { service } => app.lock().run_list_revisions(service, req, now),
         Target::Revision { name } => {
@@ -215,6 +296,34 @@ async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
             ("DELETE", _) => app.lock().run_delete_operation(name),
             _ => app.run_wait_operation(name, req).await,
         },
+        // Every API is enabled in the emulator.
+        Target::ServiceUsage { name } => Ok(serde_json::json!({
+            "name": name,
+            "parent": name.split("/services/").next().unwrap_or(""),
+            "state": "ENABLED",
+            "config": {"name": name.rsplit('/').next().unwrap_or("")},
+        })),
+        Target::KnativeServices { namespace, region } => {
+            if req.method == Method::GET {
+                app.lock().kn_list_services(namespace, region, now)
+            } else {
+                let body = req.json()?;
+                app.lock().kn_put_service(namespace, region, None, &body, now)
+            }
+        }
+        Target::KnativeService {
+            namespace,
+            region,
+            name,
+        } => match req.method.as_str() {
+            "GET" => app.lock().kn_get_service(namespace, region, name, now),
+            "PUT" => {
+                let body = req.json()?;
+                app.lock()
+                    .kn_put_service(namespace, region, Some(name), &body, now)
+            }
+            _ => app.lock().kn_delete_service(namespace, region, name, now),
+        },
     }
 }
 
@@ -223,6 +332,7 @@ pub async fn handle(
     AxumState(app): AxumState<Arc<App>>,
     method: Method,
     uri: Uri,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let started = Instant::now();
@@ -233,7 +343,13 @@ pub async fn handle(
             return axum::response::IntoResponse::into_response(err);
         }
     };
-    let req = Request::parse(method, uri.path(), uri.query(), body);
+    let mut req = Request::parse(method, uri.path(), uri.query(), body);
+    req.host = uri.host().map(str::to_string).or_else(|| {
+        headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.split(':').next().unwrap_or(h).to_string())
+    });
     if req.segments.first().map(String::as_str) == Some(admin::PREFIX) {
         let rest = req.segments[1..].to_vec();
         let mut segments = rest;

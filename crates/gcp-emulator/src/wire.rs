@@ -17,6 +17,8 @@ pub struct Request {
     pub verb: Option<String>,
     pub query: HashMap<String, String>,
     pub body: bytes::Bytes,
+    /// The host the client addressed (absolute-form URI or `Host` header); regional v1 hosts carry the region.
+    pub host: Option<String>,
 }
 
 impl Request {
@@ -41,6 +43,7 @@ impl Request {
             verb,
             query: parse_query(query.unwrap_or("")),
             body,
+            host: None,
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 struct Gcloud {
     config: tempfile::TempDir,
     url: String,
+    port: u16,
 }
 
 struct Output {
@@ -41,6 +42,7 @@ impl Gcloud {
         Gcloud {
             config,
             url: format!("{}/", emu.url()),
+            port: emu.addr().port(),
         }
     }
 
@@ -57,6 +59,13 @@ impl Gcloud {
             .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER", &self.url)
             .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", &self.url)
             .env("NO_COLOR", "1")
+            // `gcloud run` speaks Cloud Run v1 on a regional host (REGION-run.fake) that only a proxy can reach:
+            // the emulator serves absolute-form requests as that proxy. Service Usage says every API is enabled.
+            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN", "http://run.fake/")
+            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE", &self.url)
+            .env("CLOUDSDK_PROXY_TYPE", "http")
+            .env("CLOUDSDK_PROXY_ADDRESS", "127.0.0.1")
+            .env("CLOUDSDK_PROXY_PORT", self.port.to_string())
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -518,4 +527,157 @@ async fn gcloud_iam_bindings_and_service_accounts() {
         ])
         .await;
     assert!(err.contains("NOT_FOUND"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcloud_run_deploy_describe_and_delete() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config {
+        revision_startup: std::time::Duration::from_millis(50),
+        ..gcp_emulator::Config::default()
+    })
+    .await
+    .unwrap();
+    let g = Gcloud::new(&emu);
+    assert!(
+        g.run(
+            &["secrets", "create", "db", "--data-file=-", "--project=p"],
+            Some(b"postgres://")
+        )
+        .await
+        .ok
+    );
+    let deploy = [
+        "run",
+        "deploy",
+        "llm",
+        "--image=ghcr.io/berriai/litellm:main-stable",
+        "--region=us-central1",
+        "--project=p",
+        "--service-account=run@p.iam.gserviceaccount.com",
+        "--set-secrets=DATABASE_URL=db:1",
+        "--allow-unauthenticated",
+    ];
+    // Without access to the secret the revision fails, and gcloud shows Cloud Run's message.
+    let err = g.fails(&deploy).await;
+    assert!(err.contains("Revision 'llm-00001-"), "{err}");
+    assert!(err.contains("Permission denied on secret: projects/p/secrets/db/versions/1 for Revision service account run@p.iam.gserviceaccount.com"), "{err}");
+
+    g.ok(&[
+        "secrets",
+        "add-iam-policy-binding",
+        "db",
+        "--member=serviceAccount:run@p.iam.gserviceaccount.com",
+        "--role=roles/secretmanager.secretAccessor",
+        "--project=p",
+    ])
+    .await;
+    let out = g.ok(&deploy).await;
+    assert!(out.stderr.contains("revision [llm-00002-"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("has been deployed and is serving 100 percent of traffic."),
+        "{}",
+        out.stderr
+    );
+
+    let describe = g
+        .ok(&[
+            "run",
+            "services",
+            "describe",
+            "llm",
+            "--region=us-central1",
+            "--project=p",
+        ])
+        .await
+        .stdout;
+    assert!(
+        describe.contains("ghcr.io/berriai/litellm:main-stable"),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("DATABASE_URL") && describe.contains("db:1"),
+        "{describe}"
+    );
+    assert!(describe.contains("run@p.iam.gserviceaccount.com"), "{describe}");
+    let url = g
+        .ok(&[
+            "run",
+            "services",
+            "describe",
+            "llm",
+            "--region=us-central1",
+            "--project=p",
+            "--format=value(status.url)",
+        ])
+        .await
+        .stdout;
+    assert!(
+        url.trim().starts_with("https://llm-") && url.trim().ends_with(".a.run.app"),
+        "{url}"
+    );
+    let policy = g
+        .ok(&[
+            "run",
+            "services",
+            "get-iam-policy",
+            "llm",
+            "--region=us-central1",
+            "--project=p",
+        ])
+        .await
+        .stdout;
+    assert!(
+        policy.contains("allUsers") && policy.contains("roles/run.invoker"),
+        "{policy}"
+    );
+    let list = g
+        .ok(&[
+            "run",
+            "services",
+            "list",
+            "--region=us-central1",
+            "--project=p",
+            "--format=value(metadata.name)",
+        ])
+        .await
+        .stdout;
+    assert_eq!(list.trim(), "llm");
+
+    // The same service through the v2 API.
+    let v2 = reqwest::get(format!(
+        "{}/v2/projects/p/locations/us-central1/services/llm",
+        emu.url()
+    ))
+    .await
+    .unwrap();
+    let v2: serde_json::Value = v2.json().await.unwrap();
+    assert_eq!(
+        v2["template"]["containers"][0]["env"][0]["valueSource"]["secretKeyRef"],
+        serde_json::json!({"secret": "db", "version": "1"})
+    );
+    assert_eq!(v2["terminalCondition"]["state"], "CONDITION_SUCCEEDED");
+
+    let out = g
+        .ok(&[
+            "run",
+            "services",
+            "delete",
+            "llm",
+            "--region=us-central1",
+            "--project=p",
+        ])
+        .await;
+    assert!(out.stderr.contains("Deleted service [llm]."), "{}", out.stderr);
+    let err = g
+        .fails(&[
+            "run",
+            "services",
+            "describe",
+            "llm",
+            "--region=us-central1",
+            "--project=p",
+        ])
+        .await;
+    assert!(err.contains("Cannot find service [llm]"), "{err}");
 }

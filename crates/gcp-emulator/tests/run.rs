@@ -627,3 +627,57 @@ async fn service_iam_policy() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn knative_v1_needs_a_regional_host_and_mirrors_v2() {
+    let api = start(0, 0).await;
+    let msg = api
+        .err(
+            "GET",
+            "/apis/serving.knative.dev/v1/namespaces/p/services/x",
+            None,
+            400,
+            "INVALID_ARGUMENT",
+        )
+        .await;
+    assert!(msg.contains("regional host"), "{msg}");
+    let op = api
+        .ok(
+            "POST",
+            &format!("{PARENT}/services?serviceId=mirror"),
+            Some(service_with_secret("k", "3")),
+        )
+        .await;
+    wait(&api, &op).await;
+    let resp = api
+        .http
+        .get(format!(
+            "{}/apis/serving.knative.dev/v1/namespaces/p/services/mirror",
+            api.emu.url()
+        ))
+        .header("host", "us-central1-run.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let v1: Value = resp.json().await.unwrap();
+    assert_eq!(v1["kind"], "Service");
+    assert_eq!(
+        v1["metadata"]["labels"]["cloud.googleapis.com/location"],
+        "us-central1"
+    );
+    assert_eq!(v1["spec"]["template"]["spec"]["serviceAccountName"], SA);
+    assert_eq!(
+        v1["spec"]["template"]["spec"]["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"],
+        json!({"name": "k", "key": "3"})
+    );
+    // The secret does not exist, so Ready is False with Cloud Run's message.
+    assert_eq!(v1["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(v1["status"]["conditions"][0]["status"], "False");
+    assert!(
+        v1["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("was not found")
+    );
+}
