@@ -215,39 +215,7 @@ fn to_v1(svc: &Value, namespace: &str, region: &str) -> Value {
     if let Some(r) = t.get("revision") {
         tmeta["name"] = r.clone();
     }
-    let containers: Vec<Value> = t
-        .get("containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| {
-            let mut out = Map::new();
-            for field in ["name", "image", "command", "args", "ports", "workingDir"] {
-                if let Some(v) = c.get(field) {
-                    out.insert(field.into(), v.clone());
-                }
-            }
-            if let Some(l) = c.get("resources").and_then(|r| r.get("limits")) {
-                out.insert("resources".into(), json!({"limits": l}));
-            }
-            let env: Vec<Value> = c
-                .get("env")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|e| match e.get("valueSource").and_then(|v| v.get("secretKeyRef")) {
-                    Some(r) => json!({"name": e.get("name"), "valueFrom": {"secretKeyRef": {"name": r.get("secret"), "key": r.get("version").cloned().unwrap_or(json!("latest"))}}}),
-                    None => json!({"name": e.get("name"), "value": e.get("value").cloned().unwrap_or(json!(""))}),
-                })
-                .collect();
-            if !env.is_empty() {
-                out.insert("env".into(), Value::Array(env));
-            }
-            Value::Object(out)
-        })
-        .collect();
+    let containers = containers_to_v1(&t);
     let timeout = t
         .get("timeout")
         .and_then(Value::as_str)
@@ -360,6 +328,43 @@ fn to_v1(svc: &Value, namespace: &str, region: &str) -> Value {
     })
 }
 
+/// v2 containers -> Knative containers (secret env vars become `valueFrom.secretKeyRef`).
+fn containers_to_v1(t: &Value) -> Vec<Value> {
+    t
+        .get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let mut out = Map::new();
+            for field in ["name", "image", "command", "args", "ports", "workingDir"] {
+                if let Some(v) = c.get(field) {
+                    out.insert(field.into(), v.clone());
+                }
+            }
+            if let Some(l) = c.get("resources").and_then(|r| r.get("limits")) {
+                out.insert("resources".into(), json!({"limits": l}));
+            }
+            let env: Vec<Value> = c
+                .get("env")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| match e.get("valueSource").and_then(|v| v.get("secretKeyRef")) {
+                    Some(r) => json!({"name": e.get("name"), "valueFrom": {"secretKeyRef": {"name": r.get("secret"), "key": r.get("version").cloned().unwrap_or(json!("latest"))}}}),
+                    None => json!({"name": e.get("name"), "value": e.get("value").cloned().unwrap_or(json!(""))}),
+                })
+                .collect();
+            if !env.is_empty() {
+                out.insert("env".into(), Value::Array(env));
+            }
+            Value::Object(out)
+        })
+        .collect()
+}
+
 fn v2_name(namespace: &str, region: &str, name: &str) -> String {
     format!("projects/{namespace}/locations/{region}/services/{name}")
 }
@@ -447,6 +452,124 @@ impl State {
         self.run_delete_service(&full, &req, now)?;
         Ok(
             json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "details": {"name": name, "kind": "services"}}),
+        )
+    }
+}
+
+impl State {
+    fn revision_v1(&self, full: &str, namespace: &str, region: &str) -> Option<Value> {
+        let r = self.revisions.get(full)?;
+        let v2 = self.render_revision_json(r);
+        let svc_short = r.service.rsplit('/').next().unwrap_or("").to_string();
+        let serving = self
+            .services
+            .get(&r.service)
+            .map(|s| self.serving_revisions(s))
+            .unwrap_or_default()
+            .contains(&r.name);
+        let ready = v2
+            .get("conditions")
+            .and_then(|c| c.get(0))
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let mut ready_v1 = json!({"type": "Ready", "status": status_word(str_of(&ready, &["state"]).unwrap_or("")),
+            "lastTransitionTime": timestamp_of(&ready, "lastTransitionTime")});
+        if let Some(m) = ready.get("message") {
+            ready_v1["message"] = m.clone();
+        }
+        let short = full.rsplit('/').next().unwrap_or("");
+        let timeout = v2
+            .get("timeout")
+            .and_then(Value::as_str)
+            .and_then(wire::parse_duration)
+            .map(|d| d.as_secs())
+            .unwrap_or(300);
+        Some(json!({
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Revision",
+            "metadata": {
+                "name": short,
+                "namespace": namespace,
+                "uid": v2.get("uid"),
+                "generation": 1,
+                "creationTimestamp": v2.get("createTime"),
+                "labels": {
+                    "serving.knative.dev/service": svc_short,
+                    "serving.knative.dev/configuration": svc_short,
+                    "cloud.googleapis.com/location": region,
+                },
+                "annotations": {"serving.knative.dev/creator": "emulator@example.com"},
+            },
+            "spec": {
+                "containerConcurrency": v2.get("maxInstanceRequestConcurrency").cloned().unwrap_or(json!(80)),
+                "timeoutSeconds": timeout,
+                "serviceAccountName": v2.get("serviceAccount"),
+                "containers": containers_to_v1(&v2),
+            },
+            "status": {
+                "observedGeneration": 1,
+                "conditions": [ready_v1, {"type": "Active", "status": if serving { "True" } else { "False" }, "severity": "Info"}],
+                "logUrl": v2.get("logUri"),
+            },
+        }))
+    }
+
+    pub fn kn_get_revision(
+        &mut self,
+        namespace: &str,
+        region: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Value> {
+        self.settle(now);
+        let prefix = format!("projects/{namespace}/locations/{region}/services/");
+        let suffix = format!("/revisions/{name}");
+        let not_found = || ApiError::not_found(format!("Revision '{name}' does not exist."));
+        let full = self
+            .revisions
+            .keys()
+            .find(|k| k.starts_with(&prefix) && k.ends_with(&suffix))
+            .cloned()
+            .ok_or_else(not_found)?;
+        self.revision_v1(&full, namespace, region).ok_or_else(not_found)
+    }
+
+    /// Lists revisions, newest first, honouring a `serving.knative.dev/service = NAME` label selector.
+    pub fn kn_list_revisions(
+        &mut self,
+        namespace: &str,
+        region: &str,
+        selector: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Value> {
+        self.settle(now);
+        let mut service = None;
+        for term in selector.unwrap_or("").split(',').filter(|t| !t.trim().is_empty()) {
+            let (k, v) = term
+                .split_once('=')
+                .ok_or_else(|| ApiError::invalid(format!("Unsupported label selector: {term}")))?;
+            if k.trim() == "serving.knative.dev/service" {
+                service = Some(v.trim().to_string());
+            }
+        }
+        let prefix = match &service {
+            Some(s) => format!("projects/{namespace}/locations/{region}/services/{s}/revisions/"),
+            None => format!("projects/{namespace}/locations/{region}/services/"),
+        };
+        let mut revisions: Vec<&crate::model::Revision> = self
+            .revisions
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, r)| r)
+            .collect();
+        revisions.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.name.cmp(&a.name)));
+        let names: Vec<String> = revisions.iter().map(|r| r.name.clone()).collect();
+        let items: Vec<Value> = names
+            .iter()
+            .filter_map(|n| self.revision_v1(n, namespace, region))
+            .collect();
+        Ok(
+            json!({"apiVersion": "serving.knative.dev/v1", "kind": "RevisionList", "items": items, "metadata": {}}),
         )
     }
 }

@@ -737,6 +737,21 @@ impl State {
             .collect()
     }
 
+    pub(crate) fn render_revision_json(&self, r: &Revision) -> Value {
+        self.render_revision(r)
+    }
+
+    /// Full names of the revisions that receive traffic.
+    pub(crate) fn serving_revisions(&self, s: &Service) -> Vec<String> {
+        self.traffic_statuses(s)
+            .iter()
+            .filter_map(|t| match t.get("revision").and_then(Value::as_str) {
+                Some(r) => Some(format!("{}/revisions/{r}", s.name)),
+                None => s.latest_ready.clone(),
+            })
+            .collect()
+    }
+
     fn render_revision(&self, r: &Revision) -> Value {
         let mut out = Map::new();
         out.insert("name".into(), json!(r.name));

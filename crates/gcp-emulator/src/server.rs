@@ -20,6 +20,15 @@ use crate::wire::{self, Request};
 /// What a request addresses, before the method decides the call.
 #[derive(Debug)]
 enum Target {
+    KnativeRevisions {
+        namespace: String,
+        region: String,
+    },
+    KnativeRevision {
+        namespace: String,
+        region: String,
+        name: String,
+    },
     Secrets {
         project: String,
     },
@@ -166,6 +175,33 @@ fn resolve(req: &Request) -> ApiResult<Call> {
                 },
             }
         }
+        [
+            "apis",
+            "serving.knative.dev",
+            "v1",
+            "namespaces",
+            ns,
+            "revisions",
+            rest @ ..,
+        ] if rest.len() <= 1 => {
+            let host = req.host.as_deref().unwrap_or("");
+            let region = crate::knative::region_of_host(host).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "Cloud Run v1 calls must address a regional host (REGION-run.DOMAIN), not '{host}'"
+                ))
+            })?;
+            match rest.first() {
+                None => Target::KnativeRevisions {
+                    namespace: ns.to_string(),
+                    region,
+                },
+                Some(x) => Target::KnativeRevision {
+                    namespace: ns.to_string(),
+                    region,
+                    name: x.to_string(),
+                },
+            }
+        }
         _ => return Err(not_found_path(req)),
     };
     let project = s.get(2).map(|p| p.to_string()).unwrap_or_default();
@@ -226,6 +262,8 @@ fn resolve(req: &Request) -> ApiResult<Call> {
         (Target::KnativeService { .. }, "GET", None) => ("KnativeServices.GetService", None),
         (Target::KnativeService { .. }, "PUT", None) => ("KnativeServices.ReplaceService", None),
         (Target::KnativeService { .. }, "DELETE", None) => ("KnativeServices.DeleteService", None),
+        (Target::KnativeRevisions { .. }, "GET", None) => ("KnativeRevisions.ListRevisions", None),
+        (Target::KnativeRevision { .. }, "GET", None) => ("KnativeRevisions.GetRevision", None),
         _ => return Err(not_found_path(req)),
     };
     Ok(Call {
@@ -324,6 +362,15 @@ async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
             }
             _ => app.lock().kn_delete_service(namespace, region, name, now),
         },
+        Target::KnativeRevisions { namespace, region } => {
+            app.lock()
+                .kn_list_revisions(namespace, region, req.param("labelSelector"), now)
+        }
+        Target::KnativeRevision {
+            namespace,
+            region,
+            name,
+        } => app.lock().kn_get_revision(namespace, region, name, now),
     }
 }
 

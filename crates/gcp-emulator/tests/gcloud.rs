@@ -644,6 +644,47 @@ async fn gcloud_run_deploy_describe_and_delete() {
         .stdout;
     assert_eq!(list.trim(), "llm");
 
+    let revisions = g
+        .ok(&[
+            "run",
+            "revisions",
+            "list",
+            "--service=llm",
+            "--region=us-central1",
+            "--project=p",
+        ])
+        .await
+        .stdout;
+    let lines: Vec<&str> = revisions.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{revisions}");
+    assert!(
+        lines[0].contains("llm-00002-") && lines[0].contains(" yes "),
+        "{revisions}"
+    );
+    assert!(
+        lines[1].contains("llm-00001-") && !lines[1].contains(" yes "),
+        "{revisions}"
+    );
+    let newest = lines[0]
+        .split_whitespace()
+        .find(|w| w.starts_with("llm-00002-"))
+        .unwrap();
+    let described = g
+        .ok(&[
+            "run",
+            "revisions",
+            "describe",
+            newest,
+            "--region=us-central1",
+            "--project=p",
+        ])
+        .await
+        .stdout;
+    assert!(
+        described.contains("ghcr.io/berriai/litellm:main-stable") && described.contains("DATABASE_URL"),
+        "{described}"
+    );
+
     // The same service through the v2 API.
     let v2 = reqwest::get(format!(
         "{}/v2/projects/p/locations/us-central1/services/llm",
