@@ -407,3 +407,22 @@ async fn binary_prints_its_address_and_saves_state_on_sigterm() {
     let saved = std::fs::read_to_string(&file).unwrap();
     assert!(saved.contains("projects/p/secrets/from-binary"));
 }
+
+#[tokio::test]
+async fn dropping_the_emulator_stops_the_server() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let url = format!("{}/_emulator/health", emu.url());
+    assert!(reqwest::get(&url).await.unwrap().status().is_success());
+    drop(emu);
+    let mut refused = false;
+    for _ in 0..50 {
+        if reqwest::Client::new().get(&url).send().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the server still answers after the emulator was dropped");
+}
