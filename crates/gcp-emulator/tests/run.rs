@@ -65,7 +65,8 @@ async fn grant(api: &Api, secret: &str, member: &str) {
 
 #[tokio::test]
 async fn create_runs_a_long_running_operation_and_fills_defaults() {
-    let api = start(200, 0).await;
+    // Long enough that the reads below always happen while the revision is still starting.
+    let api = start(2000, 0).await;
     let op = api
         .ok(
             "POST",
@@ -480,7 +481,7 @@ async fn revision_without_secret_access_fails_and_traffic_stays_on_the_last_read
 
 #[tokio::test]
 async fn iam_grants_take_effect_only_after_propagation() {
-    let api = start(50, 400).await;
+    let api = start(50, 1500).await;
     api.create_secret("p", "key").await;
     api.add_version("projects/p/secrets/key", b"v").await;
     grant(&api, "key", &format!("serviceAccount:{SA}")).await;
@@ -500,7 +501,7 @@ async fn iam_grants_take_effect_only_after_propagation() {
             .contains("Permission denied on secret"),
         "{done}"
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let op = api
         .ok(
             "POST",
