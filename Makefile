@@ -11,6 +11,7 @@ help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 test: venv control-plane helm ## Run every test: unit, emulator conformance (gcloud, Python, Rust clients), real kube-apiserver, helm
+	$(CARGO) build -p litellm-operator -p litellm-operator-tests --bins
 	$(CARGO) test --workspace --all-targets
 
 lint: ## rustfmt and clippy, as CI runs them

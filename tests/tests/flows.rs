@@ -60,20 +60,23 @@ async fn world_with(test: &str, emulator: gcp_emulator::Config, settings: Settin
     })
     .await
     .unwrap();
-    let config = GcpConfig::emulator(emulator.url().parse().unwrap());
+    let config = GcpConfig {
+        rate_limits: litellm_operator::gcp_config::rate_limits(0.8),
+        ..GcpConfig::emulator(emulator.url().parse().unwrap())
+    };
     let mut metrics = Metrics::new();
     let gcp = Gcp::connect(&config, &mut metrics.registry).await.unwrap();
     let metrics = Arc::new(metrics);
     let defaults = Settings::default();
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        gcp: gcp.clone(),
-        reporter: kube::runtime::events::Reporter {
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        gcp.clone(),
+        kube::runtime::events::Reporter {
             controller: "litellm-operator".into(),
             instance: None,
         },
-        metrics: metrics.clone(),
-        settings: Settings {
+        metrics.clone(),
+        Settings {
             namespace: Some(ns.clone()),
             resync: if settings.resync == defaults.resync {
                 Duration::from_secs(2)
@@ -83,7 +86,7 @@ async fn world_with(test: &str, emulator: gcp_emulator::Config, settings: Settin
             progress_poll: Duration::from_millis(300),
             ..settings
         },
-    });
+    ));
     let operator = tokio::spawn(controller::run(ctx, Health::default()));
     World {
         client,

@@ -1,6 +1,7 @@
 //! litellm-operator: the reconcile pipeline that turns a `LiteLLMDeployment` into Secret Manager secrets, IAM
 //! bindings and a Cloud Run service, and the CLI around it.
 
+pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod desired;

@@ -30,6 +30,14 @@ enum Command {
         #[arg(long)]
         reference: bool,
     },
+    /// Show what `apply` would change in Google for the LiteLLMDeployments in these files, without writing.
+    /// Exit code 0: no changes, 2: changes, 1: error.
+    Plan(litellm_operator::cli::PlanArgs),
+    /// Converge Google once with the LiteLLMDeployments in these files (no cluster needed) and wait for the
+    /// revision.
+    Apply(litellm_operator::cli::ApplyArgs),
+    /// Print a LiteLLMDeployment that adopts a Cloud Run service deployed with gcloud.
+    Import(litellm_operator::cli::ImportArgs),
 }
 
 #[derive(clap::Args)]
@@ -83,6 +91,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd { reference } => print_crd(reference),
+        Command::Plan(args) => litellm_operator::cli::plan(args),
+        Command::Apply(args) => litellm_operator::cli::apply(args),
+        Command::Import(args) => litellm_operator::cli::import(args),
         Command::Run(args) => {
             init_logging(args.log_format);
             // The Kubernetes client links rustls with ring and Google's clients with aws-lc-rs; rustls refuses to
@@ -153,25 +164,28 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("litellm-operator-{}", std::process::id()));
-    let ctx = Arc::new(Context {
-        client: client.clone(),
+    let ctx = Arc::new(Context::new(
+        client.clone(),
         gcp,
-        reporter: kube::runtime::events::Reporter {
+        kube::runtime::events::Reporter {
             controller: "litellm-operator".into(),
             instance: Some(identity.clone()),
         },
         metrics,
-        settings: Settings {
+        Settings {
             namespace: args.namespace,
             selector: args.selector,
             concurrency: args.concurrency,
             resync: args.resync_interval,
             ..Settings::default()
         },
-    });
+    ));
 
     if args.leader_elect {
         let mut leading = Election::new(args.lease_namespace, args.lease_name, identity).spawn(client);
+        // A standby is healthy and ready: otherwise rolling updates and node drains of a 2-replica Deployment
+        // would wait forever for a pod that is, by design, not leading.
+        health.set_ready();
         info!("Waiting for the leader lease");
         while !*leading.borrow() {
             leading
@@ -179,7 +193,6 @@ async fn run(args: RunArgs) -> Result<(), String> {
                 .await
                 .map_err(|_| "leader election stopped".to_owned())?;
         }
-        // Ready (for traffic to /readyz) only matters for the leader; followers stay unready but alive.
         tokio::select! {
             () = controller::run(ctx, health) => {}
             _ = async { while *leading.borrow() { if leading.changed().await.is_err() { break; } } } => {

@@ -2,6 +2,7 @@
 //! bindings are removed only when the operator added them (recorded in `status.appliedBindings`) and the spec no
 //! longer needs them. Other members, roles and conditional bindings are never touched.
 
+use futures::StreamExt;
 use kube::runtime::events::EventType;
 use litellm_operator_api::names::reason;
 use litellm_operator_api::{AppliedBinding, LiteLLMDeployment};
@@ -26,13 +27,25 @@ pub(super) async fn grant(
     wanted: &[AppliedBinding],
     ctx: &Context,
 ) -> Result<Vec<AppliedBinding>> {
-    let mut applied = Vec::new();
+    // Each binding sits on its own resource's policy: grant side by side (bounded), report in order.
+    let mut work = Vec::with_capacity(wanted.len());
     for binding in wanted {
-        let Some(target) = target(&binding.resource) else {
-            continue;
-        };
-        match ctx.gcp.add_member(&target, &binding.role, &binding.member).await {
-            Ok(PolicyChange::Changed) => {
+        work.push(async move {
+            let Some(target) = target(&binding.resource) else {
+                return (binding, None);
+            };
+            (
+                binding,
+                Some(ctx.gcp.add_member(&target, &binding.role, &binding.member).await),
+            )
+        });
+    }
+    let results: Vec<_> = futures::stream::iter(work).buffered(8).collect().await;
+    let mut applied = Vec::new();
+    for (binding, result) in results {
+        match result {
+            None => continue,
+            Some(Ok(PolicyChange::Changed)) => {
                 ctx.event(
                     obj,
                     EventType::Normal,
@@ -44,8 +57,8 @@ pub(super) async fn grant(
                 )
                 .await;
             }
-            Ok(PolicyChange::Unchanged) => {}
-            Err(e) => return Err(Error::google("iam")(e)),
+            Some(Ok(PolicyChange::Unchanged)) => {}
+            Some(Err(e)) => return Err(Error::google("iam")(e)),
         }
         applied.push(binding.clone());
     }

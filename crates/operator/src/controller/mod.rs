@@ -32,6 +32,9 @@ use crate::error::{Error, ErrorClass};
 use crate::metrics::{Health, Metrics, ResultLabels};
 use crate::resync;
 
+/// How often a resource that waits for a person (missing source, conflict, failed revision) is looked at again.
+const WAITING_FOR_A_PERSON: Duration = Duration::from_secs(30);
+
 /// Settings of one controller instance.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -58,7 +61,7 @@ impl Default for Settings {
             selector: None,
             concurrency: 8,
             resync: Duration::from_secs(600),
-            progress_poll: Duration::from_secs(2),
+            progress_poll: Duration::from_secs(1),
             iam_retry_delay: Duration::from_secs(30),
             iam_propagation_timeout: Duration::from_secs(600),
         }
@@ -77,9 +80,65 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: Settings,
+    /// When each resource (by uid) last had a full pass that read every secret and policy from Google.
+    full_passes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Context {
+    /// A context for one controller instance.
+    pub fn new(
+        client: Client,
+        gcp: Gcp,
+        reporter: Reporter,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            client,
+            gcp,
+            reporter,
+            metrics,
+            settings,
+            full_passes: Default::default(),
+        }
+    }
+
+    /// Whether `obj` had a full pass recently enough that this one may trust status for unchanged inputs.
+    /// The periodic resync (every `resync`, jittered by at most 10 %) always finds the record older than this.
+    pub(crate) fn recently_fully_checked(&self, obj: &LiteLLMDeployment) -> bool {
+        let Some(uid) = obj.metadata.uid.as_deref() else {
+            return false;
+        };
+        let passes = self
+            .full_passes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        passes
+            .get(uid)
+            .is_some_and(|t| t.elapsed() < self.settings.resync.mul_f64(0.8))
+    }
+
+    /// Records a full pass of `obj` now.
+    pub(crate) fn record_full_pass(&self, obj: &LiteLLMDeployment) {
+        if let Some(uid) = obj.metadata.uid.clone() {
+            let mut passes = self
+                .full_passes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            passes.insert(uid, std::time::Instant::now());
+        }
+    }
+
+    /// Forgets `obj` (deleted).
+    pub(crate) fn forget(&self, obj: &LiteLLMDeployment) {
+        if let Some(uid) = obj.metadata.uid.as_deref() {
+            self.full_passes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(uid);
+        }
+    }
+
     fn recorder(&self) -> Recorder {
         Recorder::new(self.client.clone(), self.reporter.clone())
     }
@@ -166,7 +225,10 @@ async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Act
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Finalizer::Apply(obj) => apply(&obj, &ctx).await,
-            Finalizer::Cleanup(obj) => pipeline::cleanup(&obj, &ctx).await,
+            Finalizer::Cleanup(obj) => {
+                ctx.forget(&obj);
+                pipeline::cleanup(&obj, &ctx).await
+            }
         }
     })
     .instrument(span)
@@ -239,8 +301,10 @@ async fn apply(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Action, Error> 
     }
     Ok(if progress.converged {
         Action::requeue(resync::jittered(resync))
-    } else {
+    } else if progress.in_flight {
         Action::requeue(ctx.settings.progress_poll)
+    } else {
+        Action::requeue(resync::jittered(WAITING_FOR_A_PERSON.min(resync)))
     })
 }
 

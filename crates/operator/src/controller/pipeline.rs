@@ -17,9 +17,12 @@ use crate::conditions::{self, Outcome};
 use crate::desired::DesiredState;
 use crate::error::{Error, ErrorClass, Result};
 
-/// Whether everything converged (requeue at the resync interval) or work is in flight (poll soon).
+/// Whether everything converged (look again at the resync interval), work is in flight on Google's side (poll
+/// soon), or the resource waits for a person (a missing source, a conflict, a failed revision: look again now and
+/// then; a change to the resource or its Secrets triggers a pass anyway).
 pub(super) struct Progress {
     pub converged: bool,
+    pub in_flight: bool,
 }
 
 /// Runs the Google steps, writing their outcome into `status`. A failing step stops the ones after it; its
@@ -35,7 +38,19 @@ pub(super) async fn apply(
     let blocked = |step: &str| Outcome::not_ready(reason::RECONCILING, format!("waiting for {step}"));
 
     let failed = |e: &Error| Outcome::not_ready(e.reason(), e.to_string());
-    let secrets = match secrets::converge(obj, desired, &old, ctx).await {
+    // Shortly after a full pass of the same generation (a rollout being polled, our own status write coming back
+    // through the watch), trust status for unchanged inputs: one Kubernetes read per source Secret and one Google
+    // read for the service, instead of a read per secret and per policy.
+    let holds = |type_: &str| {
+        old.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    };
+    let light = ctx.recently_fully_checked(obj)
+        && old.observed_generation == generation
+        && holds(condition::SECRETS_READY)
+        && holds(condition::IAM_READY);
+    let secrets = match secrets::converge(obj, desired, &old, light, ctx).await {
         Ok(s) => s,
         Err(e) => {
             conditions::set_all(
@@ -46,7 +61,13 @@ pub(super) async fn apply(
                 generation,
                 &now(),
             );
-            return (Progress { converged: false }, Some(e));
+            return (
+                Progress {
+                    converged: false,
+                    in_flight: false,
+                },
+                Some(e),
+            );
         }
     };
     status.secrets = secrets.statuses;
@@ -66,6 +87,12 @@ pub(super) async fn apply(
                 .any(|s| s.resource == b.resource && secrets.pinned.contains_key(&s.env))
         })
         .collect();
+    // In a light pass, bindings recorded as ours are not read again (the resync's full pass checks them).
+    let recorded = |b: &AppliedBinding| light && old.applied_bindings.contains(b);
+    let (known, secret_bindings): (Vec<AppliedBinding>, Vec<AppliedBinding>) =
+        secret_bindings.into_iter().partition(|b| recorded(b));
+    let (known_service, service_bindings): (Vec<AppliedBinding>, Vec<AppliedBinding>) =
+        service_bindings.into_iter().partition(|b| recorded(b));
     let mut applied = match iam::grant(obj, &secret_bindings, ctx).await {
         Ok(a) => a,
         Err(e) => {
@@ -77,10 +104,17 @@ pub(super) async fn apply(
                 generation,
                 &now(),
             );
-            return (Progress { converged: false }, Some(e));
+            return (
+                Progress {
+                    converged: false,
+                    in_flight: false,
+                },
+                Some(e),
+            );
         }
     };
 
+    applied.extend(known);
     let service = match service::converge(obj, desired, &secrets.pinned, &old, ctx).await {
         Ok(s) => s,
         Err(e) => {
@@ -94,7 +128,13 @@ pub(super) async fn apply(
                 generation,
                 &now(),
             );
-            return (Progress { converged: false }, Some(e));
+            return (
+                Progress {
+                    converged: false,
+                    in_flight: false,
+                },
+                Some(e),
+            );
         }
     };
     status.url = service.url.clone();
@@ -103,6 +143,7 @@ pub(super) async fn apply(
 
     let mut error = None;
     if service.exists {
+        applied.extend(known_service);
         match iam::grant(obj, &service_bindings, ctx).await {
             Ok(a) => applied.extend(a),
             Err(e) => error = Some(e),
@@ -146,8 +187,14 @@ pub(super) async fn apply(
         generation,
         &now(),
     );
+    if !light && error.is_none() {
+        ctx.record_full_pass(obj);
+    }
     let converged = secrets.outcome.ok && iam_outcome.ok && service.outcome.ok && error.is_none();
-    (Progress { converged }, error)
+    let in_flight = [&secrets.outcome, &iam_outcome, &service.outcome]
+        .iter()
+        .any(|o| o.reason == reason::RECONCILING || o.reason == reason::IAM_PROPAGATING);
+    (Progress { converged, in_flight }, error)
 }
 
 /// Old records kept until they are confirmed, plus the new ones.

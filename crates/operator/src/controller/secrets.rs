@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -25,6 +26,9 @@ use super::Context;
 use crate::conditions::Outcome;
 use crate::desired::{DesiredReplication, DesiredSecret, DesiredSource, DesiredState};
 use crate::error::{Error, Result};
+
+/// Secrets of one resource converged at once; the client-side quota buckets still pace the calls.
+const PARALLEL_SECRETS: usize = 8;
 
 /// What the secrets step found and did.
 pub(super) struct SecretsOutcome {
@@ -46,17 +50,33 @@ pub(super) async fn converge(
     obj: &LiteLLMDeployment,
     desired: &DesiredState,
     old: &LiteLLMDeploymentStatus,
+    light: bool,
     ctx: &Context,
 ) -> Result<SecretsOutcome> {
     let mut pinned = BTreeMap::new();
     let mut statuses = Vec::new();
     let mut problems = Vec::new();
+    // Secrets are independent: converge them side by side (bounded), then report in spec order.
+    let mut work = Vec::with_capacity(desired.secrets.len());
     for secret in &desired.secrets {
         let previous = old
             .secrets
             .iter()
             .find(|p| p.env == secret.env && p.secret == secret.resource);
-        match converge_one(obj, desired, secret, previous, ctx).await? {
+        work.push(async move {
+            (
+                secret,
+                previous,
+                converge_one(obj, desired, secret, previous, light, ctx).await,
+            )
+        });
+    }
+    let results: Vec<_> = futures::stream::iter(work)
+        .buffered(PARALLEL_SECRETS)
+        .collect()
+        .await;
+    for (secret, previous, result) in results {
+        match result? {
             Ok((version, source_resource_version)) => {
                 pinned.insert(secret.env.clone(), version.to_string());
                 statuses.push(PinnedSecret {
@@ -100,9 +120,13 @@ async fn converge_one(
     desired: &DesiredState,
     secret: &DesiredSecret,
     previous: Option<&PinnedSecret>,
+    light: bool,
     ctx: &Context,
 ) -> Result<std::result::Result<(u64, Option<String>), Problem>> {
     let name = SecretName::new(&desired.project, &secret.secret_id);
+    if light && let Some(pinned) = unchanged_since_full_pass(obj, secret, previous, ctx).await? {
+        return Ok(Ok(pinned));
+    }
     match &secret.source {
         DesiredSource::External { version } => external(&ctx.gcp, &name, version)
             .await
@@ -118,6 +142,38 @@ async fn converge_one(
                 .map(|r| r.map(|n| (n, None))),
         },
     }
+}
+
+/// A light pass (shortly after a full one, same generation) trusts the recorded pin while its input is unchanged:
+/// the Kubernetes Secret's resourceVersion for `fromSecret`, the spec itself for `generate` and `external`. The
+/// periodic resync's full pass finds anything changed on Google's side (a disabled version, a newer external one).
+async fn unchanged_since_full_pass(
+    obj: &LiteLLMDeployment,
+    secret: &DesiredSecret,
+    previous: Option<&PinnedSecret>,
+    ctx: &Context,
+) -> Result<Option<(u64, Option<String>)>> {
+    let Some(previous) = previous else { return Ok(None) };
+    let Some(version) = previous.version.as_deref().and_then(|v| v.parse::<u64>().ok()) else {
+        return Ok(None);
+    };
+    Ok(match &secret.source {
+        DesiredSource::Generate(_) => Some((version, None)),
+        DesiredSource::External { version: wanted } => {
+            (wanted == "latest" || *wanted == version.to_string()).then_some((version, None))
+        }
+        DesiredSource::FromSecret(selector) => {
+            let secrets: Api<KubeSecret> =
+                Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+            let current = secrets
+                .get_metadata_opt(&selector.name)
+                .await
+                .map_err(Error::Kubernetes)?;
+            let resource_version = current.and_then(|s| s.metadata.resource_version);
+            (resource_version.is_some() && resource_version == previous.source_resource_version)
+                .then_some((version, resource_version))
+        }
+    })
 }
 
 /// Creates the secret when missing; a secret we write must be ours (created by us for this LiteLLMDeployment)

@@ -1,0 +1,221 @@
+//! Reading LiteLLMDeployments and the Kubernetes Secrets they reference from multi-document YAML files.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use litellm_operator_api::{LiteLLMDeployment, SecretKeySelector};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Problems;
+use crate::desired::{DesiredState, desired_state};
+
+/// One LiteLLMDeployment, validated.
+pub(crate) struct Deployment {
+    /// The file it came from.
+    pub file: String,
+    /// The resource.
+    pub obj: LiteLLMDeployment,
+    /// Its desired Google state.
+    pub desired: DesiredState,
+}
+
+impl Deployment {
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        format!(
+            "{}/{}",
+            namespace_of(&self.obj.metadata.namespace),
+            self.obj.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+}
+
+/// The values of a Kubernetes Secret (`data` merged with `stringData`, which wins as in the API server).
+struct SourceSecret {
+    values: BTreeMap<String, Vec<u8>>,
+}
+
+/// Everything read from the files.
+pub(crate) struct Manifests {
+    /// LiteLLMDeployments in file order.
+    pub deployments: Vec<Deployment>,
+    secrets: BTreeMap<(String, String), SourceSecret>,
+}
+
+impl Manifests {
+    /// The value a `fromSecret` selector points at, in the deployment's namespace.
+    pub fn value(&self, deployment: &Deployment, selector: &SecretKeySelector) -> Option<&[u8]> {
+        let ns = namespace_of(&deployment.obj.metadata.namespace);
+        self.secrets
+            .get(&(ns, selector.name.clone()))
+            .and_then(|s| s.values.get(&selector.key))
+            .map(Vec::as_slice)
+    }
+}
+
+fn namespace_of(ns: &Option<String>) -> String {
+    ns.clone().unwrap_or_else(|| "default".to_owned())
+}
+
+/// Reads every file; returns every problem found (unreadable file, invalid YAML, invalid spec, missing Secret).
+pub(crate) fn load(files: &[PathBuf]) -> Result<Manifests, Problems> {
+    let mut problems = Vec::new();
+    let mut objects = Vec::new();
+    let mut secrets = BTreeMap::new();
+    for path in files {
+        let file = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{file}: cannot read: {e}"));
+                continue;
+            }
+        };
+        for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let doc = index + 1;
+            let value = match serde_yaml::Value::deserialize(document) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!("{file}: document {doc}: invalid YAML: {e}"));
+                    // The parser cannot resynchronise after a syntax error.
+                    break;
+                }
+            };
+            if value.is_null() {
+                continue;
+            }
+            let Ok(value) = serde_json::to_value(&value) else {
+                problems.push(format!(
+                    "{file}: document {doc}: invalid YAML: only string keys are supported"
+                ));
+                continue;
+            };
+            let kind = value["kind"].as_str().unwrap_or_default();
+            let name = format!(
+                "{}/{}",
+                value["metadata"]["namespace"].as_str().unwrap_or("default"),
+                value["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            match kind {
+                "LiteLLMDeployment" => match serde_json::from_value::<LiteLLMDeployment>(value) {
+                    Ok(obj) => objects.push((file.clone(), obj)),
+                    Err(e) => problems.push(format!("{file}: document {doc}: LiteLLMDeployment {name}: {e}")),
+                },
+                "Secret" => match kube_secret(value) {
+                    Some((key, secret)) => {
+                        secrets.insert(key, secret);
+                    }
+                    // serde's message could quote a value: say what is wrong without it.
+                    None => problems.push(format!(
+                        "{file}: document {doc}: Secret {name}: not a valid Kubernetes Secret (data values must be \
+                         base64 strings, stringData values strings)"
+                    )),
+                },
+                "" => problems.push(format!("{file}: document {doc}: kind: missing")),
+                _ => {}
+            }
+        }
+    }
+    let manifests = Manifests {
+        deployments: Vec::new(),
+        secrets,
+    };
+    let mut deployments = Vec::new();
+    for (file, obj) in objects {
+        let id = format!(
+            "{}/{}",
+            namespace_of(&obj.metadata.namespace),
+            obj.metadata.name.as_deref().unwrap_or_default()
+        );
+        match desired_state(&obj) {
+            Ok(desired) => {
+                let deployment = Deployment { file, obj, desired };
+                problems.extend(missing_sources(&manifests, &deployment));
+                deployments.push(deployment);
+            }
+            Err(invalid) => problems.extend(
+                invalid
+                    .0
+                    .iter()
+                    .map(|e| format!("{file}: LiteLLMDeployment {id}: {}: {}", e.field, e.message)),
+            ),
+        }
+    }
+    if problems.is_empty() && deployments.is_empty() {
+        problems.push(format!(
+            "{}: no LiteLLMDeployment found",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(Manifests {
+            deployments,
+            ..manifests
+        })
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+fn kube_secret(value: Value) -> Option<((String, String), SourceSecret)> {
+    let secret: KubeSecret = serde_json::from_value(value).ok()?;
+    let ns = namespace_of(&secret.metadata.namespace);
+    let name = secret.metadata.name.clone()?;
+    let mut values: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    values.extend(
+        secret
+            .string_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes())),
+    );
+    Some(((ns, name), SourceSecret { values }))
+}
+
+/// One problem per `fromSecret` whose Secret or key is not in the files.
+fn missing_sources(manifests: &Manifests, deployment: &Deployment) -> Vec<String> {
+    let ns = namespace_of(&deployment.obj.metadata.namespace);
+    deployment
+        .obj
+        .spec
+        .secrets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let selector = s.from_secret.as_ref()?;
+            if manifests.value(deployment, selector).is_some() {
+                return None;
+            }
+            let what = if manifests
+                .secrets
+                .contains_key(&(ns.clone(), selector.name.clone()))
+            {
+                format!(
+                    "Kubernetes Secret {ns}/{} has no key {:?}",
+                    selector.name, selector.key
+                )
+            } else {
+                format!(
+                    "Kubernetes Secret {ns}/{} is not in the given files",
+                    selector.name
+                )
+            };
+            Some(format!(
+                "{}: LiteLLMDeployment {}: spec.secrets[{i}].fromSecret: {what}",
+                deployment.file,
+                deployment.id()
+            ))
+        })
+        .collect()
+}

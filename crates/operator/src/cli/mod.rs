@@ -1,0 +1,167 @@
+//! `plan`, `apply` and `import`: the reconcile pipeline from the command line, without a cluster.
+//!
+//! `plan` and `apply` share one sequential walk over the desired state ([`converge`]): in plan mode every step
+//! only reads and records what it would do; in apply mode the same step performs it. So what `plan` prints is what
+//! `apply` does, and an `apply` after a converged `apply` writes nothing.
+
+mod converge;
+mod import;
+mod manifest;
+mod service_json;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use litellm_operator_gcp::Gcp;
+use prometheus_client::registry::Registry;
+
+use crate::gcp_config::GcpArgs;
+
+/// Exit code when a plan found changes (0: none, 1: error).
+const EXIT_CHANGES: u8 = 2;
+
+/// Output format of `plan` and `apply`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Readable lines.
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// `litellm-operator plan`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PlanArgs {
+    /// YAML files with LiteLLMDeployments and the Kubernetes Secrets they read (multi-document).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub gcp: GcpArgs,
+}
+
+/// `litellm-operator apply`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ApplyArgs {
+    /// YAML files with LiteLLMDeployments and the Kubernetes Secrets they read (multi-document).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// How long to wait for the new revision to become Ready.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub gcp: GcpArgs,
+}
+
+/// `litellm-operator import`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ImportArgs {
+    /// Google Cloud project of the service.
+    #[arg(long)]
+    pub project: String,
+    /// Cloud Run region of the service.
+    #[arg(long)]
+    pub region: String,
+    /// Cloud Run service id.
+    #[arg(long)]
+    pub service: String,
+    /// Namespace of the LiteLLMDeployment written.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub gcp: GcpArgs,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::resync::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration such as 90s or 5m"))
+}
+
+/// Runs `plan`: exit 0 when nothing would change, 2 when something would, 1 on error.
+pub fn plan(args: PlanArgs) -> ExitCode {
+    block_on(async move {
+        let manifests = manifest::load(&args.files)?;
+        let gcp = connect(&args.gcp).await?;
+        let report = converge::run(&gcp, &manifests, converge::Mode::Plan).await?;
+        match args.output {
+            OutputFormat::Text => print!("{}", report.text()),
+            OutputFormat::Json => println!("{}", report.json()),
+        }
+        Ok(if report.changes() > 0 {
+            ExitCode::from(EXIT_CHANGES)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+/// Runs `apply`: exit 0 once converged and the revision is Ready, 1 on error or a failed revision.
+pub fn apply(args: ApplyArgs) -> ExitCode {
+    block_on(async move {
+        let manifests = manifest::load(&args.files)?;
+        let gcp = connect(&args.gcp).await?;
+        let report = converge::run(
+            &gcp,
+            &manifests,
+            converge::Mode::Apply {
+                timeout: args.timeout,
+            },
+        )
+        .await?;
+        print!("{}", report.text());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Runs `import`: prints a LiteLLMDeployment adopting the service; warnings go to stderr.
+pub fn import(args: ImportArgs) -> ExitCode {
+    block_on(async move {
+        let gcp = connect(&args.gcp).await?;
+        let imported = import::import(&gcp, &args).await?;
+        for warning in &imported.warnings {
+            eprintln!("warning: {warning}");
+        }
+        print!("{}", imported.yaml);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Problems that stop a command, one line each (naming the file and field, never a secret value).
+#[derive(Debug, Default)]
+pub(crate) struct Problems(pub Vec<String>);
+
+impl<T: Into<String>> From<T> for Problems {
+    fn from(line: T) -> Self {
+        Problems(vec![line.into()])
+    }
+}
+
+async fn connect(args: &GcpArgs) -> Result<Gcp, Problems> {
+    let mut registry = Registry::default();
+    args.connect(&mut registry)
+        .await
+        .map_err(|e| Problems::from(format!("Google Cloud access: {e}")))
+}
+
+fn block_on(work: impl Future<Output = Result<ExitCode, Problems>>) -> ExitCode {
+    // Google's clients and rustls: one crypto provider for the whole process (see `run`).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(code) => code,
+        Err(Problems(lines)) => {
+            for line in lines {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

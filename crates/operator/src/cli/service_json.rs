@@ -1,0 +1,123 @@
+//! The Cloud Run service between Google's client type and its REST JSON shape, and its readiness.
+
+use litellm_operator_gcp::{Service, ServiceName};
+use serde_json::Value;
+
+/// The service in REST JSON shape, with the enums the desired service names (ingress, VPC egress, terminal state)
+/// as names: the client's types serialize them as numbers, and a number never equals a name in `drift`.
+pub(crate) fn to_json(service: &Service, name: &ServiceName) -> Result<Value, String> {
+    let mut json = serde_json::to_value(service).map_err(|e| format!("cannot convert {name}: {e}"))?;
+    if let Some(ingress) = service.ingress.name() {
+        json["ingress"] = Value::from(ingress);
+    }
+    if let Some(egress) = service
+        .template
+        .as_ref()
+        .and_then(|t| t.vpc_access.as_ref())
+        .and_then(|v| v.egress.name())
+    {
+        json["template"]["vpcAccess"]["egress"] = Value::from(egress);
+    }
+    if let Some(state) = service.terminal_condition.as_ref().and_then(|c| c.state.name()) {
+        json["terminalCondition"]["state"] = Value::from(state);
+    }
+    Ok(json)
+}
+
+/// The client type for a REST JSON service.
+pub(crate) fn from_json(value: Value, name: &ServiceName) -> Result<Service, String> {
+    serde_json::from_value(value).map_err(|e| format!("cannot convert {name}: {e}"))
+}
+
+/// Where the latest rollout of a service stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Rollout {
+    /// Cloud Run is still working on the latest generation.
+    InProgress {
+        /// The revision starting, when known.
+        revision: Option<String>,
+    },
+    /// The latest revision serves.
+    Ready {
+        /// Its short name.
+        revision: String,
+    },
+    /// The latest revision failed; traffic stays where it was.
+    Failed {
+        /// Cloud Run's message.
+        message: String,
+    },
+}
+
+/// Reads the rollout state from the service's `generation`, `observedGeneration`, `reconciling`,
+/// `terminalCondition` and revisions.
+pub(crate) fn rollout(live: &Value) -> Rollout {
+    let short = |v: &Value| {
+        v.as_str()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.rsplit('/').next().unwrap_or_default().to_owned())
+    };
+    let number = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0)
+    };
+    let created = short(&live["latestCreatedRevision"]);
+    let ready = short(&live["latestReadyRevision"]);
+    let reconciling = live["reconciling"].as_bool().unwrap_or(false);
+    let caught_up = number(&live["observedGeneration"]) >= number(&live["generation"]);
+    let state = live["terminalCondition"]["state"].as_str().unwrap_or_default();
+    if reconciling || !caught_up {
+        return Rollout::InProgress { revision: created };
+    }
+    match state {
+        "CONDITION_SUCCEEDED" if created == ready => Rollout::Ready {
+            revision: ready.unwrap_or_default(),
+        },
+        "CONDITION_FAILED" | "CONDITION_SUCCEEDED" => Rollout::Failed {
+            message: format!(
+                "revision {} failed, traffic stays on {}: {}",
+                created.as_deref().unwrap_or("(new)"),
+                ready.as_deref().unwrap_or("no revision"),
+                live["terminalCondition"]["message"].as_str().unwrap_or_default()
+            ),
+        },
+        _ => Rollout::InProgress { revision: created },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rollout_states() {
+        let base = json!({"generation": "2", "observedGeneration": "2",
+            "terminalCondition": {"state": "CONDITION_SUCCEEDED"},
+            "latestCreatedRevision": "projects/p/locations/r/services/s/revisions/s-00002-abc",
+            "latestReadyRevision": "projects/p/locations/r/services/s/revisions/s-00002-abc"});
+        assert_eq!(
+            rollout(&base),
+            Rollout::Ready {
+                revision: "s-00002-abc".into()
+            }
+        );
+        let mut starting = base.clone();
+        starting["generation"] = json!("3");
+        assert!(matches!(rollout(&starting), Rollout::InProgress { .. }));
+        let mut failed = base;
+        failed["terminalCondition"] = json!({"state": "CONDITION_FAILED", "message": "boom"});
+        failed["latestCreatedRevision"] = json!("s-00003-xyz");
+        let Rollout::Failed { message } = rollout(&failed) else {
+            panic!()
+        };
+        assert!(
+            message.contains("traffic stays on s-00002-abc: boom"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,487 @@
+//! `litellm-operator plan`, `apply` and `import`: the real binary against an in-process emulator.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use gcp_emulator::Emulator;
+use litellm_operator_gcp::{
+    CloudRun, CredentialsSource, Gcp, GcpConfig, IamPolicies, NewSecret, PolicyTarget, SecretName,
+    SecretPayload, SecretStore, SecretVersionStore, ServiceName,
+};
+use serde_json::{Value, json};
+
+/// Part of the database URL in the fixtures: it must never be printed.
+const CANARY: &str = "canary-db-4f1d9e";
+const SA: &str = "litellm-run@my-project.iam.gserviceaccount.com";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn cli(emu: &Emulator, args: &[&str]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = tokio::process::Command::new(env!("CARGO_BIN_EXE_litellm-operator"))
+        .args(args)
+        .arg("--gcp-endpoint")
+        .arg(emu.url())
+        .env_remove("LITELLM_GCP_ENDPOINT")
+        .output()
+        .await
+        .unwrap();
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+    };
+    for text in [&run.stdout, &run.stderr] {
+        assert!(!text.contains(CANARY), "a secret value was printed:\n{text}");
+    }
+    run
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Google writes the emulator has answered (any outcome).
+fn writes(emu: &Emulator) -> u64 {
+    emu.state()
+        .calls()
+        .iter()
+        .filter(|(method, _)| {
+            let verb = method.rsplit('.').next().unwrap_or_default();
+            [
+                "Create", "Update", "Delete", "Add", "Set", "Enable", "Disable", "Destroy",
+            ]
+            .iter()
+            .any(|w| verb.starts_with(w))
+        })
+        .flat_map(|(_, codes)| codes.values())
+        .sum()
+}
+
+fn all_calls(emu: &Emulator) -> u64 {
+    emu.state().calls().values().flat_map(|c| c.values()).sum()
+}
+
+async fn google(emu: &Emulator) -> Gcp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = GcpConfig {
+        endpoint: Some(emu.url().parse().unwrap()),
+        credentials: CredentialsSource::Anonymous,
+        ..GcpConfig::default()
+    };
+    Gcp::connect(&config, &mut prometheus_client::registry::Registry::default())
+        .await
+        .unwrap()
+}
+
+/// Lines that announce a change (`+` or `~`), trimmed.
+fn changes(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("+ ") || l.starts_with("~ "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An external secret someone else manages, with two versions.
+async fn seed_external(gcp: &Gcp) {
+    let name = SecretName::new("my-project", "tavily-api-key");
+    gcp.create_secret(&name, &NewSecret::default()).await.unwrap();
+    gcp.add_version(&name, &SecretPayload::from("tvly-1"))
+        .await
+        .unwrap();
+    gcp.add_version(&name, &SecretPayload::from("tvly-2"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_the_changes_apply_makes_them_once_and_rotation_adds_one_version() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let gcp = google(&emu).await;
+    seed_external(&gcp).await;
+    let stack = fixture("stack.yaml");
+    let before = writes(&emu);
+
+    let plan = cli(&emu, &["plan", "-f", path(&stack)]).await;
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    let s = "projects/my-project/secrets";
+    let member = format!("serviceAccount:{SA}");
+    assert_eq!(
+        changes(&plan.stdout),
+        [
+            format!("+ create secret {s}/database-url"),
+            format!(
+                "+ add version 1 to {s}/database-url (DATABASE_URL from Secret llm/litellm-credentials key database-url)"
+            ),
+            format!("+ create secret {s}/litellm-master-key"),
+            format!("+ add version 1 to {s}/litellm-master-key (LITELLM_MASTER_KEY generated, 48 characters)"),
+            format!("+ grant roles/secretmanager.secretAccessor to {member} on {s}/database-url"),
+            format!("+ grant roles/secretmanager.secretAccessor to {member} on {s}/litellm-master-key"),
+            format!("+ grant roles/secretmanager.secretAccessor to {member} on {s}/tavily-api-key"),
+            "+ grant roles/run.invoker to allUsers on projects/my-project/locations/us-central1/services/litellm-proxy"
+                .to_owned(),
+            "+ create service projects/my-project/locations/us-central1/services/litellm-proxy (new revision)"
+                .to_owned(),
+        ]
+    );
+    assert!(plan.stdout.contains(&format!(
+        "= {s}/tavily-api-key version 2 (TAVILY_API_KEY external, latest)"
+    )));
+    assert!(plan.stdout.ends_with("9 changes to apply.\n"), "{}", plan.stdout);
+    assert_eq!(writes(&emu), before, "plan wrote to Google");
+
+    let json_plan = cli(&emu, &["plan", "-f", path(&stack), "-o", "json"]).await;
+    assert_eq!(json_plan.code, 2);
+    let doc: Value = serde_json::from_str(&json_plan.stdout).unwrap();
+    assert_eq!(doc["changes"], 9);
+    assert_eq!(doc["deployments"][0]["service"]["action"], "create");
+    assert_eq!(doc["deployments"][0]["secrets"][2]["version"], "2");
+    assert_eq!(writes(&emu), before, "plan -o json wrote to Google");
+
+    let apply = cli(&emu, &["apply", "-f", path(&stack)]).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(
+        apply.stdout.contains("status: revision litellm-proxy-00001-"),
+        "{}",
+        apply.stdout
+    );
+    assert!(apply.stdout.contains(" Ready, url "), "{}", apply.stdout);
+    assert!(apply.stderr.contains("Waiting for revision"), "{}", apply.stderr);
+    let generated = emu
+        .state()
+        .secret_payload("projects/my-project/secrets/litellm-master-key", "latest")
+        .unwrap();
+    let generated = String::from_utf8(generated).unwrap();
+    assert!(generated.starts_with("sk-") && generated.len() == 51);
+    assert!(!apply.stdout.contains(&generated) && !apply.stderr.contains(&generated));
+    let live = gcp
+        .get_service(&ServiceName::new("my-project", "us-central1", "litellm-proxy"))
+        .await
+        .unwrap()
+        .unwrap();
+    let env = &live.template.unwrap().containers[0].env;
+    let pinned: Vec<(String, String)> = env
+        .iter()
+        .filter_map(|e| {
+            let r = e.value_source()?.secret_key_ref.as_ref()?;
+            Some((e.name.clone(), r.version.clone()))
+        })
+        .collect();
+    assert_eq!(
+        pinned,
+        [
+            ("DATABASE_URL".to_owned(), "1".to_owned()),
+            ("LITELLM_MASTER_KEY".to_owned(), "1".to_owned()),
+            ("TAVILY_API_KEY".to_owned(), "2".to_owned())
+        ]
+    );
+
+    // Converged: plan says so, and a second apply writes nothing.
+    let plan = cli(&emu, &["plan", "-f", path(&stack)]).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(changes(&plan.stdout).is_empty(), "{}", plan.stdout);
+    assert!(plan.stdout.ends_with("No changes.\n"));
+    let settled = writes(&emu);
+    let again = cli(&emu, &["apply", "-f", path(&stack)]).await;
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stdout.ends_with("No changes.\n"), "{}", again.stdout);
+    assert_eq!(writes(&emu), settled, "a converged apply wrote to Google");
+    assert_eq!(
+        emu.state().call_count("SecretManagerService.AddSecretVersion"),
+        4,
+        "2 seeded + 2 applied"
+    );
+
+    // Rotation: a new value in the Kubernetes Secret adds exactly one version and re-pins the service.
+    let dir = tempfile::tempdir().unwrap();
+    let rotated = dir.path().join("stack.yaml");
+    let text = std::fs::read_to_string(&stack).unwrap();
+    std::fs::write(&rotated, text.replace("10.0.0.5", "10.0.0.7")).unwrap();
+    let plan = cli(&emu, &["plan", "-f", path(&rotated)]).await;
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert_eq!(
+        changes(&plan.stdout),
+        [
+            format!(
+                "+ add version 2 to {s}/database-url (DATABASE_URL from Secret llm/litellm-credentials key database-url)"
+            ),
+            "~ update service projects/my-project/locations/us-central1/services/litellm-proxy (new revision)"
+                .to_owned(),
+            "~ template.containers[0].env[0].valueSource.secretKeyRef.version".to_owned(),
+        ]
+    );
+    let apply = cli(&emu, &["apply", "-f", path(&rotated)]).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(
+        apply.stdout.contains("status: revision litellm-proxy-00002-"),
+        "{}",
+        apply.stdout
+    );
+    assert_eq!(
+        emu.state()
+            .secret_payload("projects/my-project/secrets/database-url", "2")
+            .unwrap(),
+        b"postgresql://litellm:canary-db-4f1d9e@10.0.0.7:5432/litellm"
+    );
+    let plan = cli(&emu, &["plan", "-f", path(&rotated)]).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_one_line_per_problem_with_file_and_field_and_nothing_is_called() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let missing = fixture("no-such-file.yaml");
+    let cases: [(PathBuf, &[&str]); 5] = [
+        (missing.clone(), &["no-such-file.yaml: cannot read"]),
+        (
+            fixture("invalid-yaml.yaml"),
+            &["invalid-yaml.yaml: document 1: invalid YAML"],
+        ),
+        (
+            fixture("invalid-spec.yaml"),
+            &[
+                "invalid-spec.yaml: LiteLLMDeployment llm/litellm-proxy: spec.region",
+                "spec.service.env.DATABASE_URL",
+            ],
+        ),
+        (
+            fixture("missing-secret.yaml"),
+            &[
+                "missing-secret.yaml: LiteLLMDeployment llm/litellm-proxy: spec.secrets[0].fromSecret: Kubernetes \
+                 Secret llm/database is not in the given files",
+                "missing-secret.yaml: LiteLLMDeployment llm/litellm-proxy: spec.secrets[1].fromSecret: Kubernetes \
+                 Secret llm/litellm-credentials has no key \"ui-pass\"",
+            ],
+        ),
+        (
+            fixture("bad-secret-data.yaml"),
+            &[
+                "bad-secret-data.yaml: document 1: Secret llm/litellm-credentials: not a valid Kubernetes Secret",
+            ],
+        ),
+    ];
+    for (file, expected) in cases {
+        for command in ["plan", "apply"] {
+            let run = cli(&emu, &[command, "-f", path(&file)]).await;
+            assert_eq!(run.code, 1, "{command} {file:?}: {}{}", run.stdout, run.stderr);
+            for line in expected {
+                assert!(
+                    run.stderr.contains(line),
+                    "{command} {file:?}: want {line:?} in\n{}",
+                    run.stderr
+                );
+            }
+            assert!(
+                run.stderr.lines().all(|l| l.starts_with("error: ")),
+                "{}",
+                run.stderr
+            );
+            assert!(run.stdout.is_empty(), "{}", run.stdout);
+        }
+    }
+    // Several files: every problem of every file at once.
+    let run = cli(
+        &emu,
+        &[
+            "plan",
+            "-f",
+            path(&fixture("invalid-spec.yaml")),
+            path(&fixture("missing-secret.yaml")),
+            path(&missing),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.lines().count() >= 5, "{}", run.stderr);
+    assert_eq!(all_calls(&emu), 0, "bad input reached Google");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_adopts_a_runbook_service_without_touching_its_secrets() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let gcp = google(&emu).await;
+    // The runbook: gcloud secrets create + versions add, add-iam-policy-binding, run deploy --set-secrets.
+    let db = SecretName::new("my-project", "litellm-db-url");
+    let master = SecretName::new("my-project", "litellm-master-key");
+    for (name, values) in [
+        (&db, ["postgresql://old", "postgresql://canary-db-4f1d9e"]),
+        (&master, ["sk-1", "sk-2"]),
+    ] {
+        gcp.create_secret(name, &NewSecret::default()).await.unwrap();
+        for v in values {
+            gcp.add_version(name, &SecretPayload::from(v)).await.unwrap();
+        }
+        gcp.add_member(
+            &PolicyTarget::Secret(name.clone()),
+            "roles/secretmanager.secretAccessor",
+            &format!("serviceAccount:{SA}"),
+        )
+        .await
+        .unwrap();
+    }
+    let service = ServiceName::new("my-project", "us-central1", "litellm");
+    let deployed = json!({
+        "template": {
+            "serviceAccount": SA,
+            "scaling": {"minInstanceCount": 1, "maxInstanceCount": 5},
+            "maxInstanceRequestConcurrency": 40,
+            "containers": [{
+                "image": "ghcr.io/berriai/litellm:main-v1.74.0",
+                "ports": [{"containerPort": 4000}],
+                "resources": {"limits": {"cpu": "2", "memory": "2Gi"}},
+                "env": [
+                    {"name": "DATABASE_URL", "valueSource": {"secretKeyRef": {"secret": "projects/my-project/secrets/litellm-db-url", "version": "2"}}},
+                    {"name": "LITELLM_MASTER_KEY", "valueSource": {"secretKeyRef": {"secret": "litellm-master-key", "version": "latest"}}},
+                    {"name": "LITELLM_LOG", "value": "INFO"},
+                    {"name": "OPENAI_API_KEY", "value": "sk-proj-canary-db-4f1d9e"}
+                ]
+            }]
+        }
+    });
+    gcp.create_service(&service, serde_json::from_value(deployed).unwrap())
+        .await
+        .unwrap();
+    gcp.add_member(
+        &PolicyTarget::Service(service.clone()),
+        "roles/run.invoker",
+        "allUsers",
+    )
+    .await
+    .unwrap();
+    let seeded_versions = emu.state().call_count("SecretManagerService.AddSecretVersion");
+
+    let before = writes(&emu);
+    let import = cli(
+        &emu,
+        &[
+            "import",
+            "--project",
+            "my-project",
+            "--region",
+            "us-central1",
+            "--service",
+            "litellm",
+            "--namespace",
+            "llm",
+        ],
+    )
+    .await;
+    assert_eq!(import.code, 0, "{}", import.stderr);
+    assert_eq!(writes(&emu), before, "import wrote to Google");
+    assert!(
+        import
+            .stderr
+            .contains("plain env var OPENAI_API_KEY looks like a credential")
+            && import.stderr.contains(
+                "{env: OPENAI_API_KEY, fromSecret: {name: litellm-credentials, key: openai-api-key}}"
+            ),
+        "{}",
+        import.stderr
+    );
+    assert!(
+        !import.stdout.contains("OPENAI_API_KEY") && !import.stdout.contains("sk-proj"),
+        "{}",
+        import.stdout
+    );
+    let manifest: Value = serde_yaml::from_str(&import.stdout).unwrap();
+    assert_eq!(manifest["metadata"]["annotations"]["litellm.dev/adopt"], "true");
+    assert_eq!(manifest["metadata"]["namespace"], "llm");
+    let spec = &manifest["spec"];
+    assert_eq!(
+        spec["secrets"],
+        json!([
+            {"env": "DATABASE_URL", "secretId": "litellm-db-url", "external": {"version": "2"}},
+            {"env": "LITELLM_MASTER_KEY", "external": {"version": "latest"}}
+        ])
+    );
+    assert_eq!(spec["service"]["env"], json!({"LITELLM_LOG": "INFO"}));
+    assert_eq!(spec["service"]["serviceAccount"], SA);
+    assert_eq!(spec["service"]["allowUnauthenticated"], true);
+    assert_eq!(
+        spec["service"]["scaling"],
+        json!({"minInstances": 1, "maxInstances": 5, "concurrency": 40})
+    );
+    assert_eq!(spec["service"]["resources"], json!({"cpu": "2", "memory": "2Gi"}));
+    assert_eq!(spec["service"]["image"], "ghcr.io/berriai/litellm:main-v1.74.0");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("litellm.yaml");
+    std::fs::write(&file, &import.stdout).unwrap();
+    // Adopting never creates or adds to a secret; the pins stay where they were (latest resolves to 2).
+    let plan = cli(&emu, &["plan", "-f", path(&file)]).await;
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    let planned = changes(&plan.stdout);
+    assert!(
+        planned
+            .iter()
+            .all(|l| !l.contains("create secret") && !l.contains("add version") && !l.starts_with("+ grant")),
+        "{planned:?}"
+    );
+    assert!(
+        plan.stdout
+            .contains("= projects/my-project/secrets/litellm-db-url version 2")
+    );
+    assert!(
+        plan.stdout
+            .contains("= projects/my-project/secrets/litellm-master-key version 2")
+    );
+
+    let apply = cli(&emu, &["apply", "-f", path(&file)]).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let plan = cli(&emu, &["plan", "-f", path(&file)]).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    let settled = writes(&emu);
+    let again = cli(&emu, &["apply", "-f", path(&file)]).await;
+    assert_eq!(again.code, 0);
+    assert_eq!(writes(&emu), settled);
+    assert_eq!(
+        emu.state().call_count("SecretManagerService.AddSecretVersion"),
+        seeded_versions
+    );
+    assert_eq!(emu.state().call_count("SecretManagerService.CreateSecret"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_is_not_ours_is_refused_without_adoption() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let gcp = google(&emu).await;
+    seed_external(&gcp).await;
+    let service = ServiceName::new("my-project", "us-central1", "litellm-proxy");
+    let other = json!({"template": {"containers": [{"image": "nginx"}]}});
+    gcp.create_service(&service, serde_json::from_value(other).unwrap())
+        .await
+        .unwrap();
+    let before = writes(&emu);
+    let run = cli(&emu, &["apply", "-f", path(&fixture("stack.yaml"))]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("litellm-proxy exists but is not managed by this LiteLLMDeployment"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(writes(&emu), before, "a refused apply wrote to Google");
+}
