@@ -155,12 +155,27 @@ impl App {
         };
         let Ok(text) = text else { return };
         let tmp = path.with_extension("tmp");
-        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+        // The file holds secret payloads: readable by its owner only.
+        let written = write_private(&tmp, &text).and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             self.dirty.store(true, Ordering::Release);
             tracing::warn!(error = %e, path = %path.display(), "Failed to persist emulator state");
         }
     }
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// A running emulator. Dropping it shuts the server down (and writes the state file, if any).

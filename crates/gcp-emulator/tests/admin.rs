@@ -328,6 +328,12 @@ async fn state_file_persists_across_restarts() {
         .await;
     }
     assert!(file.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the state file holds payloads and must be private");
+    }
     let api = Api::start(config).await;
     let access = api
         .ok("GET", "/v1/projects/p/secrets/k/versions/1:access", None)

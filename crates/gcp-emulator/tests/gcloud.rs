@@ -211,6 +211,44 @@ async fn gcloud_secret_lifecycle() {
         err.stderr
     );
 
+    // Label updates are a PATCH with an update mask; a stale etag is refused as FAILED_PRECONDITION.
+    let out = g
+        .ok(&[
+            "secrets",
+            "update",
+            "db-url",
+            "--update-labels=team=ml",
+            "--remove-labels=env",
+            "--project=p",
+        ])
+        .await;
+    assert!(out.stderr.contains("Updated secret [db-url]."), "{}", out.stderr);
+    let labels = g
+        .ok(&[
+            "secrets",
+            "describe",
+            "db-url",
+            "--project=p",
+            "--format=value(labels)",
+        ])
+        .await
+        .stdout;
+    assert_eq!(labels.trim(), "team=ml");
+    let err = g
+        .fails(&[
+            "secrets",
+            "update",
+            "db-url",
+            "--update-labels=x=y",
+            "--etag=AAAA",
+            "--project=p",
+        ])
+        .await;
+    assert!(
+        err.contains("FAILED_PRECONDITION") && err.contains("etag"),
+        "{err}"
+    );
+
     let out = g.ok(&["secrets", "delete", "plain", "--project=p"]).await;
     assert!(out.stderr.contains("Deleted secret [plain]."), "{}", out.stderr);
     let list = g
