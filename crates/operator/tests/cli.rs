@@ -485,3 +485,26 @@ async fn a_service_that_is_not_ours_is_refused_without_adoption() {
     );
     assert_eq!(writes(&emu), before, "a refused apply wrote to Google");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_fails_when_the_new_revision_fails_and_says_where_traffic_stays() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let gcp = google(&emu).await;
+    seed_external(&gcp).await;
+    emu.state().add_crashing_image("ghcr.io/berriai/litellm:crashes");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.yaml");
+    let text = std::fs::read_to_string(fixture("stack.yaml")).unwrap();
+    std::fs::write(&file, text.replace("main-stable", "crashes")).unwrap();
+    let run = cli(&emu, &["apply", "-f", path(&file)]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("error: ")
+            && run.stderr.contains("litellm-proxy-00001-")
+            && run.stderr.contains("failed, traffic stays on no revision"),
+        "{}",
+        run.stderr
+    );
+}
