@@ -159,7 +159,8 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_access: Option<VpcAccess>,
 
-    /// Labels put on the Cloud Run service (the operator adds `managed-by: litellm-operator`).
+    /// Labels put on the Cloud Run service (the operator adds `managed-by: litellm-operator` and
+    /// `litellm-deployment: <namespace>_<name>`, which mark it as owned).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32))]
     pub labels: BTreeMap<String, String>,
@@ -430,7 +431,8 @@ pub struct SecretPolicy {
     #[schemars(range(min = 1, max = 100))]
     pub keep_enabled_versions: i32,
 
-    /// Extra labels put on every secret (the operator adds `managed-by: litellm-operator`).
+    /// Extra labels put on every secret (the operator adds `managed-by: litellm-operator` and
+    /// `litellm-deployment: <namespace>_<name>`, which mark it as owned).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 32))]
     pub labels: BTreeMap<String, String>,

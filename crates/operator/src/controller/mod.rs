@@ -227,7 +227,16 @@ async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Act
             Finalizer::Apply(obj) => apply(&obj, &ctx).await,
             Finalizer::Cleanup(obj) => {
                 ctx.forget(&obj);
-                pipeline::cleanup(&obj, &ctx).await
+                let result = pipeline::cleanup(&obj, &ctx).await;
+                if let Err(error) = &result {
+                    let note = format!(
+                        "{}; deletion waits until this succeeds (or set {}: Abandon to leave Google untouched)",
+                        pipeline::explain(error, &obj.spec.service.service_account),
+                        litellm_operator_api::names::DELETION_POLICY_ANNOTATION
+                    );
+                    ctx.event(&obj, EventType::Warning, error.reason(), note).await;
+                }
+                result
             }
         }
     })

@@ -91,7 +91,12 @@ pub(super) async fn converge(
 
     let drift = service_diff::drift(&want, &live_json);
     if !drift.is_empty() {
-        let patch = from_json(service_diff::merge_owned(&live_json, &want), &name)?;
+        let mut merged = service_diff::merge_owned(&live_json, &want);
+        // A change starts a fresh IAM-propagation retry budget.
+        if let Some(annotations) = merged["template"]["annotations"].as_object_mut() {
+            annotations.remove(IAM_RETRY_ANNOTATION);
+        }
+        let patch = from_json(merged, &name)?;
         ctx.gcp
             .update_service(&name, patch)
             .await
