@@ -209,7 +209,7 @@ async fn run(once: bool) -> Result<(), Failure> {
          \n  kubectl -n llm edit secret litellm-credentials     # change database-url: a new version and revision roll out\
          \n  kubectl -n llm get llmd -w\
          \n  kubectl -n llm describe llmd litellm-proxy         # Events: every Google write\
-         \n\n  gcloud against the emulator (see shared GCLOUD notes):\
+         \n\n  gcloud against the emulator:\
          \n  export CLOUDSDK_CONFIG={gcloud_config} CLOUDSDK_AUTH_ACCESS_TOKEN_FILE={gcloud_config}/token\
          \n  export CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER={endpoint}/ CLOUDSDK_CORE_DISABLE_PROMPTS=1\
          \n  gcloud secrets versions list database-url --project my-project\n",
