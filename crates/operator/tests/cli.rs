@@ -508,3 +508,54 @@ async fn apply_fails_when_the_new_revision_fails_and_says_where_traffic_stays() 
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_is_not_ours_stops_apply_before_any_write() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let gcp = google(&emu).await;
+    seed_external(&gcp).await;
+    // Created by hand (gcloud secrets create): no ownership labels. The emulator's REST API, as gcloud calls it.
+    let url = format!(
+        "{}/v1/projects/my-project/secrets?secretId=litellm-master-key",
+        emu.url()
+    );
+    let created = http_post(&url, r#"{"replication": {"automatic": {}}}"#).await;
+    assert!(created.contains("litellm-master-key"), "{created}");
+    let before = writes(&emu);
+    for command in ["plan", "apply"] {
+        let run = cli(&emu, &[command, "-f", path(&fixture("stack.yaml"))]).await;
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(
+                "secret projects/my-project/secrets/litellm-master-key exists but was not created for this \
+                 LiteLLMDeployment"
+            ),
+            "{}",
+            run.stderr
+        );
+    }
+    // database-url comes first in the spec, yet nothing was created: apply plans before it writes.
+    assert_eq!(writes(&emu), before, "a refused apply wrote to Google");
+}
+
+/// A plain HTTP/1.1 POST (the emulator speaks Google's REST API; no client library involved).
+async fn http_post(url: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = url::Url::parse(url).unwrap();
+    let mut stream = tokio::net::TcpStream::connect((url.host_str().unwrap(), url.port().unwrap()))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST {}?{} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        url.path(),
+        url.query().unwrap_or_default(),
+        url.host_str().unwrap(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}

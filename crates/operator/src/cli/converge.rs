@@ -96,12 +96,19 @@ struct BindingReport {
 #[serde(rename_all = "camelCase")]
 struct ServiceReport {
     resource: String,
-    /// `create`, `update` or `unchanged`.
-    action: &'static str,
+    action: ServiceAction,
     /// Owned fields that differ (for `update`).
     changed: Vec<String>,
     /// Whether a new revision is (or would be) created: creation and any change under `template`.
     new_revision: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum ServiceAction {
+    Create,
+    Update,
+    Unchanged,
 }
 
 #[derive(Debug, Serialize)]
@@ -157,16 +164,16 @@ impl Report {
                 " (no new revision)"
             };
             match s.action {
-                "create" => {
+                ServiceAction::Create => {
                     let _ = writeln!(out, "  + create service {}{revision}", s.resource);
                 }
-                "update" => {
+                ServiceAction::Update => {
                     let _ = writeln!(out, "  ~ update service {}{revision}", s.resource);
                     for path in &s.changed {
                         let _ = writeln!(out, "      ~ {path}");
                     }
                 }
-                _ => {
+                ServiceAction::Unchanged => {
                     let _ = writeln!(out, "  = service {} unchanged", s.resource);
                 }
             }
@@ -194,7 +201,7 @@ impl Report {
     }
 }
 
-/// Walks every deployment. Stops at the first Google failure (after an apply, the report so far is printed).
+/// Walks every deployment. Stops at the first failure; in apply mode, what was already done is on stderr.
 pub(crate) async fn run(gcp: &Gcp, manifests: &Manifests, mode: Mode) -> Result<Report, Problems> {
     let mut report = Report {
         mode: if mode.writes() { "apply" } else { "plan" },
@@ -216,7 +223,7 @@ pub(crate) async fn run(gcp: &Gcp, manifests: &Manifests, mode: Mode) -> Result<
             .map(|s| usize::from(s.create) + usize::from(s.add_version))
             .sum::<usize>()
             + d.bindings.iter().filter(|b| b.add).count()
-            + usize::from(d.service.action != "unchanged");
+            + usize::from(d.service.action != ServiceAction::Unchanged);
         report.deployments.push(d);
     }
     Ok(report)
@@ -295,7 +302,7 @@ async fn one(
             }
             ServiceReport {
                 resource: name.to_string(),
-                action: "create",
+                action: ServiceAction::Create,
                 changed: Vec::new(),
                 new_revision: true,
             }
@@ -306,7 +313,7 @@ async fn one(
             if changed.is_empty() {
                 ServiceReport {
                     resource: name.to_string(),
-                    action: "unchanged",
+                    action: ServiceAction::Unchanged,
                     changed,
                     new_revision,
                 }
@@ -320,7 +327,7 @@ async fn one(
                 }
                 ServiceReport {
                     resource: name.to_string(),
-                    action: "update",
+                    action: ServiceAction::Update,
                     changed,
                     new_revision,
                 }
@@ -331,7 +338,7 @@ async fn one(
         let Some(target) = ServiceName::parse(&b.resource) else {
             continue;
         };
-        let known_absent = service.action == "create" && !mode.writes();
+        let known_absent = service.action == ServiceAction::Create && !mode.writes();
         let add = grant(
             gcp,
             PolicyTarget::Service(target),

@@ -102,6 +102,8 @@ pub fn apply(args: ApplyArgs) -> ExitCode {
     block_on(async move {
         let manifests = manifest::load(&args.files)?;
         let gcp = connect(&args.gcp).await?;
+        // A read-only pass first: a conflict or a missing external secret anywhere stops before the first write.
+        converge::run(&gcp, &manifests, converge::Mode::Plan).await?;
         let report = converge::run(
             &gcp,
             &manifests,
