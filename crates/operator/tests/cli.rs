@@ -559,3 +559,43 @@ async fn http_post(url: &str, body: &str) -> String {
     stream.read_to_string(&mut response).await.unwrap();
     response
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_google_resources_are_errors_naming_them() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    // No tavily-api-key: the external secret the fixture pins does not exist.
+    let run = cli(&emu, &["plan", "-f", path(&fixture("stack.yaml"))]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "stack.yaml: LiteLLMDeployment llm/litellm-proxy: external secret \
+             projects/my-project/secrets/tavily-api-key does not exist"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = cli(
+        &emu,
+        &[
+            "import",
+            "--project",
+            "my-project",
+            "--region",
+            "us-central1",
+            "--service",
+            "nope",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("projects/my-project/locations/us-central1/services/nope: service not found"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+    assert_eq!(writes(&emu), 0);
+}

@@ -219,3 +219,30 @@ fn missing_sources(manifests: &Manifests, deployment: &Deployment) -> Vec<String
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn secret_data_is_base64_and_string_data_wins() {
+        let (key, secret) = kube_secret(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "data": {"a": "YWxwaGE=", "b": "YmV0YQ=="},
+            "stringData": {"b": "override"}
+        }))
+        .unwrap();
+        assert_eq!(key, ("default".to_owned(), "creds".to_owned()));
+        assert_eq!(secret.values["a"], b"alpha");
+        assert_eq!(secret.values["b"], b"override");
+        assert!(
+            kube_secret(json!({"kind": "Secret", "metadata": {"name": "x"}, "data": {"a": "not base64!"}}))
+                .is_none()
+        );
+    }
+}
