@@ -970,3 +970,93 @@ async fn a_canary_value_reaches_no_event_status_or_metric() {
         format!("{CANARY}-2").as_bytes()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_namespace_releases_the_finalizer() {
+    let w = world("nsdelete").await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    let name = w.create(minimal("nsdelete")).await;
+    w.wait_ready(&name).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(w.client.clone());
+    namespaces.delete(&w.ns, &DeleteParams::default()).await.unwrap();
+    // kube-controller-manager's namespace controller deletes the resource; our finalizer cleans up and lets go.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while namespaces.get_opt(&w.ns).await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "namespace stuck terminating"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        w.gcp
+            .get_service(&ServiceName::new(PROJECT, REGION, "nsdelete"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_restarted_mid_rollout_converges_without_duplicates() {
+    let mut w = world_with(
+        "restart",
+        gcp_emulator::Config::default(),
+        Settings {
+            progress_poll: Duration::from_millis(300),
+            ..Settings::default()
+        },
+    )
+    .await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    let name = w.create(minimal("restart")).await;
+    // Stop the operator as soon as the service exists, before its revision is Ready.
+    let service = ServiceName::new(PROJECT, REGION, "restart");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while w.gcp.get_service(&service).await.unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "service never created");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.operator.abort();
+
+    // A new operator process (fresh memory) takes over.
+    let mut metrics = Metrics::new();
+    let gcp = Gcp::connect(
+        &GcpConfig {
+            rate_limits: litellm_operator::gcp_config::rate_limits(0.8),
+            ..GcpConfig::emulator(w.emulator_url.parse().unwrap())
+        },
+        &mut metrics.registry,
+    )
+    .await
+    .unwrap();
+    let ctx = Arc::new(Context::new(
+        w.client.clone(),
+        gcp,
+        kube::runtime::events::Reporter {
+            controller: "litellm-operator".into(),
+            instance: None,
+        },
+        Arc::new(metrics),
+        Settings {
+            namespace: Some(w.ns.clone()),
+            resync: Duration::from_secs(2),
+            progress_poll: Duration::from_millis(300),
+            ..Settings::default()
+        },
+    ));
+    w.operator = tokio::spawn(controller::run(ctx, Health::default()));
+    let status = w.wait_ready(&name).await;
+    assert!(
+        status
+            .latest_ready_revision
+            .as_deref()
+            .unwrap()
+            .starts_with("restart-00001-"),
+        "{status:?}"
+    );
+    for id in ["database-url", "litellm-master-key"] {
+        let versions = w.gcp.list_versions(&SecretName::new(PROJECT, id)).await.unwrap();
+        assert_eq!(versions.len(), 1, "{id} has {} versions", versions.len());
+    }
+}

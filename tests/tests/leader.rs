@@ -60,3 +60,22 @@ async fn one_leader_at_a_time_and_a_hand_over_when_it_stops() {
     assert_eq!(spec.lease_transitions, Some(1));
     b_task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_shuts_down_hands_over_without_waiting_for_expiry() {
+    let cp = ControlPlane::shared().await.unwrap();
+    let ns = cp.namespace("release").await.unwrap();
+    let mut slow = election(&ns, "replica-a");
+    slow.lease_duration = Duration::from_secs(30);
+    let (a, a_task) = slow.clone().spawn_with_handle(cp.client().unwrap());
+    until("replica-a to lead", Duration::from_secs(10), || *a.borrow()).await;
+    let (b, b_task) = election(&ns, "replica-b").spawn_with_handle(cp.client().unwrap());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!*b.borrow());
+
+    // Graceful shutdown: stop renewing, release. b must not wait out a's 30 s lease.
+    a_task.abort();
+    slow.release(cp.client().unwrap()).await.unwrap();
+    until("replica-b to take over", Duration::from_secs(3), || *b.borrow()).await;
+    b_task.abort();
+}

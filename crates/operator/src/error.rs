@@ -33,6 +33,12 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A Google operation is still running (e.g. the service's deletion); look again soon.
+    #[error("waiting for the {what}")]
+    InProgress {
+        /// What is in progress.
+        what: String,
+    },
     /// The Kubernetes API failed.
     #[error("Kubernetes API: {0}")]
     Kubernetes(#[source] kube::Error),
@@ -54,6 +60,8 @@ pub enum ErrorClass {
     NotFound,
     /// An etag or lease conflict: retry soon.
     Conflict,
+    /// Google is still working on something we asked for: look again soon, nothing is wrong.
+    InProgress,
     /// Quota or unavailability: exponential backoff with jitter.
     Transient,
     /// The Kubernetes API failed.
@@ -71,6 +79,7 @@ impl ErrorClass {
             ErrorClass::IamPropagating => "iam_propagating",
             ErrorClass::NotFound => "not_found",
             ErrorClass::Conflict => "conflict",
+            ErrorClass::InProgress => "in_progress",
             ErrorClass::Transient => "transient",
             ErrorClass::Kubernetes => "kubernetes",
             ErrorClass::Other => "other",
@@ -101,6 +110,7 @@ impl Error {
             },
             Error::NotOwned { .. } => ErrorClass::InvalidSpec,
             Error::Serialization { .. } => ErrorClass::Other,
+            Error::InProgress { .. } => ErrorClass::InProgress,
             Error::Kubernetes(_) => ErrorClass::Kubernetes,
             Error::Finalizer(_) => ErrorClass::Kubernetes,
         }
@@ -125,6 +135,7 @@ impl Error {
                 reason::QUOTA_EXCEEDED
             }
             ErrorClass::InvalidSpec => reason::INVALID_SPEC,
+            ErrorClass::InProgress => reason::RECONCILING,
             _ => reason::GOOGLE_API_ERROR,
         }
     }

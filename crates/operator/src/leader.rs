@@ -83,6 +83,31 @@ impl Election {
         (rx, task)
     }
 
+    /// Gives the lease up (on shutdown), so a standby takes over at its next renew instead of after expiry.
+    pub async fn release(&self, client: Client) -> Result<(), kube::Error> {
+        let api: Api<Lease> = Api::namespaced(client, &self.namespace);
+        let Some(mut lease) = api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        match api.replace(&self.name, &PostParams::default(), &lease).await {
+            Ok(_) => {
+                info!(lease = %self.name, "Released leader lease");
+                Ok(())
+            }
+            // Someone else already moved on.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn try_acquire_or_renew(&self, api: &Api<Lease>) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let seconds = i32::try_from(self.lease_duration.as_secs()).unwrap_or(15);

@@ -182,7 +182,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
     ));
 
     if args.leader_elect {
-        let mut leading = Election::new(args.lease_namespace, args.lease_name, identity).spawn(client);
+        let election = Election::new(args.lease_namespace, args.lease_name, identity);
+        let (mut leading, campaign) = election.clone().spawn_with_handle(client.clone());
         // A standby is healthy and ready: otherwise rolling updates and node drains of a 2-replica Deployment
         // would wait forever for a pod that is, by design, not leading.
         health.set_ready();
@@ -194,7 +195,13 @@ async fn run(args: RunArgs) -> Result<(), String> {
                 .map_err(|_| "leader election stopped".to_owned())?;
         }
         tokio::select! {
-            () = controller::run(ctx, health) => {}
+            () = controller::run(ctx, health) => {
+                // Shut down (SIGTERM / Ctrl-C) after in-flight reconciles finished: hand over at once.
+                campaign.abort();
+                if let Err(e) = election.release(client).await {
+                    tracing::warn!(error = %e, "Could not release the leader lease; a standby takes over when it expires");
+                }
+            }
             _ = async { while *leading.borrow() { if leading.changed().await.is_err() { break; } } } => {
                 return Err("lost the leader lease; exiting so a restart can campaign again".into());
             }

@@ -228,7 +228,9 @@ async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Act
             Finalizer::Cleanup(obj) => {
                 ctx.forget(&obj);
                 let result = pipeline::cleanup(&obj, &ctx).await;
-                if let Err(error) = &result {
+                if let Err(error) = &result
+                    && error.class() != ErrorClass::InProgress
+                {
                     let note = format!(
                         "{}; deletion waits until this succeeds (or set {}: Abandon to leave Google untouched)",
                         pipeline::explain(error, &obj.spec.service.service_account),
@@ -263,6 +265,7 @@ fn error_policy(obj: Arc<LiteLLMDeployment>, error: &Error, _ctx: Arc<Context>) 
         ErrorClass::InvalidSpec => return Action::await_change(),
         ErrorClass::PermissionDenied => Duration::from_secs(300),
         ErrorClass::IamPropagating => Duration::from_secs(15),
+        ErrorClass::InProgress => return Action::requeue(Duration::from_secs(2)),
         ErrorClass::NotFound | ErrorClass::Conflict => Duration::from_secs(5),
         ErrorClass::Transient | ErrorClass::Kubernetes | ErrorClass::Other => Duration::from_secs(30),
     };

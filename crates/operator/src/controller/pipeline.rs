@@ -247,7 +247,15 @@ pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Ac
     {
         let labels: BTreeMap<String, String> = live.labels.clone().into_iter().collect();
         if ours(&labels) {
-            ctx.gcp
+            // Deletion is a long-running operation: wait for it (a service being deleted carries deleteTime)
+            // before releasing the finalizer, without issuing the delete twice.
+            if live.delete_time.is_some() {
+                return Err(Error::InProgress {
+                    what: format!("deletion of {service_name}"),
+                });
+            }
+            let operation = ctx
+                .gcp
                 .delete_service(&service_name)
                 .await
                 .map_err(Error::google("cleanup"))?;
@@ -258,6 +266,11 @@ pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Ac
                 format!("Deleted Cloud Run service {service_name}"),
             )
             .await;
+            if operation.is_some_and(|op| !op.done) {
+                return Err(Error::InProgress {
+                    what: format!("deletion of {service_name}"),
+                });
+            }
         } else {
             ctx.event(
                 obj,
