@@ -6,22 +6,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use litellm_operator_api::GeneratedValue;
 use litellm_operator_api::names::{self, ADOPT_ANNOTATION};
 use litellm_operator_gcp::{
     CloudRun, Error as GcpError, Gcp, IamPolicies, NewSecret, PolicyChange, PolicyTarget, Replication,
     SecretName, SecretPayload, SecretStore, SecretVersionStore, ServiceName, VersionRef, VersionState,
     with_member,
 };
-use rand::Rng;
-use rand::distr::Alphanumeric;
 use serde::Serialize;
 
 use super::Problems;
 use super::manifest::{Deployment, Manifests};
-use super::service_json::{Rollout, from_json, rollout, to_json};
 use crate::desired::{self, DesiredReplication, DesiredSecret, DesiredSource};
 use crate::service_diff;
+use crate::service_json::{Rollout, from_json, rollout, to_json};
 
 /// Read only, or read and write.
 #[derive(Clone, Copy, Debug)]
@@ -480,7 +477,7 @@ async fn secret_step(
                 None => (
                     "generate",
                     detail,
-                    Some(SecretPayload::new(generate_value(generate))),
+                    Some(SecretPayload::new(crate::generate::value(generate))),
                     None,
                 ),
             }
@@ -567,14 +564,6 @@ fn owned_labels(d: &Deployment, labels: &BTreeMap<String, String>) -> bool {
 fn owned(d: &Deployment, labels: &serde_json::Value) -> bool {
     let labels: BTreeMap<String, String> = serde_json::from_value(labels.clone()).unwrap_or_default();
     owned_labels(d, &labels)
-}
-
-/// `prefix` followed by `length` letters and digits from the thread-local CSPRNG.
-fn generate_value(generate: &GeneratedValue) -> Vec<u8> {
-    let length = usize::try_from(generate.length).unwrap_or(48);
-    let mut value = generate.prefix.clone().into_bytes();
-    value.extend(rand::rng().sample_iter(Alphanumeric).take(length));
-    value
 }
 
 /// Polls the service until its latest revision is Ready (Ok) or failed (Err), printing progress on stderr.

@@ -11,9 +11,9 @@ use litellm_operator_api::names::{self, ADOPT_ANNOTATION, ALL_USERS, RUN_INVOKER
 use litellm_operator_gcp::{CloudRun, Gcp, IamPolicies, PolicyTarget, ServiceName};
 use serde_json::{Map, Value, json};
 
-use super::service_json::to_json;
 use super::{ImportArgs, Problems};
 use crate::desired::desired_state;
+use crate::service_json::to_json;
 
 /// The manifest and what a person must know about it.
 pub(crate) struct Imported {

@@ -7,7 +7,6 @@
 mod converge;
 mod import;
 mod manifest;
-mod service_json;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -19,8 +19,6 @@ use litellm_operator_gcp::{
     Error as GcpError, Gcp, NewSecret, Replication, SecretName, SecretPayload, SecretStore,
     SecretVersionStore, VersionRef, VersionState,
 };
-use rand::Rng;
-use rand::distr::Alphanumeric;
 
 use super::Context;
 use crate::conditions::Outcome;
@@ -404,7 +402,7 @@ async fn generated(
     if let Some(newest) = versions.iter().find(|v| v.state == VersionState::Enabled) {
         return Ok(Ok(newest.number));
     }
-    let payload = SecretPayload::new(generate_value(generate));
+    let payload = SecretPayload::new(crate::generate::value(generate));
     let added = ctx
         .gcp
         .add_version(name, &payload)
@@ -421,33 +419,4 @@ async fn generated(
     )
     .await;
     Ok(Ok(added.number))
-}
-
-/// `prefix` followed by `length` letters and digits from the thread-local CSPRNG (ChaCha, seeded by the OS).
-fn generate_value(generate: &GeneratedValue) -> Vec<u8> {
-    let length = usize::try_from(generate.length).unwrap_or(48);
-    let mut value = generate.prefix.clone().into_bytes();
-    value.extend(rand::rng().sample_iter(Alphanumeric).take(length));
-    value
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
-
-    use super::*;
-
-    #[test]
-    fn generated_values_have_prefix_length_and_differ() {
-        let spec = GeneratedValue {
-            length: 48,
-            prefix: "sk-".into(),
-        };
-        let a = generate_value(&spec);
-        let b = generate_value(&spec);
-        assert_eq!(a.len(), 51);
-        assert!(a.starts_with(b"sk-"));
-        assert!(a[3..].iter().all(u8::is_ascii_alphanumeric));
-        assert_ne!(a, b);
-    }
 }

@@ -16,6 +16,7 @@ use crate::conditions::Outcome;
 use crate::desired::{self, DesiredState};
 use crate::error::{Error, Result};
 use crate::service_diff;
+use crate::service_json::{self, Rollout};
 
 /// What the service step found.
 pub(super) struct ServiceOutcome {
@@ -224,50 +225,24 @@ fn observe(live: Option<&Value>) -> ServiceOutcome {
     let short = |v: &Value| text(v).map(|s| s.rsplit('/').next().unwrap_or_default().to_owned());
     let latest_created = short(&live["latestCreatedRevision"]);
     let latest_ready = short(&live["latestReadyRevision"]);
-    let number = |v: &Value| {
-        v.as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(0)
-    };
-    let reconciling = live["reconciling"].as_bool().unwrap_or(false);
-    let caught_up = number(&live["observedGeneration"]) >= number(&live["generation"]);
-    let terminal = &live["terminalCondition"];
-    let state = terminal["state"].as_str().unwrap_or_default();
-    let message = terminal["message"].as_str().unwrap_or_default();
-
-    let outcome = if reconciling || !caught_up {
-        Outcome::not_ready(
+    let outcome = match service_json::rollout(live) {
+        Rollout::InProgress { revision } => Outcome::not_ready(
             reason::RECONCILING,
-            format!(
-                "revision {} is starting",
-                latest_created.as_deref().unwrap_or("(new)")
-            ),
-        )
-    } else if state == "CONDITION_SUCCEEDED" && latest_created == latest_ready {
-        Outcome::ready(format!(
-            "revision {} is serving",
-            latest_ready.as_deref().unwrap_or_default()
-        ))
-    } else if state == "CONDITION_FAILED"
-        || (state == "CONDITION_SUCCEEDED" && latest_created != latest_ready)
-    {
-        let propagating = message.contains("secretmanager.versions.access")
-            || message.contains("Permission denied on secret");
-        let reason = if propagating {
-            reason::IAM_PROPAGATING
-        } else {
-            reason::REVISION_FAILED
-        };
-        Outcome::not_ready(
-            reason,
-            format!(
-                "revision {} failed, traffic stays on {}: {message}",
-                latest_created.as_deref().unwrap_or("(new)"),
-                latest_ready.as_deref().unwrap_or("no revision")
-            ),
-        )
-    } else {
-        Outcome::not_ready(reason::RECONCILING, format!("waiting for Cloud Run ({state})"))
+            format!("revision {} is starting", revision.as_deref().unwrap_or("(new)")),
+        ),
+        Rollout::Ready { revision } => Outcome::ready(format!("revision {revision} is serving")),
+        Rollout::Failed { message } => {
+            let propagating = message.contains("secretmanager.versions.access")
+                || message.contains("Permission denied on secret");
+            Outcome::not_ready(
+                if propagating {
+                    reason::IAM_PROPAGATING
+                } else {
+                    reason::REVISION_FAILED
+                },
+                message,
+            )
+        }
     };
     ServiceOutcome {
         outcome,
@@ -278,34 +253,17 @@ fn observe(live: Option<&Value>) -> ServiceOutcome {
     }
 }
 
-/// The service in Google's REST JSON shape. The client's types serialize enums as numbers; the desired service
-/// (and people reading events) use their names, so the enums we compare or read are put back as names.
 fn to_json(service: &Service, name: &ServiceName) -> Result<Value> {
-    let mut json = serde_json::to_value(service).map_err(|e| Error::Serialization {
+    service_json::to_json(service, name).map_err(|message| Error::Serialization {
         resource: name.to_string(),
-        message: e.to_string(),
-    })?;
-    if let Some(ingress) = service.ingress.name() {
-        json["ingress"] = Value::from(ingress);
-    }
-    if let Some(egress) = service
-        .template
-        .as_ref()
-        .and_then(|t| t.vpc_access.as_ref())
-        .and_then(|v| v.egress.name())
-    {
-        json["template"]["vpcAccess"]["egress"] = Value::from(egress);
-    }
-    if let Some(state) = service.terminal_condition.as_ref().and_then(|c| c.state.name()) {
-        json["terminalCondition"]["state"] = Value::from(state);
-    }
-    Ok(json)
+        message,
+    })
 }
 
 fn from_json(value: Value, name: &ServiceName) -> Result<Service> {
-    serde_json::from_value(value).map_err(|e| Error::Serialization {
+    service_json::from_json(value, name).map_err(|message| Error::Serialization {
         resource: name.to_string(),
-        message: e.to_string(),
+        message,
     })
 }
 

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// The service in REST JSON shape, with the enums the desired service names (ingress, VPC egress, terminal state)
 /// as names: the client's types serialize them as numbers, and a number never equals a name in `drift`.
-pub(crate) fn to_json(service: &Service, name: &ServiceName) -> Result<Value, String> {
+pub fn to_json(service: &Service, name: &ServiceName) -> Result<Value, String> {
     let mut json = serde_json::to_value(service).map_err(|e| format!("cannot convert {name}: {e}"))?;
     if let Some(ingress) = service.ingress.name() {
         json["ingress"] = Value::from(ingress);
@@ -25,13 +25,13 @@ pub(crate) fn to_json(service: &Service, name: &ServiceName) -> Result<Value, St
 }
 
 /// The client type for a REST JSON service.
-pub(crate) fn from_json(value: Value, name: &ServiceName) -> Result<Service, String> {
+pub fn from_json(value: Value, name: &ServiceName) -> Result<Service, String> {
     serde_json::from_value(value).map_err(|e| format!("cannot convert {name}: {e}"))
 }
 
 /// Where the latest rollout of a service stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Rollout {
+pub enum Rollout {
     /// Cloud Run is still working on the latest generation.
     InProgress {
         /// The revision starting, when known.
@@ -51,7 +51,7 @@ pub(crate) enum Rollout {
 
 /// Reads the rollout state from the service's `generation`, `observedGeneration`, `reconciling`,
 /// `terminalCondition` and revisions.
-pub(crate) fn rollout(live: &Value) -> Rollout {
+pub fn rollout(live: &Value) -> Rollout {
     let short = |v: &Value| {
         v.as_str()
             .filter(|s| !s.is_empty())
