@@ -82,6 +82,8 @@ pub struct Context {
     pub settings: Settings,
     /// When each resource (by uid) last had a full pass that read every secret and policy from Google.
     full_passes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Consecutive failed reconciles per resource (by uid), for exponential backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Context {
@@ -100,6 +102,7 @@ impl Context {
             metrics,
             settings,
             full_passes: Default::default(),
+            failures: Default::default(),
         }
     }
 
@@ -218,6 +221,7 @@ fn references(obj: &LiteLLMDeployment, name: &str) -> bool {
 }
 
 async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
     let _timer = ctx.metrics.reconcile_timer();
     let ns = obj.namespace().unwrap_or_default();
     let span = info_span!("reconcile", namespace = %ns, name = %obj.name_any());
@@ -253,6 +257,12 @@ async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Act
         Ok(_) => "ok".to_owned(),
         Err(e) => e.class().as_str().to_owned(),
     };
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&uid);
+    }
     ctx.metrics
         .reconciles
         .get_or_create(&ResultLabels { result: label })
@@ -260,17 +270,41 @@ async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-fn error_policy(obj: Arc<LiteLLMDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
-    let delay = match error.class() {
+fn error_policy(obj: Arc<LiteLLMDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
+    let base = match error.class() {
         ErrorClass::InvalidSpec => return Action::await_change(),
+        ErrorClass::InProgress => return Action::requeue(Duration::from_secs(2)),
         ErrorClass::PermissionDenied => Duration::from_secs(300),
         ErrorClass::IamPropagating => Duration::from_secs(15),
-        ErrorClass::InProgress => return Action::requeue(Duration::from_secs(2)),
         ErrorClass::NotFound | ErrorClass::Conflict => Duration::from_secs(5),
-        ErrorClass::Transient | ErrorClass::Kubernetes | ErrorClass::Other => Duration::from_secs(30),
+        ErrorClass::Transient | ErrorClass::Kubernetes | ErrorClass::Other => Duration::from_secs(5),
     };
-    warn!(name = %obj.name_any(), class = error.class().as_str(), error = %error, "Reconcile will be retried");
+    // Per resource: doubles with each consecutive failure, reset by a successful reconcile.
+    let failures = {
+        let mut all = ctx
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = all
+            .entry(obj.metadata.uid.clone().unwrap_or_default())
+            .or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff(base, failures);
+    warn!(name = %obj.name_any(), class = error.class().as_str(), failures, retry_in = ?delay, error = %error, "Reconcile will be retried");
     Action::requeue(resync::jittered(delay))
+}
+
+/// Longest wait between retries of a failing resource.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// `base` doubled for each consecutive failure after the first, at most [`MAX_BACKOFF`].
+fn backoff(base: Duration, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    base.saturating_mul(factor)
+        .min(MAX_BACKOFF)
+        .max(base.min(MAX_BACKOFF))
 }
 
 async fn apply(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Action, Error> {
@@ -349,4 +383,19 @@ async fn write_status(
 
 fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_failure_and_is_capped() {
+        let base = Duration::from_secs(5);
+        assert_eq!(backoff(base, 1), Duration::from_secs(5));
+        assert_eq!(backoff(base, 2), Duration::from_secs(10));
+        assert_eq!(backoff(base, 4), Duration::from_secs(40));
+        assert_eq!(backoff(base, 30), MAX_BACKOFF);
+        assert_eq!(backoff(Duration::from_secs(300), 3), MAX_BACKOFF);
+    }
 }
