@@ -44,4 +44,4 @@ demo: control-plane ## The operator's main job locally: real kube-apiserver + et
 	$(CARGO) run -q -p litellm-operator-tests --bin demo
 
 deny: ## License, source and ban checks (needs cargo-deny)
-	$(CARGO) deny check licenses bans sources
+	$(CARGO) deny --offline check licenses bans sources
