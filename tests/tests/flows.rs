@@ -858,6 +858,21 @@ async fn an_existing_secret_that_is_not_ours_is_a_conflict_until_adopted() {
     w.annotate(&name, "litellm.dev/adopt", "true").await;
     let status = w.wait_ready(&name).await;
     assert_eq!(pinned(&status, "DATABASE_URL"), "1");
+    // Adoption put our labels on it: it stays ours once the annotation is gone.
+    let db = w
+        .gcp
+        .find_secret(&SecretName::new(PROJECT, "database-url"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        db.labels.get("managed-by").map(String::as_str),
+        Some("litellm-operator")
+    );
+    w.annotate(&name, "litellm.dev/adopt", "false").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = w.wait_ready(&name).await;
+    assert_eq!(condition(&status, "SecretsReady").0, "True");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,7 +188,27 @@ async fn ensure_secret(
         .await
         .map_err(Error::google("secrets"))?
     {
-        return Ok((!owned(obj, desired, &found.labels)).then(|| not_owned(name)));
+        if !owned(obj, desired, &found.labels) {
+            return Ok(Some(not_owned(name)));
+        }
+        if !labelled_ours(desired, &found.labels) {
+            // Adopted: put our labels on it (keeping its own), so it stays ours once the annotation is gone and
+            // cleanup recognises it. Guarded by the etag we just read.
+            let mut labels = found.labels.clone();
+            labels.extend(desired.secret_labels.clone());
+            ctx.gcp
+                .update_labels(name, &labels, &found.etag)
+                .await
+                .map_err(Error::google("secrets"))?;
+            ctx.event(
+                obj,
+                EventType::Normal,
+                "SecretAdopted",
+                format!("Adopted secret {name}: added the operator's labels"),
+            )
+            .await;
+        }
+        return Ok(None);
     }
     let spec = NewSecret {
         replication: match &desired.replication {
@@ -231,11 +251,17 @@ async fn ownership_problem(
     })
 }
 
-/// Ours when it carries our labels for this very LiteLLMDeployment, or when adoption is switched on.
+/// Ours when it carries our labels for this very LiteLLMDeployment, or when adoption is switched on and no other
+/// LiteLLMDeployment owns it.
 fn owned(obj: &LiteLLMDeployment, desired: &DesiredState, labels: &BTreeMap<String, String>) -> bool {
-    if obj.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true") {
-        return true;
-    }
+    let adopting = obj.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
+    let someone_elses = labels
+        .get(names::OWNER_LABEL)
+        .is_some_and(|o| Some(o) != desired.secret_labels.get(names::OWNER_LABEL));
+    labelled_ours(desired, labels) || (adopting && !someone_elses)
+}
+
+fn labelled_ours(desired: &DesiredState, labels: &BTreeMap<String, String>) -> bool {
     labels.get(names::MANAGED_BY_LABEL).map(String::as_str) == Some(names::MANAGED_BY_VALUE)
         && labels.get(names::OWNER_LABEL) == desired.secret_labels.get(names::OWNER_LABEL)
 }
