@@ -60,9 +60,29 @@ async fn world_with(test: &str, emulator: gcp_emulator::Config, settings: Settin
     })
     .await
     .unwrap();
+    let (gcp, metrics, operator) = start_operator(&client, &ns, &emulator.url(), settings).await;
+    World {
+        client,
+        ns,
+        gcp,
+        metrics,
+        emulator_url: emulator.url(),
+        _emulator: emulator,
+        operator,
+    }
+}
+
+/// An operator instance (as a fresh process would have it) watching `ns`, talking to the emulator at `url` with
+/// the binary's quota buckets. Unset resync and poll intervals are shortened for tests.
+async fn start_operator(
+    client: &Client,
+    ns: &str,
+    url: &str,
+    settings: Settings,
+) -> (Gcp, Arc<Metrics>, tokio::task::JoinHandle<()>) {
     let config = GcpConfig {
         rate_limits: litellm_operator::gcp_config::rate_limits(0.8),
-        ..GcpConfig::emulator(emulator.url().parse().unwrap())
+        ..GcpConfig::emulator(url.parse().unwrap())
     };
     let mut metrics = Metrics::new();
     let gcp = Gcp::connect(&config, &mut metrics.registry).await.unwrap();
@@ -77,7 +97,7 @@ async fn world_with(test: &str, emulator: gcp_emulator::Config, settings: Settin
         },
         metrics.clone(),
         Settings {
-            namespace: Some(ns.clone()),
+            namespace: Some(ns.to_owned()),
             resync: if settings.resync == defaults.resync {
                 Duration::from_secs(2)
             } else {
@@ -87,16 +107,11 @@ async fn world_with(test: &str, emulator: gcp_emulator::Config, settings: Settin
             ..settings
         },
     ));
-    let operator = tokio::spawn(controller::run(ctx, Health::default()));
-    World {
-        client,
-        ns,
+    (
         gcp,
         metrics,
-        emulator_url: emulator.url(),
-        _emulator: emulator,
-        operator,
-    }
+        tokio::spawn(controller::run(ctx, Health::default())),
+    )
 }
 
 impl World {
@@ -577,11 +592,7 @@ async fn deletion_follows_the_deletion_policy() {
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while w.deployments().get_opt(&name).await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "finalizer not released");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    w.wait_gone(&name).await;
     assert!(
         w.gcp
             .get_service(&ServiceName::new(PROJECT, REGION, "delete"))
@@ -615,11 +626,7 @@ async fn abandoned_secrets_stay_but_lose_our_bindings() {
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while w.deployments().get_opt(&name).await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "finalizer not released");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    w.wait_gone(&name).await;
     let db = SecretName::new(PROJECT, "database-url");
     assert!(
         w.gcp.find_secret(&db).await.unwrap().is_some(),
@@ -1035,32 +1042,8 @@ async fn an_operator_restarted_mid_rollout_converges_without_duplicates() {
     w.operator.abort();
 
     // A new operator process (fresh memory) takes over.
-    let mut metrics = Metrics::new();
-    let gcp = Gcp::connect(
-        &GcpConfig {
-            rate_limits: litellm_operator::gcp_config::rate_limits(0.8),
-            ..GcpConfig::emulator(w.emulator_url.parse().unwrap())
-        },
-        &mut metrics.registry,
-    )
-    .await
-    .unwrap();
-    let ctx = Arc::new(Context::new(
-        w.client.clone(),
-        gcp,
-        kube::runtime::events::Reporter {
-            controller: "litellm-operator".into(),
-            instance: None,
-        },
-        Arc::new(metrics),
-        Settings {
-            namespace: Some(w.ns.clone()),
-            resync: Duration::from_secs(2),
-            progress_poll: Duration::from_millis(300),
-            ..Settings::default()
-        },
-    ));
-    w.operator = tokio::spawn(controller::run(ctx, Health::default()));
+    let (_, _, operator) = start_operator(&w.client, &w.ns, &w.emulator_url, Settings::default()).await;
+    w.operator = operator;
     let status = w.wait_ready(&name).await;
     assert!(
         status
