@@ -588,33 +588,11 @@ async fn deletion_follows_the_deletion_policy() {
     manifest["spec"]["deletionPolicy"] = json!({"service": "Delete", "secrets": "Delete"});
     let name = w.create(manifest).await;
     w.wait_ready(&name).await;
-    w.deployments()
-        .delete(&name, &DeleteParams::default())
-        .await
-        .unwrap();
-    w.wait_gone(&name).await;
-    assert!(
-        w.gcp
-            .get_service(&ServiceName::new(PROJECT, REGION, "delete"))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        w.gcp
-            .find_secret(&SecretName::new(PROJECT, "database-url"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    w.delete_and_wait(&name).await;
+    assert!(!w.service_exists("delete").await);
+    assert!(!w.secret_exists("database-url").await);
     // The external secret is not ours: it stays.
-    assert!(
-        w.gcp
-            .find_secret(&SecretName::new(PROJECT, "tavily-api-key"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(w.secret_exists("tavily-api-key").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -622,11 +600,7 @@ async fn abandoned_secrets_stay_but_lose_our_bindings() {
     let w = runbook_world("abandon").await;
     let name = w.create(runbook("abandon")).await;
     w.wait_ready(&name).await;
-    w.deployments()
-        .delete(&name, &DeleteParams::default())
-        .await
-        .unwrap();
-    w.wait_gone(&name).await;
+    w.delete_and_wait(&name).await;
     let db = SecretName::new(PROJECT, "database-url");
     assert!(
         w.gcp.find_secret(&db).await.unwrap().is_some(),
@@ -640,13 +614,7 @@ async fn abandoned_secrets_stay_but_lose_our_bindings() {
             .any(|b| b.members.iter().any(|m| m.contains(RUNTIME_SA))),
         "our accessor binding is removed: {policy:?}"
     );
-    assert!(
-        w.gcp
-            .get_service(&ServiceName::new(PROJECT, REGION, "abandon"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!w.service_exists("abandon").await);
 }
 
 fn minimal(name: &str) -> Value {
@@ -694,6 +662,30 @@ impl World {
             .into_iter()
             .map(|e| format!("{}: {}", e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
             .collect()
+    }
+
+    async fn delete_and_wait(&self, name: &str) {
+        self.deployments()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+        self.wait_gone(name).await;
+    }
+
+    async fn service_exists(&self, service: &str) -> bool {
+        self.gcp
+            .get_service(&ServiceName::new(PROJECT, REGION, service))
+            .await
+            .unwrap()
+            .is_some()
+    }
+
+    async fn secret_exists(&self, id: &str) -> bool {
+        self.gcp
+            .find_secret(&SecretName::new(PROJECT, id))
+            .await
+            .unwrap()
+            .is_some()
     }
 
     async fn wait_gone(&self, name: &str) {
@@ -938,25 +930,9 @@ async fn the_deletion_escape_hatch_leaves_google_untouched() {
     let name = w.create(manifest).await;
     w.wait_ready(&name).await;
     w.annotate(&name, "litellm.dev/deletion-policy", "Abandon").await;
-    w.deployments()
-        .delete(&name, &DeleteParams::default())
-        .await
-        .unwrap();
-    w.wait_gone(&name).await;
-    assert!(
-        w.gcp
-            .get_service(&ServiceName::new(PROJECT, REGION, "hatch"))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        w.gcp
-            .find_secret(&SecretName::new(PROJECT, "database-url"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    w.delete_and_wait(&name).await;
+    assert!(w.service_exists("hatch").await);
+    assert!(w.secret_exists("database-url").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1010,13 +986,7 @@ async fn deleting_the_namespace_releases_the_finalizer() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(
-        w.gcp
-            .get_service(&ServiceName::new(PROJECT, REGION, "nsdelete"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!w.service_exists("nsdelete").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
