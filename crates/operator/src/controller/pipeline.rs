@@ -25,6 +25,17 @@ pub(super) struct Progress {
     pub in_flight: bool,
 }
 
+/// A step failed: the ones after it did not run.
+fn stopped(error: Error) -> (Progress, Option<Error>) {
+    (
+        Progress {
+            converged: false,
+            in_flight: false,
+        },
+        Some(error),
+    )
+}
+
 /// Runs the Google steps, writing their outcome into `status`. A failing step stops the ones after it; its
 /// error is returned (after `status` says what failed) so the error policy can back off.
 pub(super) async fn apply(
@@ -61,13 +72,7 @@ pub(super) async fn apply(
                 generation,
                 &now(),
             );
-            return (
-                Progress {
-                    converged: false,
-                    in_flight: false,
-                },
-                Some(e),
-            );
+            return stopped(e);
         }
     };
     status.secrets = secrets.statuses;
@@ -104,13 +109,7 @@ pub(super) async fn apply(
                 generation,
                 &now(),
             );
-            return (
-                Progress {
-                    converged: false,
-                    in_flight: false,
-                },
-                Some(e),
-            );
+            return stopped(e);
         }
     };
 
@@ -128,13 +127,7 @@ pub(super) async fn apply(
                 generation,
                 &now(),
             );
-            return (
-                Progress {
-                    converged: false,
-                    in_flight: false,
-                },
-                Some(e),
-            );
+            return stopped(e);
         }
     };
     status.url = service.url.clone();
@@ -154,12 +147,18 @@ pub(super) async fn apply(
     {
         error = Some(e);
     }
-    status.applied_bindings = if error.is_none() {
-        applied.clone()
+    // Records stay for every binding still needed (one skipped this pass, e.g. its secret has a problem, must
+    // still be revoked later when the spec drops it); after a failure, every old record stays.
+    let still_needed: Vec<AppliedBinding> = if error.is_none() {
+        old.applied_bindings
+            .iter()
+            .filter(|b| desired.bindings.contains(b))
+            .cloned()
+            .collect()
     } else {
-        merged(&old.applied_bindings, &applied)
+        old.applied_bindings.clone()
     };
-    status.applied_bindings.sort();
+    status.applied_bindings = merged(&still_needed, &applied);
     let iam_outcome = match &error {
         Some(e) => failed(e),
         None => iam::outcome(&desired.bindings, &applied),
