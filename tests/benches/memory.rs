@@ -9,12 +9,11 @@
 //! every resource was reconciled.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stdout)]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, PostParams};
 use litellm_operator_api::LiteLLMDeployment;
-use litellm_operator_tests::{ControlPlane, install_crd, repo_path};
+use litellm_operator_tests::{ControlPlane, Patience, eventually, install_litellm_crd, tools};
 use serde_json::json;
 
 fn main() {
@@ -34,17 +33,6 @@ fn main() {
     runtime.block_on(run(resources));
 }
 
-/// The operator binary: release when built (what ships), else debug.
-fn operator_binary() -> PathBuf {
-    let target = repo_path("target");
-    let release = target.join("release/litellm-operator");
-    if release.is_file() {
-        release
-    } else {
-        target.join("debug/litellm-operator")
-    }
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -52,19 +40,11 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 async fn run(resources: usize) {
-    let binary = operator_binary();
-    assert!(
-        binary.is_file(),
-        "build the operator first: cargo build -p litellm-operator"
-    );
+    // `cargo bench` runs the release build (what ships), `cargo test` the debug one.
+    let binary = tools::operator_binary().unwrap();
     let cp = ControlPlane::shared().await.unwrap();
     let client = cp.client().unwrap();
-    install_crd(
-        &client,
-        &std::fs::read_to_string(repo_path("crds/litellmdeployments.yaml")).unwrap(),
-    )
-    .await
-    .unwrap();
+    install_litellm_crd(&client).await.unwrap();
     let ns = cp.namespace("memory").await.unwrap();
     let emulator = gcp_emulator::spawn(gcp_emulator::Config::default())
         .await
@@ -114,26 +94,33 @@ async fn run(resources: usize) {
         api.create(&PostParams::default(), &obj).await.unwrap();
     }
     let created = started.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(600);
     let mut peak = idle;
-    loop {
-        peak = peak.max(rss_kib(pid));
-        let list = api.list(&Default::default()).await.unwrap();
-        let done = list
-            .items
-            .iter()
-            .filter(|d| {
-                d.status
-                    .as_ref()
-                    .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "Paused"))
-            })
-            .count();
-        if done == resources {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {done} of {resources} reconciled");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        "every resource to be reconciled",
+        Patience::new(Duration::from_secs(600)).every(Duration::from_millis(500)),
+        || {
+            peak = peak.max(rss_kib(pid));
+            let api = &api;
+            async move {
+                let list = api.list(&Default::default()).await.unwrap();
+                let done = list
+                    .items
+                    .iter()
+                    .filter(|d| {
+                        d.status
+                            .as_ref()
+                            .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "Paused"))
+                    })
+                    .count();
+                if done == resources {
+                    Ok(())
+                } else {
+                    Err(format!("only {done} of {resources} reconciled"))
+                }
+            }
+        },
+    )
+    .await;
     let reconciled = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let settled = rss_kib(pid);

@@ -6,29 +6,13 @@
 //! `cargo test` it runs once with 5 ms latency as a smoke test. Prints numbers; asserts only that things converged.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stdout)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use litellm_operator::controller::{self, Context, Settings};
-use litellm_operator::metrics::{Health, Metrics};
-use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus};
-use litellm_operator_gcp::{Gcp, GcpConfig, SecretName, SecretPayload, SecretStore, SecretVersionStore};
-use litellm_operator_tests::{ControlPlane, install_crd, repo_path, yaml_documents};
+use litellm_operator::controller::Settings;
+use litellm_operator_api::LiteLLMDeploymentStatus;
+use litellm_operator_tests::fixtures::{RUNBOOK_CREDENTIAL_KEYS, runbook};
+use litellm_operator_tests::{Patience, World, eventually, is_ready};
 
-const KEYS: [&str; 8] = [
-    "database-url",
-    "ui-username",
-    "ui-password",
-    "redis-host",
-    "redis-password",
-    "langfuse-secret-key",
-    "langfuse-public-key",
-    "context7-api-key",
-];
 const REVISION_STARTUP: Duration = Duration::from_secs(2);
 
 fn main() {
@@ -50,30 +34,9 @@ fn main() {
     runtime.block_on(run(Duration::from_millis(latency_ms), resync, benchmarking));
 }
 
-fn calls(metrics: &Metrics) -> BTreeMap<String, u64> {
-    let mut calls = BTreeMap::new();
-    for line in metrics
-        .encode()
-        .lines()
-        .filter(|l| l.starts_with("gcp_api_calls_total{"))
-    {
-        let method = line
-            .split("method=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or_default();
-        let count: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *calls.entry(method.to_owned()).or_insert(0) += count as u64;
-    }
-    calls
-}
-
-fn status_writes(metrics: &Metrics) -> u64 {
-    metrics
+/// The operator's status writes so far, from its metrics (Google calls are counted by the emulator).
+fn status_writes(w: &World) -> u64 {
+    w.metrics
         .encode()
         .lines()
         .find(|l| l.starts_with("litellm_operator_status_writes_total"))
@@ -82,118 +45,57 @@ fn status_writes(metrics: &Metrics) -> u64 {
         .unwrap_or(0.0) as u64
 }
 
-fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
-
+/// Google writes, as the emulator names them (`*` spans Secret Manager and Cloud Run).
 const WRITES: [&str; 7] = [
-    "CreateSecret",
-    "AddSecretVersion",
-    "SetIamPolicy",
-    "CreateService",
-    "UpdateService",
-    "DisableSecretVersion",
-    "DeleteSecret",
+    "*.CreateSecret",
+    "*.AddSecretVersion",
+    "*.SetIamPolicy",
+    "*.CreateService",
+    "*.UpdateService",
+    "*.DisableSecretVersion",
+    "*.DeleteSecret",
 ];
 
 async fn run(latency: Duration, resync: Duration, benchmarking: bool) {
-    let cp = ControlPlane::shared().await.unwrap();
-    let client = cp.client().unwrap();
-    install_crd(
-        &client,
-        &std::fs::read_to_string(repo_path("crds/litellmdeployments.yaml")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let ns = cp.namespace("bench").await.unwrap();
-    let emulator = gcp_emulator::spawn(gcp_emulator::Config {
-        latency,
-        revision_startup: REVISION_STARTUP,
-        ..gcp_emulator::Config::default()
-    })
-    .await
-    .unwrap();
-    let mut metrics = Metrics::new();
-    // The same client-side quota buckets as `litellm-operator run`.
-    let config = GcpConfig {
-        rate_limits: litellm_operator::gcp_config::rate_limits(0.8),
-        ..GcpConfig::emulator(emulator.url().parse().unwrap())
-    };
-    let gcp = Gcp::connect(&config, &mut metrics.registry).await.unwrap();
-    let metrics = Arc::new(metrics);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        gcp.clone(),
-        kube::runtime::events::Reporter {
-            controller: "litellm-operator".into(),
-            instance: None,
-        },
-        metrics.clone(),
-        Settings {
-            namespace: Some(ns.clone()),
+    let w = World::builder("bench")
+        .emulator(gcp_emulator::Config {
+            latency,
+            revision_startup: REVISION_STARTUP,
+            ..gcp_emulator::Config::default()
+        })
+        .settings(Settings {
             resync,
             progress_poll: Duration::from_millis(250),
             ..Settings::default()
-        },
-    ));
-    let operator = tokio::spawn(controller::run(ctx, Health::default()));
+        })
+        .start()
+        .await;
 
     // The external secret another team owns.
-    let tavily = SecretName::new("my-project", "tavily-api-key");
-    gcp.create_secret(&tavily, &Default::default()).await.unwrap();
-    gcp.add_version(&tavily, &SecretPayload::new(b"tvly".to_vec()))
-        .await
-        .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    w.add_external_secret("tavily-api-key", b"tvly").await;
     let put = |value: &'static str| {
-        let secrets = secrets.clone();
+        let w = &w;
         async move {
-            let secret = Secret {
-                metadata: ObjectMeta {
-                    name: Some("litellm-credentials".into()),
-                    ..ObjectMeta::default()
-                },
-                data: Some(
-                    KEYS.iter()
-                        .map(|k| ((*k).to_owned(), ByteString(format!("{k}-{value}").into_bytes())))
-                        .collect(),
-                ),
-                ..Secret::default()
-            };
-            secrets
-                .patch(
-                    "litellm-credentials",
-                    &PatchParams::apply("bench").force(),
-                    &Patch::Apply(&secret),
-                )
-                .await
-                .unwrap();
+            let data: Vec<(String, String)> = RUNBOOK_CREDENTIAL_KEYS
+                .iter()
+                .map(|k| ((*k).to_owned(), format!("{k}-{value}")))
+                .collect();
+            let data: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            w.put_secret("litellm-credentials", &data).await;
         }
     };
     put("1").await;
 
-    let text = std::fs::read_to_string(repo_path("examples/litellm-deployment.yaml")).unwrap();
-    let mut manifest = yaml_documents(&text, "example")
-        .unwrap()
-        .into_iter()
-        .find(|d| d["kind"] == "LiteLLMDeployment")
-        .unwrap();
-    manifest["metadata"] = serde_json::json!({"name": "litellm-proxy", "namespace": ns});
-    let obj: LiteLLMDeployment = serde_json::from_value(manifest).unwrap();
-    let api: Api<LiteLLMDeployment> = Api::namespaced(client.clone(), &ns);
-    let before = calls(&metrics);
+    let before = w.calls();
     // The clock starts once the API server has stored the resource: the first create of a freshly installed
     // CRD's kind can take the API server seconds, which is not the operator's time.
-    api.create(&PostParams::default(), &obj).await.unwrap();
+    let name = w.create(runbook("litellm-proxy")).await;
     let started = Instant::now();
-    wait(&api, ready).await;
+    wait(&w, &name, is_ready).await;
     let converge = started.elapsed();
-    let converge_calls = delta(&before, &calls(&metrics));
-    let total: u64 = converge_calls.values().sum();
+    let converge_calls = w.calls().since(&before);
+    let total = converge_calls.total();
+    let converge_calls = converge_calls.per_method();
 
     // The runbook by hand, for real where gcloud can reach the emulator: `gcloud secrets create --data-file` for
     // ten secrets and `gcloud secrets add-iam-policy-binding` for eleven, one after the other, against a second
@@ -235,43 +137,38 @@ async fn run(latency: Duration, resync: Duration, benchmarking: bool) {
 
     // Steady state: a few resyncs of a converged resource.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (before, writes_before) = (calls(&metrics), status_writes(&metrics));
+    let (before, writes_before) = (w.calls(), status_writes(&w));
     let window = resync * 2 + Duration::from_secs(1);
     tokio::time::sleep(window).await;
-    let steady = delta(&before, &calls(&metrics));
-    let steady_writes: u64 = WRITES.iter().map(|m| steady.get(*m).copied().unwrap_or(0)).sum();
-    let payload_reads = steady.get("AccessSecretVersion").copied().unwrap_or(0);
-    let resyncs = steady.get("GetService").copied().unwrap_or(0).max(1);
-    let reads: u64 = steady.values().sum::<u64>() - steady_writes;
+    let steady = w.calls().since(&before);
+    let steady_writes: u64 = WRITES.iter().map(|m| steady.count(m)).sum();
+    let payload_reads = steady.count("*.AccessSecretVersion");
+    let resyncs = steady.count("Services.GetService").max(1);
+    let reads = steady.total() - steady_writes;
     println!(
         "steady state over {:.0}s ({resyncs} resyncs):",
         window.as_secs_f64()
     );
     println!(
-        "  Google writes {steady_writes}, payload reads {payload_reads}, status writes {}, reads per resync {:.1} ({:.1} per secret) {steady:?}",
-        status_writes(&metrics) - writes_before,
+        "  Google writes {steady_writes}, payload reads {payload_reads}, status writes {}, reads per resync {:.1} ({:.1} per secret) {:?}",
+        status_writes(&w) - writes_before,
         reads as f64 / resyncs as f64,
-        reads as f64 / resyncs as f64 / 11.0
+        reads as f64 / resyncs as f64 / 11.0,
+        steady.per_method()
     );
 
     // Rotation: edit the Kubernetes Secret; time until a Ready revision is pinned to the new version.
-    let revision_before = api
-        .get("litellm-proxy")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .latest_ready_revision;
+    let revision_before = w.status(&name).await.latest_ready_revision;
     let started = Instant::now();
     put("2").await;
-    wait(&api, |s| {
-        ready(s)
+    wait(&w, &name, |s| {
+        is_ready(s)
             && s.latest_ready_revision != revision_before
             && s.secrets
                 .iter()
                 .filter(|p| p.version.as_deref() == Some("2"))
                 .count()
-                == KEYS.len()
+                == RUNBOOK_CREDENTIAL_KEYS.len()
     })
     .await;
     let rotation = started.elapsed();
@@ -282,26 +179,24 @@ async fn run(latency: Duration, resync: Duration, benchmarking: bool) {
         rotation_critical.as_secs_f64(),
         rotation.as_secs_f64() - rotation_critical.as_secs_f64()
     );
-    operator.abort();
+    drop(w);
 }
 
-fn ready(status: &LiteLLMDeploymentStatus) -> bool {
-    status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-async fn wait(api: &Api<LiteLLMDeployment>, check: impl Fn(&LiteLLMDeploymentStatus) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let status = api.get("litellm-proxy").await.unwrap().status.unwrap_or_default();
-        if check(&status) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "did not converge: {status:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits (up to 180 s, looking every 50 ms so the measurement stays sharp) until `check` accepts the status.
+async fn wait(w: &World, name: &str, check: impl Fn(&LiteLLMDeploymentStatus) -> bool) {
+    eventually(
+        "the measured state",
+        Patience::new(Duration::from_secs(180)).every(Duration::from_millis(50)),
+        || async {
+            let status = w.status(name).await;
+            if check(&status) {
+                Ok(())
+            } else {
+                Err(format!("did not converge: {status:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 /// Runs the secret half of the gcloud runbook against a fresh emulator and returns how long it took.

@@ -18,10 +18,10 @@ use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use tokio::sync::OnceCell;
 
-use crate::binaries;
 use crate::error::{Error, Result};
 use crate::pki::Pki;
 use crate::supervisor::Supervisor;
+use crate::tools;
 
 /// How long kube-apiserver may take to report `/readyz` ok. It is ~2-5 s on an idle machine; the
 /// margin is for a shared CI machine busy compiling.
@@ -64,7 +64,7 @@ impl ControlPlane {
     /// Ports are picked free just before the start; if another process takes one in between, the
     /// start is retried with new ports.
     pub async fn start() -> Result<Self> {
-        let bin_dir = binaries::bin_dir()?;
+        let bin_dir = tools::bin_dir()?;
         let mut attempt = 1;
         loop {
             match Self::start_once(&bin_dir).await {
@@ -88,9 +88,9 @@ impl ControlPlane {
     async fn start_once(bin_dir: &Path) -> Result<Self> {
         install_crypto_provider();
         let started = Instant::now();
-        let etcd = binaries::require(bin_dir, "etcd")?;
-        let apiserver = binaries::require(bin_dir, "kube-apiserver")?;
-        let controller_manager = binaries::require(bin_dir, "kube-controller-manager")?;
+        let etcd = tools::require(bin_dir, "etcd")?;
+        let apiserver = tools::require(bin_dir, "kube-apiserver")?;
+        let controller_manager = tools::require(bin_dir, "kube-controller-manager")?;
 
         let dir = tempfile::Builder::new()
             .prefix("litellm-control-plane-")

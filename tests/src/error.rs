@@ -13,8 +13,28 @@ pub enum Error {
     #[error("neither LITELLM_K8S_BIN_DIR, LITELLM_CACHE_DIR nor HOME is set: cannot find the binaries")]
     NoCacheDir,
 
-    #[error("could not read the pinned Kubernetes version from tests/control-plane/go.mod")]
-    NoPinnedVersion,
+    #[error("could not read the version of {module} pinned in {go_mod}")]
+    NoPinnedVersion {
+        module: &'static str,
+        go_mod: &'static str,
+    },
+
+    #[error("{tool} not found at {path}: {how}")]
+    ToolMissing {
+        tool: &'static str,
+        path: PathBuf,
+        how: String,
+    },
+
+    #[error("could not find the running executable")]
+    CurrentExe(#[source] std::io::Error),
+
+    #[error("could not read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error("could not create the control plane's directory")]
     TempDir(#[source] std::io::Error),

@@ -14,12 +14,21 @@ use crate::error::{Error, Result};
 /// The field manager of every write the harness makes.
 pub const FIELD_MANAGER: &str = "litellm-operator-tests";
 
+/// The generated LiteLLMDeployment CRD, relative to the repository root.
+pub const LITELLM_CRD: &str = "crds/litellmdeployments.yaml";
+
 /// How long a new CRD may take to become Established.
 const ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `relative` resolved against the repository root (this crate lives in `tests/`).
 pub fn repo_path(relative: impl AsRef<Path>) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
+
+/// The text of a file of the repository (`relative` to its root).
+pub fn read_repo_file(relative: impl AsRef<Path>) -> Result<String> {
+    let path = repo_path(relative);
+    std::fs::read_to_string(&path).map_err(|source| Error::Read { path, source })
 }
 
 /// Every non-empty document of a multi-document YAML text, as JSON values.
@@ -64,4 +73,9 @@ pub async fn install_crd(client: &Client, yaml: &str) -> Result<CustomResourceDe
             waited: ESTABLISHED_TIMEOUT,
         }),
     }
+}
+
+/// Installs the generated LiteLLMDeployment CRD ([`LITELLM_CRD`]) and waits until it is Established.
+pub async fn install_litellm_crd(client: &Client) -> Result<CustomResourceDefinition> {
+    install_crd(client, &read_repo_file(LITELLM_CRD)?).await
 }

@@ -9,17 +9,20 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
-use litellm_operator_tests::{ControlPlane, install_crd, repo_path, yaml_documents};
+use litellm_operator_tests::fixtures::minimal_example;
+use litellm_operator_tests::{
+    ControlPlane, LITELLM_CRD, eventually, install_litellm_crd, read_repo_file, yaml_documents,
+};
 use serde_json::{Value, json};
 
 fn crd_yaml() -> String {
-    std::fs::read_to_string(repo_path("crds/litellmdeployments.yaml")).unwrap()
+    read_repo_file(LITELLM_CRD).unwrap()
 }
 
 fn crd() -> Value {
@@ -29,18 +32,6 @@ fn crd() -> Value {
 /// The `spec` schema of the served version.
 fn spec_schema() -> Value {
     crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
-}
-
-/// The LiteLLMDeployment of `examples/minimal.yaml`, without its namespace.
-fn minimal() -> Value {
-    let text = std::fs::read_to_string(repo_path("examples/minimal.yaml")).unwrap();
-    let mut manifest = yaml_documents(&text, "examples/minimal.yaml")
-        .unwrap()
-        .into_iter()
-        .find(|doc| doc["kind"] == "LiteLLMDeployment")
-        .unwrap();
-    manifest["metadata"].as_object_mut().unwrap().remove("namespace");
-    manifest
 }
 
 fn resource() -> ApiResource {
@@ -60,7 +51,7 @@ fn resource() -> ApiResource {
 async fn setup(test: &str) -> (&'static ControlPlane, Client, String) {
     let cp = ControlPlane::shared().await.unwrap();
     let client = cp.client().unwrap();
-    install_crd(&client, &crd_yaml()).await.unwrap();
+    install_litellm_crd(&client).await.unwrap();
     let ns = cp.namespace(test).await.unwrap();
     (cp, client, ns)
 }
@@ -98,7 +89,7 @@ async fn minimal_example_is_accepted() {
     let (_, client, ns) = setup("crd-minimal").await;
     let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource());
     let created = api
-        .create(&PostParams::default(), &object(minimal()))
+        .create(&PostParams::default(), &object(minimal_example()))
         .await
         .unwrap();
     // Defaults from the schema are applied by the server.
@@ -123,26 +114,29 @@ async fn kubectl_explain_shows_the_spec_docs() {
         .collect();
 
     // The OpenAPI document is published shortly after the CRD is Established.
-    let started = Instant::now();
-    let explained = loop {
-        let output = cp
-            .kubectl()
-            .args(["explain", "litellmdeployment.spec"])
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() && stdout.contains("FIELDS:") {
-            break stdout;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "kubectl explain failed: {}{}",
-            stdout,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let explained = eventually(
+        "kubectl explain to show the spec",
+        Duration::from_secs(30),
+        || async {
+            let output = cp
+                .kubectl()
+                .args(["explain", "litellmdeployment.spec"])
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            if output.status.success() && stdout.contains("FIELDS:") {
+                Ok(stdout)
+            } else {
+                Err(format!(
+                    "kubectl explain failed: {}{}",
+                    stdout,
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            }
+        },
+    )
+    .await;
 
     assert!(explained.contains("KIND:       LiteLLMDeployment"), "{explained}");
     let flat = collapse(&explained);
@@ -172,7 +166,7 @@ async fn kubectl_explain_shows_the_spec_docs() {
 async fn kubectl_get_llmd_shows_the_printer_columns() {
     let (cp, client, ns) = setup("crd-columns").await;
     let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource());
-    let manifest = minimal();
+    let manifest = minimal_example();
     let name = manifest["metadata"]["name"].as_str().unwrap().to_owned();
     api.create(&PostParams::default(), &object(manifest))
         .await
@@ -466,7 +460,7 @@ async fn assert_refused(id: BoundId, op: Op, mutate: impl FnOnce(&mut Value)) {
     let expected = expectation(id);
     let (_, client, ns) = setup("crd-bound").await;
     let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource());
-    let original = minimal();
+    let original = minimal_example();
     let mut bad = original.clone();
     mutate(&mut bad);
     assert_ne!(bad, original, "{id}: the mutation changed nothing");

@@ -5,13 +5,13 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
-use litellm_operator_tests::{ControlPlane, NAMESPACE_LABEL, install_crd, kubernetes_version};
+use litellm_operator_tests::{ControlPlane, NAMESPACE_LABEL, eventually, install_crd, kubernetes_version};
 use serde_json::json;
 
 /// Set in the child process of `janitor_stops_everything_when_the_test_process_exits`.
@@ -177,18 +177,6 @@ fn port_open(server: &str) -> bool {
     TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_millis(200)).is_ok()
 }
 
-/// Polls `done` for up to 15 s.
-fn eventually(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{what} did not happen"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn assert_gone(dir: &Path, server: &str) {
     // Both are gone by the time drop returns: it waits for the processes and the clean-up.
     assert!(!dir.exists(), "{} still exists", dir.display());
@@ -224,8 +212,8 @@ fn a_panicking_test_leaves_nothing_behind() {
 
 /// A lazily started global is never dropped; the janitor must stop it when the process exits,
 /// even by `exit` without destructors. Runs this test binary again as the child.
-#[test]
-fn janitor_stops_everything_when_the_test_process_exits() {
+#[tokio::test]
+async fn janitor_stops_everything_when_the_test_process_exits() {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "exit_helper", "--ignored", "--nocapture"])
         .env(EXIT_HELPER_ENV, "1")
@@ -240,8 +228,18 @@ fn janitor_stops_everything_when_the_test_process_exits() {
             .to_owned()
     };
     let (dir, server) = (PathBuf::from(field("DIR=")), field("SERVER="));
-    eventually("the janitor stopping kube-apiserver", || !port_open(&server));
-    eventually("the janitor removing the directory", || !dir.exists());
+    eventually(
+        "the janitor stopping kube-apiserver",
+        Duration::from_secs(15),
+        || async { !port_open(&server) },
+    )
+    .await;
+    eventually(
+        "the janitor removing the directory",
+        Duration::from_secs(15),
+        || async { !dir.exists() },
+    )
+    .await;
 }
 
 /// The child process of the test above, run only by it.
@@ -312,14 +310,17 @@ async fn service_account_clients_get_exactly_their_rbac() {
             .unwrap();
     }
     // The authorizer sees new bindings through an informer: allow it a moment.
-    let started = Instant::now();
-    while let Err(error) = config_maps.list(&ListParams::default()).await {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "still refused: {error}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the reader to be allowed to list config maps",
+        Duration::from_secs(15),
+        || async {
+            config_maps
+                .list(&ListParams::default())
+                .await
+                .map_err(|error| format!("still refused: {error}"))
+        },
+    )
+    .await;
     // Still only what the role grants.
     let secrets = Api::<Secret>::namespaced(cp.service_account_client(&ns, "reader").await.unwrap(), &ns);
     match secrets.list(&ListParams::default()).await {
@@ -341,7 +342,7 @@ async fn namespaces_are_finalized_and_dependents_collected() {
     let log = || cp.log_tail("kube-controller-manager");
 
     let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
-    eventually_async("the default service account", &log, || async {
+    eventually_kcm("the default service account", &log, || async {
         accounts.get_opt("default").await.unwrap().is_some()
     })
     .await;
@@ -368,32 +369,35 @@ async fn namespaces_are_finalized_and_dependents_collected() {
         .delete("owner", &DeleteParams::default())
         .await
         .unwrap();
-    eventually_async("garbage collection of the dependent", &log, || async {
+    eventually_kcm("garbage collection of the dependent", &log, || async {
         config_maps.get_opt("dependent").await.unwrap().is_none()
     })
     .await;
 
     let namespaces = Api::<Namespace>::all(client);
     namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
-    eventually_async("deletion of the namespace", &log, || async {
+    eventually_kcm("deletion of the namespace", &log, || async {
         namespaces.get_opt(&ns).await.unwrap().is_none()
     })
     .await;
 }
 
-/// Polls `done` for up to 60 s (the garbage collector first discovers every resource type).
-async fn eventually_async<F, Fut>(what: &str, log: &dyn Fn() -> String, done: F)
+/// Waits up to 60 s (the garbage collector first discovers every resource type) for `done`; a failure shows
+/// kube-controller-manager's log.
+async fn eventually_kcm<F, Fut>(what: &str, log: &dyn Fn() -> String, done: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let started = Instant::now();
-    while !done().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{what} did not happen; kube-controller-manager log:\n{}",
-            log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(what, Duration::from_secs(60), || {
+        let done = done();
+        async move {
+            if done.await {
+                Ok(())
+            } else {
+                Err(format!("kube-controller-manager log:\n{}", log()))
+            }
+        }
+    })
+    .await;
 }

@@ -6,24 +6,13 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use litellm_operator::leader::Election;
-use litellm_operator_tests::ControlPlane;
+use litellm_operator_tests::{ControlPlane, eventually};
 
 fn election(ns: &str, identity: &str) -> Election {
     Election {
         lease_duration: Duration::from_secs(3),
         renew: Duration::from_millis(500),
         ..Election::new(ns.to_owned(), "litellm-operator".to_owned(), identity.to_owned())
-    }
-}
-
-async fn until(what: &str, timeout: Duration, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -34,7 +23,10 @@ async fn one_leader_at_a_time_and_a_hand_over_when_it_stops() {
 
     // Each replica has its own client, as two pods would.
     let (a, a_task) = election(&ns, "replica-a").spawn_with_handle(cp.client().unwrap());
-    until("replica-a to lead", Duration::from_secs(10), || *a.borrow()).await;
+    eventually("replica-a to lead", Duration::from_secs(10), || async {
+        *a.borrow()
+    })
+    .await;
     let (b, b_task) = election(&ns, "replica-b").spawn_with_handle(cp.client().unwrap());
 
     // For several renew periods, b never leads while a holds the lease.
@@ -54,7 +46,10 @@ async fn one_leader_at_a_time_and_a_hand_over_when_it_stops() {
 
     // a stops renewing (its pod is gone): b takes over once the lease expires.
     a_task.abort();
-    until("replica-b to take over", Duration::from_secs(10), || *b.borrow()).await;
+    eventually("replica-b to take over", Duration::from_secs(10), || async {
+        *b.borrow()
+    })
+    .await;
     let spec = lease.get("litellm-operator").await.unwrap().spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("replica-b"));
     assert_eq!(spec.lease_transitions, Some(1));
@@ -68,7 +63,10 @@ async fn a_leader_that_shuts_down_hands_over_without_waiting_for_expiry() {
     let mut slow = election(&ns, "replica-a");
     slow.lease_duration = Duration::from_secs(30);
     let (a, a_task) = slow.clone().spawn_with_handle(cp.client().unwrap());
-    until("replica-a to lead", Duration::from_secs(10), || *a.borrow()).await;
+    eventually("replica-a to lead", Duration::from_secs(10), || async {
+        *a.borrow()
+    })
+    .await;
     let (b, b_task) = election(&ns, "replica-b").spawn_with_handle(cp.client().unwrap());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!*b.borrow());
@@ -76,6 +74,9 @@ async fn a_leader_that_shuts_down_hands_over_without_waiting_for_expiry() {
     // Graceful shutdown: stop renewing, release. b must not wait out a's 30 s lease.
     a_task.abort();
     slow.release(cp.client().unwrap()).await.unwrap();
-    until("replica-b to take over", Duration::from_secs(3), || *b.borrow()).await;
+    eventually("replica-b to take over", Duration::from_secs(3), || async {
+        *b.borrow()
+    })
+    .await;
     b_task.abort();
 }

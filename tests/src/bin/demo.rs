@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use litellm_operator_gcp::{Gcp, GcpConfig, SecretName, SecretPayload, SecretStore, SecretVersionStore};
-use litellm_operator_tests::{ControlPlane, install_crd, repo_path};
+use litellm_operator_tests::{ControlPlane, install_litellm_crd, repo_path, tools};
 use tokio::process::Command;
 
 type Failure = Box<dyn std::error::Error>;
@@ -30,7 +30,8 @@ fn step(text: &str) {
 }
 
 async fn run(once: bool) -> Result<(), Failure> {
-    let operator_bin = target_binary("litellm-operator")?;
+    // `make demo` builds it next to this binary.
+    let operator_bin = tools::operator_binary()?;
 
     step("Starting etcd and kube-apiserver (real binaries, loopback only)");
     let cp = ControlPlane::start().await?;
@@ -58,11 +59,7 @@ async fn run(once: bool) -> Result<(), Failure> {
 
     step("Installing the LiteLLMDeployment CRD");
     let client = cp.client()?;
-    install_crd(
-        &client,
-        &std::fs::read_to_string(repo_path("crds/litellmdeployments.yaml"))?,
-    )
-    .await?;
+    install_litellm_crd(&client).await?;
 
     step("Running `litellm-operator run` against both");
     let log_path = cp.dir().join("operator.log");
@@ -221,22 +218,6 @@ async fn run(once: bool) -> Result<(), Failure> {
         status = operator.wait() => step(&format!("The operator exited ({status:?}); stopping everything")),
     }
     Ok(())
-}
-
-/// A binary next to this one in the cargo target dir (`make demo` builds both).
-fn target_binary(name: &str) -> Result<PathBuf, Failure> {
-    let me = std::env::current_exe()?;
-    let dir = me.parent().ok_or("no target dir")?;
-    let path = dir.join(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} not found; run `make demo` (it builds it first)",
-            path.display()
-        )
-        .into())
-    }
 }
 
 async fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<(), Failure> {
