@@ -646,7 +646,8 @@ refused! {
         (0..65).map(|i| json!({"env": format!("KEY_{i}"), "generate": {}})).collect(),
     );
     secret_ids_unique: Create "spec.secrets rule 0" =>
-        add_secret(json!({"env": "OTHER_KEY", "secretId": "openai-api-key", "generate": {}}));
+        // Same default id as OPENAI_API_KEY (the service name and `openai-api-key`), though the env names differ.
+        add_secret(json!({"env": "openai_api_key", "generate": {}}));
     secret_envs_unique: Create "spec.secrets listMapKeys" =>
         add_secret(json!({"env": "OPENAI_API_KEY", "secretId": "another-id", "generate": {}}));
     secret_requires_env: Create "spec.secrets[] required env" =>

@@ -59,7 +59,7 @@ async fn the_deletion_escape_hatch_leaves_google_untouched() {
     w.annotate(&name, "litellm.dev/deletion-policy", "Abandon").await;
     w.delete_and_wait(&name).await;
     assert!(w.service_exists("hatch").await);
-    assert!(w.secret_exists("database-url").await);
+    assert!(w.secret_exists("hatch-database-url").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

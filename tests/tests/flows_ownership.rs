@@ -6,19 +6,22 @@
 
 use std::time::Duration;
 
-use litellm_operator_gcp::{SecretName, SecretStore, SecretVersionStore, VersionRef};
-use litellm_operator_tests::fixtures::{PROJECT, minimal};
-use litellm_operator_tests::{World, condition, pinned};
+use litellm_operator_api::AppliedBinding;
+use litellm_operator_gcp::{
+    CloudRun, IamPolicies, PolicyTarget, SecretName, SecretStore, SecretVersionStore, ServiceName, VersionRef,
+};
+use litellm_operator_tests::fixtures::{PROJECT, REGION, RUNTIME_SA, minimal};
+use litellm_operator_tests::{Calls, World, condition, pinned};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_secret_that_is_not_ours_is_a_conflict_until_adopted() {
     let w = World::new("adopt").await;
     w.put_secret("creds", &[("database-url", "postgres://db")]).await;
-    // Someone created database-url by hand (the gcloud runbook): no labels at all.
+    // Someone created adopt-database-url (the default id of its DATABASE_URL) by hand: no labels at all.
     let created = reqwest::Client::new()
         .post(format!(
-            "{}/v1/projects/{PROJECT}/secrets?secretId=database-url",
+            "{}/v1/projects/{PROJECT}/secrets?secretId=adopt-database-url",
             w.emulator_url()
         ))
         .json(&json!({"replication": {"automatic": {}}}))
@@ -49,7 +52,7 @@ async fn an_existing_secret_that_is_not_ours_is_a_conflict_until_adopted() {
     // Adoption put our labels on it: it stays ours once the annotation is gone.
     let db = w
         .gcp
-        .find_secret(&SecretName::new(PROJECT, "database-url"))
+        .find_secret(&SecretName::new(PROJECT, "adopt-database-url"))
         .await
         .unwrap()
         .unwrap();
@@ -69,16 +72,20 @@ async fn a_second_deployment_cannot_take_the_first_ones_secret() {
     w.put_secret("creds", &[("database-url", "postgres://db")]).await;
     let first = w.create(minimal("first")).await;
     w.wait_ready(&first).await;
+    // Default ids are unique per deployment; the second one names the first one's secret explicitly, and asks to
+    // adopt: another deployment's secret is never adopted.
     let mut second = minimal("second");
-    second["spec"]["service"]["name"] = json!("second");
+    second["spec"]["secrets"][1]["secretId"] = json!("first-database-url");
+    second["metadata"]["annotations"] = json!({"litellm.dev/adopt": "true"});
     let second = w.create(second).await;
     let status = w
         .wait_for(&second, "Conflict", Duration::from_secs(30), |s| {
             condition(s, "SecretsReady").1 == "Conflict"
         })
         .await;
+    let message = condition(&status, "SecretsReady").2;
     assert!(
-        condition(&status, "SecretsReady").2.contains("database-url"),
+        message.contains("first-database-url") && message.contains("_first") && !message.contains("adopt it"),
         "{status:?}"
     );
 }
@@ -133,7 +140,7 @@ async fn a_canary_value_reaches_no_event_status_or_metric() {
     assert!(!status.contains("canary-7f3d"));
     assert!(!w.metrics.encode().contains("canary-7f3d"));
     // It did reach Secret Manager.
-    let db = SecretName::new(PROJECT, "database-url");
+    let db = SecretName::new(PROJECT, "canary-database-url");
     assert_eq!(
         w.gcp
             .access_version(&db, VersionRef::Number(2))
@@ -143,4 +150,141 @@ async fn a_canary_value_reaches_no_event_status_or_metric() {
             .expose(),
         format!("{CANARY}-2").as_bytes()
     );
+}
+
+/// Members holding `secretAccessor` on secret `id`.
+async fn accessors(w: &World, id: &str) -> Vec<String> {
+    let target = PolicyTarget::Secret(SecretName::new(PROJECT, id));
+    w.gcp
+        .get_policy(&target)
+        .await
+        .unwrap()
+        .bindings
+        .into_iter()
+        .filter(|b| b.role == "roles/secretmanager.secretAccessor" && b.condition.is_none())
+        .flat_map(|b| b.members)
+        .collect()
+}
+
+/// Google writes (any outcome) in `calls`.
+fn writes(calls: &Calls) -> u64 {
+    [
+        "*.Create*",
+        "*.Update*",
+        "*.Delete*",
+        "*.Add*",
+        "*.Set*",
+        "*.Enable*",
+        "*.Disable*",
+        "*.Destroy*",
+    ]
+    .iter()
+    .map(|p| calls.count(p))
+    .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_sharing_a_binding_never_revokes_it_from_the_one_that_granted_it() {
+    // Regression: a second deployment that found the first one's accessor binding in place recorded it as its
+    // own, and its deletion revoked it: the first one's new instances could not read their database URL.
+    let w = World::new("shared").await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    let mut first = minimal("first");
+    first["spec"]["deletionPolicy"] = json!({"service": "Delete", "secrets": "Abandon"});
+    let first = w.create(first).await;
+    w.wait_ready(&first).await;
+    let member = format!("serviceAccount:{RUNTIME_SA}");
+    assert!(accessors(&w, "first-database-url").await.contains(&member));
+
+    // The second reads the first one's database URL as an external secret, with the same runtime account.
+    let mut second = minimal("second");
+    second["spec"]["secrets"] =
+        json!([{"env": "DATABASE_URL", "secretId": "first-database-url", "external": {"version": "latest"}}]);
+    second["spec"]["deletionPolicy"] = json!({"service": "Delete", "secrets": "Abandon"});
+    let second = w.create(second).await;
+    let status = w.wait_ready(&second).await;
+    let shared = AppliedBinding {
+        resource: format!("projects/{PROJECT}/secrets/first-database-url"),
+        role: "roles/secretmanager.secretAccessor".into(),
+        member: member.clone(),
+    };
+    assert!(
+        status.applied_bindings.contains(&shared),
+        "shared: the first one's write added it, both need it: {status:?}"
+    );
+    w.delete_and_wait(&second).await;
+    assert!(
+        accessors(&w, "first-database-url").await.contains(&member),
+        "the first deployment still needs its binding"
+    );
+    let events = w.events().await;
+    assert!(
+        events.iter().any(|e| e.starts_with("IamBindingHandedOver")),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.starts_with("IamBindingRemoved") && e.contains("first-database-url")),
+        "{events:?}"
+    );
+    let status = w.wait_ready(&first).await;
+    assert!(status.applied_bindings.contains(&shared));
+
+    // When the last deployment that needs it goes, the grant goes too: nothing leaks.
+    w.delete_and_wait(&first).await;
+    assert!(
+        !accessors(&w, "first-database-url").await.contains(&member),
+        "the binding leaked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adoption_never_takes_another_deployments_secret_or_service() {
+    // Regression: with the adopt annotation, a second deployment relabelled the first one's service and secret,
+    // and its deletion (deletionPolicy Delete) deleted them.
+    let w = World::new("cross").await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    let first = w.create(minimal("first")).await;
+    let before = w.wait_ready(&first).await;
+    let service = ServiceName::new(PROJECT, REGION, "first");
+    let live = w.gcp.get_service(&service).await.unwrap().unwrap();
+
+    let mut second = minimal("second");
+    second["metadata"]["annotations"] = json!({"litellm.dev/adopt": "true"});
+    second["spec"]["service"]["name"] = json!("first");
+    second["spec"]["secrets"][1]["secretId"] = json!("first-database-url");
+    second["spec"]["deletionPolicy"] = json!({"service": "Delete", "secrets": "Delete"});
+    let calls = w.calls();
+    let second = w.create(second).await;
+    let status = w
+        .wait_for(&second, "Conflict", Duration::from_secs(30), |s| {
+            condition(s, "Ready").1 == "Conflict"
+        })
+        .await;
+    let message = condition(&status, "Ready").2;
+    assert!(
+        message.contains("services/first") && message.contains("_first") && !message.contains("adopt it"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        writes(&w.calls().since(&calls)),
+        0,
+        "a conflict on the service stops every write, secrets included"
+    );
+
+    w.delete_and_wait(&second).await;
+    assert!(
+        w.service_exists("first").await,
+        "the first one's service was deleted"
+    );
+    assert!(
+        w.secret_exists("first-database-url").await,
+        "the first one's secret was deleted"
+    );
+    let after = w.gcp.get_service(&service).await.unwrap().unwrap();
+    assert_eq!(after.labels, live.labels);
+    let status = w.wait_ready(&first).await;
+    assert_eq!(status.latest_ready_revision, before.latest_ready_revision);
 }

@@ -153,7 +153,7 @@ async fn a_failed_revision_keeps_traffic_and_old_versions() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let db = SecretName::new(PROJECT, "database-url");
+    let db = SecretName::new(PROJECT, "failed-database-url");
     let v1 = w
         .gcp
         .get_version(&db, VersionRef::Number(1))
@@ -173,7 +173,7 @@ async fn a_version_added_before_a_lost_status_write_is_reused_not_duplicated() {
     w.put_secret("creds", &[("database-url", "postgres://same")])
         .await;
     // State after a crash between addVersion and the status write: our secret with the value, no status record.
-    let db = SecretName::new(PROJECT, "database-url");
+    let db = SecretName::new(PROJECT, "lost-database-url");
     let labels = BTreeMap::from([("litellm-deployment".to_owned(), format!("{}_lost", w.ns))]);
     w.gcp
         .create_secret(
@@ -225,7 +225,7 @@ async fn an_operator_restarted_mid_rollout_converges_without_duplicates() {
             .starts_with("restart-00001-"),
         "{status:?}"
     );
-    for id in ["database-url", "litellm-master-key"] {
+    for id in ["restart-database-url", "restart-litellm-master-key"] {
         let versions = w.gcp.list_versions(&SecretName::new(PROJECT, id)).await.unwrap();
         assert_eq!(versions.len(), 1, "{id} has {} versions", versions.len());
     }

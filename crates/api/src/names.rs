@@ -88,6 +88,13 @@ pub fn default_secret_id(env: &str) -> String {
     env.to_ascii_lowercase().replace('_', "-")
 }
 
+/// The default id of a secret the operator owns (`fromSecret`, `generate`): the service name, then
+/// [`default_secret_id`] (`litellm-proxy` + `DATABASE_URL` -> `litellm-proxy-database-url`). Unique per
+/// deployment, so deployments sharing a project never collide on defaults.
+pub fn owned_secret_id(service: &str, env: &str) -> String {
+    format!("{service}-{}", default_secret_id(env))
+}
+
 /// `projects/P/secrets/ID`.
 pub fn secret_resource(project: &str, secret_id: &str) -> String {
     format!("projects/{project}/secrets/{secret_id}")
@@ -135,6 +142,10 @@ mod tests {
     fn default_secret_id_follows_the_runbook_names() {
         assert_eq!(default_secret_id("DATABASE_URL"), "database-url");
         assert_eq!(default_secret_id("LITELLM_MASTER_KEY"), "litellm-master-key");
+        assert_eq!(
+            owned_secret_id("litellm-proxy", "LITELLM_MASTER_KEY"),
+            "litellm-proxy-litellm-master-key"
+        );
     }
 
     #[test]

@@ -69,8 +69,8 @@ pub struct LiteLLMDeploymentSpec {
             "x-kubernetes-list-type" = "map",
             "x-kubernetes-list-map-keys" = ["env"],
             "x-kubernetes-validations" = [{
-                "rule": "self.all(a, self.exists_one(b, (has(b.secretId) ? b.secretId : b.env.lowerAscii().replace('_', '-')) == (has(a.secretId) ? a.secretId : a.env.lowerAscii().replace('_', '-'))))",
-                "message": "secret ids must be unique (secretId defaults to the env name in lower case with '_' replaced by '-')"
+                "rule": "self.all(a, self.exists_one(b, (has(b.secretId) ? b.secretId : (has(b.external) ? '' : '~') + b.env.lowerAscii().replace('_', '-')) == (has(a.secretId) ? a.secretId : (has(a.external) ? '' : '~') + a.env.lowerAscii().replace('_', '-'))))",
+                "message": "secret ids must be unique (secretId defaults to the service name and the env name in lower case with '_' replaced by '-', or for external secrets to the env name alone)"
             }]
         )
     )]
@@ -344,8 +344,10 @@ pub struct SecretSpec {
     )]
     pub env: String,
 
-    /// Secret Manager secret id. Defaults to `env` in lower case with `_` replaced by `-`
-    /// (`DATABASE_URL` -> `database-url`).
+    /// Secret Manager secret id. For `fromSecret` and `generate` it defaults to the Cloud Run service name and
+    /// `env` in lower case with `_` replaced by `-` (`litellm-proxy-database-url`), so two deployments in one
+    /// project never collide; for `external` to `env` alone (`TAVILY_API_KEY` -> `tavily-api-key`), the name
+    /// another team gave it. Set it to keep the names a gcloud runbook created (`litellm-operator import` does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub secret_id: Option<String>,
@@ -611,11 +613,14 @@ impl Default for DeletionPolicy {
 }
 
 impl SecretSpec {
-    /// The Secret Manager secret id: `secretId`, or the env name in lower case with `_` replaced by `-`.
-    pub fn effective_secret_id(&self) -> String {
-        self.secret_id
-            .clone()
-            .unwrap_or_else(|| names::default_secret_id(&self.env))
+    /// The Secret Manager secret id: `secretId`, else for `external` the env name in lower case with `_` replaced by
+    /// `-`, else the service name `service` and that (see [`names::owned_secret_id`]).
+    pub fn effective_secret_id(&self, service: &str) -> String {
+        match (&self.secret_id, &self.external) {
+            (Some(id), _) => id.clone(),
+            (None, Some(_)) => names::default_secret_id(&self.env),
+            (None, None) => names::owned_secret_id(service, &self.env),
+        }
     }
 
     /// Where the value comes from, when exactly one source is set.

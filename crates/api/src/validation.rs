@@ -328,7 +328,7 @@ fn validate_secrets(obj: &LiteLLMDeployment, errors: &mut Problems) {
                 "is also a secret: remove the plain env var so the credential comes only from Secret Manager",
             );
         }
-        let id = secret.effective_secret_id();
+        let id = secret.effective_secret_id(&obj.service_name());
         let id_field = if secret.secret_id.is_some() {
             at("secretId")
         } else {

@@ -59,7 +59,10 @@ fn runbook_example_has_the_whole_stack_and_validates() {
         .collect();
     assert_eq!(generated, ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"]);
     assert!(matches!(d.spec.secrets[10].source(), Some(SecretSource::External(e)) if e.version == "latest"));
-    assert_eq!(d.spec.secrets[0].effective_secret_id(), "database-url");
+    assert_eq!(
+        d.spec.secrets[0].effective_secret_id(&d.service_name()),
+        "database-url"
+    );
     assert_eq!(d.spec.service.resources.cpu, "2");
     assert_eq!(d.spec.service.resources.memory, "4Gi");
     assert_eq!(d.spec.service.env["STORE_MODEL_IN_DB"], "True");

@@ -221,10 +221,26 @@ fn env_names_and_secret_ids_are_unique() {
         "spec.secrets[1].env",
         "already used by spec.secrets[0]",
     );
+    // secrets[0] is DATABASE_URL from a Kubernetes Secret: its default id is the service name and the env name.
     refused(
-        |v| v["spec"]["secrets"][2]["secretId"] = json!("database-url"),
+        |v| v["spec"]["secrets"][2]["secretId"] = json!("litellm-proxy-database-url"),
         "spec.secrets[2].secretId",
         "already used",
+    );
+}
+
+#[test]
+fn default_ids_of_owned_secrets_are_unique_per_deployment() {
+    let mut v = base();
+    v["spec"]["secrets"][2]["secretId"] = json!("database-url");
+    let obj: LiteLLMDeployment = serde_json::from_value(v).unwrap();
+    assert!(
+        validate(&obj).is_ok(),
+        "the runbook name no longer collides with a default"
+    );
+    assert_eq!(
+        obj.spec.secrets[0].effective_secret_id(&obj.service_name()),
+        "litellm-proxy-database-url"
     );
 }
 

@@ -4,38 +4,9 @@
 //! identical status and the status write is skipped.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use litellm_operator_api::names::{condition, reason};
+use litellm_operator_api::names::condition;
 
-/// The outcome of one pipeline step.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    /// Whether the step's condition holds.
-    pub ok: bool,
-    /// CamelCase reason, from [`reason`].
-    pub reason: String,
-    /// What a person should know; never a secret value.
-    pub message: String,
-}
-
-impl Outcome {
-    /// The step converged.
-    pub fn ready(message: impl Into<String>) -> Self {
-        Self {
-            ok: true,
-            reason: reason::READY.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    /// The step has not converged, for `reason`.
-    pub fn not_ready(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            reason: reason.to_owned(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::plan::Outcome;
 
 /// Sets condition `type_` in `conditions`, keeping `lastTransitionTime` unless the status flips.
 pub fn set(
@@ -126,6 +97,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
+    use litellm_operator_api::names::reason;
 
     fn at(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())

@@ -2,24 +2,37 @@
 
 use litellm_operator_gcp::Error as GcpError;
 
+use crate::plan::ActionKind;
+
 /// `Result` with the operator's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything a reconcile can fail with. Messages name resources, never secret values.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A Google call failed during `step`.
-    #[error("{step}: {source}")]
-    Google {
-        /// Pipeline step (`secrets`, `iam`, `service`, `retire`, `cleanup`).
-        step: &'static str,
+    /// Reading Google's state failed.
+    #[error("could not read {resource}: {source}")]
+    Observe {
+        /// Full resource name.
+        resource: String,
+        /// The classified Google error.
+        #[source]
+        source: GcpError,
+    },
+    /// A planned action failed.
+    #[error("could not {action}: {source}")]
+    Act {
+        /// What was attempted (its kind says which permission it needs).
+        kind: ActionKind,
+        /// The action, for people (names resources, never values).
+        action: String,
         /// The classified Google error.
         #[source]
         source: GcpError,
     },
     /// A Google resource exists but is not ours to change.
     #[error(
-        "{resource} exists but is not managed by this LiteLLMDeployment (no `managed-by: litellm-operator` / owner label); add the annotation litellm.dev/adopt: \"true\" to adopt it"
+        "{resource} appeared while the operator created it and is not managed by this LiteLLMDeployment; the next pass reports whose it is"
     )]
     NotOwned {
         /// Full resource name.
@@ -54,8 +67,6 @@ pub enum ErrorClass {
     InvalidSpec,
     /// Long backoff and a Warning Event naming the missing permission.
     PermissionDenied,
-    /// A grant is still propagating: retry soon, for up to ~10 minutes.
-    IamPropagating,
     /// A resource went missing between read and write.
     NotFound,
     /// An etag or lease conflict: retry soon.
@@ -76,7 +87,6 @@ impl ErrorClass {
         match self {
             ErrorClass::InvalidSpec => "invalid_spec",
             ErrorClass::PermissionDenied => "permission_denied",
-            ErrorClass::IamPropagating => "iam_propagating",
             ErrorClass::NotFound => "not_found",
             ErrorClass::Conflict => "conflict",
             ErrorClass::InProgress => "in_progress",
@@ -88,15 +98,26 @@ impl ErrorClass {
 }
 
 impl Error {
-    /// Wraps a Google error from `step`.
-    pub fn google(step: &'static str) -> impl FnOnce(GcpError) -> Error {
-        move |source| Error::Google { step, source }
+    /// Wraps a Google error from reading `resource`.
+    pub fn observe(resource: impl ToString) -> impl FnOnce(GcpError) -> Error {
+        move |source| Error::Observe {
+            resource: resource.to_string(),
+            source,
+        }
+    }
+
+    /// The Google error underneath, if any.
+    pub fn google(&self) -> Option<&GcpError> {
+        match self {
+            Error::Observe { source, .. } | Error::Act { source, .. } => Some(source),
+            _ => None,
+        }
     }
 
     /// The error's class.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Google { source, .. } => match source {
+            Error::Observe { source, .. } | Error::Act { source, .. } => match source {
                 GcpError::PermissionDenied { .. }
                 | GcpError::ServiceDisabled { .. }
                 | GcpError::Unauthenticated { .. } => ErrorClass::PermissionDenied,
@@ -108,7 +129,7 @@ impl Error {
                 GcpError::InvalidArgument { .. } => ErrorClass::InvalidSpec,
                 _ => ErrorClass::Other,
             },
-            Error::NotOwned { .. } => ErrorClass::InvalidSpec,
+            Error::NotOwned { .. } => ErrorClass::Conflict,
             Error::Serialization { .. } => ErrorClass::Other,
             Error::InProgress { .. } => ErrorClass::InProgress,
             Error::Kubernetes(_) => ErrorClass::Kubernetes,
@@ -121,17 +142,8 @@ impl Error {
         use litellm_operator_api::names::reason;
         match self.class() {
             ErrorClass::PermissionDenied => reason::PERMISSION_DENIED,
-            ErrorClass::IamPropagating => reason::IAM_PROPAGATING,
-            ErrorClass::InvalidSpec if matches!(self, Error::NotOwned { .. }) => reason::CONFLICT,
-            ErrorClass::Transient
-                if matches!(
-                    self,
-                    Error::Google {
-                        source: GcpError::QuotaExceeded { .. },
-                        ..
-                    }
-                ) =>
-            {
+            ErrorClass::Conflict if matches!(self, Error::NotOwned { .. }) => reason::CONFLICT,
+            ErrorClass::Transient if matches!(self.google(), Some(GcpError::QuotaExceeded { .. })) => {
                 reason::QUOTA_EXCEEDED
             }
             ErrorClass::InvalidSpec => reason::INVALID_SPEC,

@@ -4,12 +4,14 @@
 pub mod cli;
 pub mod conditions;
 pub mod controller;
-pub mod desired;
 pub mod error;
+pub mod execute;
 pub mod gcp_config;
 pub mod generate;
 pub mod leader;
 pub mod metrics;
+pub mod observe;
+pub mod plan;
+pub mod report;
 pub mod resync;
-pub mod service_diff;
 pub mod service_json;

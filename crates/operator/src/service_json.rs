@@ -1,12 +1,15 @@
-//! The Cloud Run service between Google's client type and its REST JSON shape, and its readiness.
+//! The Cloud Run service between Google's client type and its REST JSON shape.
 
 use litellm_operator_gcp::{Service, ServiceName};
 use serde_json::Value;
 
-/// The service in REST JSON shape, with the enums the desired service names (ingress, VPC egress, terminal state)
+use crate::error::Error;
+
+/// The service in REST JSON shape, with the enums the desired service names (ingress, VPC egress, terminal state,
+/// traffic target types)
 /// as names: the client's types serialize them as numbers, and a number never equals a name in `drift`.
-pub fn to_json(service: &Service, name: &ServiceName) -> Result<Value, String> {
-    let mut json = serde_json::to_value(service).map_err(|e| format!("cannot convert {name}: {e}"))?;
+pub fn to_json(service: &Service, name: &ServiceName) -> Result<Value, Error> {
+    let mut json = serde_json::to_value(service).map_err(|e| serialization(name, &e))?;
     if let Some(ingress) = service.ingress.name() {
         json["ingress"] = Value::from(ingress);
     }
@@ -18,6 +21,16 @@ pub fn to_json(service: &Service, name: &ServiceName) -> Result<Value, String> {
     {
         json["template"]["vpcAccess"]["egress"] = Value::from(egress);
     }
+    for (i, target) in service.traffic.iter().enumerate() {
+        if let Some(kind) = target.r#type.name() {
+            json["traffic"][i]["type"] = Value::from(kind);
+        }
+    }
+    for (i, target) in service.traffic_statuses.iter().enumerate() {
+        if let Some(kind) = target.r#type.name() {
+            json["trafficStatuses"][i]["type"] = Value::from(kind);
+        }
+    }
     if let Some(state) = service.terminal_condition.as_ref().and_then(|c| c.state.name()) {
         json["terminalCondition"]["state"] = Value::from(state);
     }
@@ -25,64 +38,14 @@ pub fn to_json(service: &Service, name: &ServiceName) -> Result<Value, String> {
 }
 
 /// The client type for a REST JSON service.
-pub fn from_json(value: Value, name: &ServiceName) -> Result<Service, String> {
-    serde_json::from_value(value).map_err(|e| format!("cannot convert {name}: {e}"))
+pub fn from_json(value: Value, name: &ServiceName) -> Result<Service, Error> {
+    serde_json::from_value(value).map_err(|e| serialization(name, &e))
 }
 
-/// Where the latest rollout of a service stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Rollout {
-    /// Cloud Run is still working on the latest generation.
-    InProgress {
-        /// The revision starting, when known.
-        revision: Option<String>,
-    },
-    /// The latest revision serves.
-    Ready {
-        /// Its short name.
-        revision: String,
-    },
-    /// The latest revision failed; traffic stays where it was.
-    Failed {
-        /// Cloud Run's message.
-        message: String,
-    },
-}
-
-/// Reads the rollout state from the service's `generation`, `observedGeneration`, `reconciling`,
-/// `terminalCondition` and revisions.
-pub fn rollout(live: &Value) -> Rollout {
-    let short = |v: &Value| {
-        v.as_str()
-            .filter(|s| !s.is_empty())
-            .map(|s| s.rsplit('/').next().unwrap_or_default().to_owned())
-    };
-    let number = |v: &Value| {
-        v.as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(0)
-    };
-    let created = short(&live["latestCreatedRevision"]);
-    let ready = short(&live["latestReadyRevision"]);
-    let reconciling = live["reconciling"].as_bool().unwrap_or(false);
-    let caught_up = number(&live["observedGeneration"]) >= number(&live["generation"]);
-    let state = live["terminalCondition"]["state"].as_str().unwrap_or_default();
-    if reconciling || !caught_up {
-        return Rollout::InProgress { revision: created };
-    }
-    match state {
-        "CONDITION_SUCCEEDED" if created == ready => Rollout::Ready {
-            revision: ready.unwrap_or_default(),
-        },
-        "CONDITION_FAILED" | "CONDITION_SUCCEEDED" => Rollout::Failed {
-            message: format!(
-                "revision {} failed, traffic stays on {}: {}",
-                created.as_deref().unwrap_or("(new)"),
-                ready.as_deref().unwrap_or("no revision"),
-                live["terminalCondition"]["message"].as_str().unwrap_or_default()
-            ),
-        },
-        _ => Rollout::InProgress { revision: created },
+fn serialization(name: &ServiceName, e: &serde_json::Error) -> Error {
+    Error::Serialization {
+        resource: name.to_string(),
+        message: e.to_string(),
     }
 }
 
@@ -90,34 +53,38 @@ pub fn rollout(live: &Value) -> Rollout {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
+    use std::collections::BTreeMap;
+
     use serde_json::json;
 
     use super::*;
+    use crate::plan::desired::{self, example};
+    use crate::plan::desired_state;
 
     #[test]
-    fn rollout_states() {
-        let base = json!({"generation": "2", "observedGeneration": "2",
-            "terminalCondition": {"state": "CONDITION_SUCCEEDED"},
-            "latestCreatedRevision": "projects/p/locations/r/services/s/revisions/s-00002-abc",
-            "latestReadyRevision": "projects/p/locations/r/services/s/revisions/s-00002-abc"});
+    fn the_desired_service_is_a_cloud_run_service_and_round_trips_with_enum_names() {
+        let d = desired_state(&example()).unwrap();
+        let pins: BTreeMap<String, String> = d
+            .secrets
+            .iter()
+            .map(|s| (s.env.clone(), "1".to_owned()))
+            .collect();
+        let mut body = desired::service(&d, &pins);
+        body["traffic"] = json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]);
+        let name = ServiceName::new("my-project", "us-central1", "litellm-proxy");
+        let typed = from_json(body, &name).unwrap();
+        let template = typed.template.clone().unwrap();
         assert_eq!(
-            rollout(&base),
-            Rollout::Ready {
-                revision: "s-00002-abc".into()
-            }
+            template.service_account,
+            "litellm-run@my-project.iam.gserviceaccount.com"
         );
-        let mut starting = base.clone();
-        starting["generation"] = json!("3");
-        assert!(matches!(rollout(&starting), Rollout::InProgress { .. }));
-        let mut failed = base;
-        failed["terminalCondition"] = json!({"state": "CONDITION_FAILED", "message": "boom"});
-        failed["latestCreatedRevision"] = json!("s-00003-xyz");
-        let Rollout::Failed { message } = rollout(&failed) else {
-            panic!()
-        };
-        assert!(
-            message.contains("traffic stays on s-00002-abc: boom"),
-            "{message}"
+        assert_eq!(template.containers[0].ports[0].container_port, 4000);
+        assert_eq!(template.max_instance_request_concurrency, 80);
+        let back = to_json(&typed, &name).unwrap();
+        assert_eq!(back["ingress"], "INGRESS_TRAFFIC_ALL");
+        assert_eq!(
+            back["traffic"][0]["type"],
+            "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
         );
     }
 }

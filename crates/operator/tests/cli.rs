@@ -34,6 +34,7 @@ async fn cli(emu: &Emulator, args: &[&str]) -> Run {
         stderr,
     } = tokio::process::Command::new(env!("CARGO_BIN_EXE_litellm-operator"))
         .args(args)
+        .args(state_args(emu, args))
         .arg("--gcp-endpoint")
         .arg(emu.url())
         .env_remove("LITELLM_GCP_ENDPOINT")
@@ -49,6 +50,19 @@ async fn cli(emu: &Emulator, args: &[&str]) -> Run {
         assert!(!text.contains(CANARY), "a secret value was printed:\n{text}");
     }
     run
+}
+
+/// `plan` and `apply` keep their record in a state file: one per emulator (so per test), outside the tree.
+fn state_args(emu: &Emulator, args: &[&str]) -> Vec<String> {
+    if !matches!(args.first(), Some(&"plan") | Some(&"apply")) {
+        return Vec::new();
+    }
+    vec!["--state".to_owned(), state_file(emu).display().to_string()]
+}
+
+fn state_file(emu: &Emulator) -> PathBuf {
+    let port = emu.url().rsplit(':').next().unwrap_or_default().to_owned();
+    std::env::temp_dir().join(format!("litellm-operator-cli-test-{port}.state.json"))
 }
 
 fn path(p: &Path) -> &str {
@@ -127,23 +141,25 @@ async fn plan_shows_the_changes_apply_makes_them_once_and_rotation_adds_one_vers
         changes(&plan.stdout),
         [
             format!("+ create secret {s}/database-url"),
-            format!(
-                "+ add version 1 to {s}/database-url (DATABASE_URL from Secret llm/litellm-credentials key database-url)"
-            ),
             format!("+ create secret {s}/litellm-master-key"),
-            format!("+ add version 1 to {s}/litellm-master-key (LITELLM_MASTER_KEY generated, 48 characters)"),
+            format!("+ add version 1 to {s}/database-url (DATABASE_URL)"),
+            format!(
+                "+ generate version 1 of {s}/litellm-master-key (LITELLM_MASTER_KEY, 48 random characters)"
+            ),
             format!("+ grant roles/secretmanager.secretAccessor to {member} on {s}/database-url"),
             format!("+ grant roles/secretmanager.secretAccessor to {member} on {s}/litellm-master-key"),
             format!("+ grant roles/secretmanager.secretAccessor to {member} on {s}/tavily-api-key"),
+            "+ create service projects/my-project/locations/us-central1/services/litellm-proxy".to_owned(),
             "+ grant roles/run.invoker to allUsers on projects/my-project/locations/us-central1/services/litellm-proxy"
-                .to_owned(),
-            "+ create service projects/my-project/locations/us-central1/services/litellm-proxy (new revision)"
                 .to_owned(),
         ]
     );
-    assert!(plan.stdout.contains(&format!(
-        "= {s}/tavily-api-key version 2 (TAVILY_API_KEY external, latest)"
-    )));
+    assert!(
+        plan.stdout
+            .contains(&format!("= {s}/tavily-api-key version 2 (TAVILY_API_KEY)")),
+        "{}",
+        plan.stdout
+    );
     assert!(plan.stdout.ends_with("9 changes to apply.\n"), "{}", plan.stdout);
     assert_eq!(writes(&emu), before, "plan wrote to Google");
 
@@ -219,12 +235,10 @@ async fn plan_shows_the_changes_apply_makes_them_once_and_rotation_adds_one_vers
     assert_eq!(
         changes(&plan.stdout),
         [
-            format!(
-                "+ add version 2 to {s}/database-url (DATABASE_URL from Secret llm/litellm-credentials key database-url)"
-            ),
-            "~ update service projects/my-project/locations/us-central1/services/litellm-proxy (new revision)"
+            format!("+ add version 2 to {s}/database-url (DATABASE_URL)"),
+            "~ update service projects/my-project/locations/us-central1/services/litellm-proxy: \
+             template.containers[0].env[0].valueSource.secretKeyRef.version"
                 .to_owned(),
-            "~ template.containers[0].env[0].valueSource.secretKeyRef.version".to_owned(),
         ]
     );
     let apply = cli(&emu, &["apply", "-f", path(&rotated)]).await;
@@ -479,7 +493,7 @@ async fn a_service_that_is_not_ours_is_refused_without_adoption() {
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stderr
-            .contains("litellm-proxy exists but is not managed by this LiteLLMDeployment"),
+            .contains("litellm-proxy exists but was not created for this LiteLLMDeployment"),
         "{}",
         run.stderr
     );
@@ -598,4 +612,89 @@ async fn missing_google_resources_are_errors_naming_them() {
     );
     assert!(run.stdout.is_empty());
     assert_eq!(writes(&emu), 0);
+}
+
+/// Members holding `role` on the policy of `target`.
+async fn members(gcp: &Gcp, target: PolicyTarget, role: &str) -> Vec<String> {
+    gcp.get_policy(&target)
+        .await
+        .unwrap()
+        .bindings
+        .into_iter()
+        .filter(|b| b.role == role && b.condition.is_none())
+        .flat_map(|b| b.members)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_revokes_a_dropped_binding_it_added_and_retires_versions_like_the_controller() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let gcp = google(&emu).await;
+    seed_external(&gcp).await;
+    // The runbook already granted the runtime account on the external secret: that binding is not ours.
+    let tavily = PolicyTarget::Secret(SecretName::new("my-project", "tavily-api-key"));
+    let accessor = "roles/secretmanager.secretAccessor";
+    let member = format!("serviceAccount:{SA}");
+    gcp.add_member(&tavily, accessor, &member).await.unwrap();
+    let stack = fixture("stack.yaml");
+    let apply = cli(&emu, &["apply", "-f", path(&stack)]).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+
+    // The spec drops LITELLM_MASTER_KEY (granted by our apply) and TAVILY_API_KEY (granted by the runbook),
+    // keeps one enabled version, and rotates DATABASE_URL twice.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&stack).unwrap();
+    let dropped =
+        text.replace(
+            "    - env: LITELLM_MASTER_KEY\n      secretId: litellm-master-key\n      generate: {length: 48, prefix: \"sk-\"}\n",
+            "",
+        )
+        .replace(
+            "    - env: TAVILY_API_KEY\n      external: {version: latest}\n",
+            "",
+        ) + "  secretPolicy: {keepEnabledVersions: 1}\n";
+    assert!(
+        !dropped.contains("LITELLM_MASTER_KEY") && !dropped.contains("TAVILY"),
+        "{dropped}"
+    );
+    for host in ["10.0.0.7", "10.0.0.8"] {
+        let file = dir.path().join(format!("{host}.yaml"));
+        std::fs::write(&file, dropped.replace("10.0.0.5", host)).unwrap();
+        let apply = cli(&emu, &["apply", "-f", path(&file)]).await;
+        assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    }
+    let master = PolicyTarget::Secret(SecretName::new("my-project", "litellm-master-key"));
+    assert!(
+        !members(&gcp, master, accessor).await.contains(&member),
+        "the binding our apply added is revoked once the spec drops it"
+    );
+    assert!(
+        members(&gcp, tavily, accessor).await.contains(&member),
+        "the runbook's binding is not ours: never revoked"
+    );
+    let db = SecretName::new("my-project", "database-url");
+    let states: Vec<(u64, String)> = gcp
+        .list_versions(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.number, format!("{:?}", v.state)))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (3, "Enabled".into()),
+            (2, "Disabled".into()),
+            (1, "Disabled".into())
+        ],
+        "keepEnabledVersions: 1 once the revision pinned to 3 serves"
+    );
+    let last = dir.path().join("10.0.0.8.yaml");
+    let plan = cli(&emu, &["plan", "-f", path(&last)]).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(state_file(&emu)).unwrap()).unwrap();
+    let recorded = &record["deployments"]["llm/litellm-proxy"]["appliedBindings"];
+    assert_eq!(recorded.as_array().unwrap().len(), 2, "{recorded}");
 }

@@ -1,42 +1,25 @@
-//! One sequential pass over the desired state of each LiteLLMDeployment: secrets -> secret IAM -> service ->
-//! service IAM, observing before writing. In [`Mode::Plan`] nothing is written and the report says what would be;
-//! in [`Mode::Apply`] the same decisions are carried out, then the rollout is followed until it settles.
+//! The CLI's front end to the shared pipeline: inputs from manifest files, the record in the state file, the
+//! result on the terminal. `plan` observes Google and runs the planner's phases with predicted effects; `apply`
+//! runs the same phases through the executor, then keeps passing (observe -> plan -> execute) until the revision
+//! serves and the plan is empty, exactly as the controller would, retire and revoke included.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use litellm_operator_api::names::{self, ADOPT_ANNOTATION};
-use litellm_operator_gcp::{
-    CloudRun, Error as GcpError, Gcp, IamPolicies, NewSecret, PolicyChange, PolicyTarget, Replication,
-    SecretName, SecretPayload, SecretStore, SecretVersionStore, ServiceName, VersionRef, VersionState,
-    with_member,
-};
+use litellm_operator_api::AppliedBinding;
+use litellm_operator_gcp::{Gcp, SecretPayload};
 use serde::Serialize;
 
 use super::Problems;
 use super::manifest::{Deployment, Manifests};
-use crate::desired::{self, DesiredReplication, DesiredSecret, DesiredSource};
-use crate::service_diff;
-use crate::service_json::{Rollout, from_json, rollout, to_json};
-
-/// Read only, or read and write.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Mode {
-    /// Read Google and report what would change.
-    Plan,
-    /// Converge, then wait up to `timeout` for the revision.
-    Apply {
-        /// How long to follow the rollout.
-        timeout: Duration,
-    },
-}
-
-impl Mode {
-    fn writes(self) -> bool {
-        matches!(self, Mode::Apply { .. })
-    }
-}
+use super::state::{Entry, State};
+use crate::execute::{self, Execution};
+use crate::plan::{
+    self, Action, Clock, DesiredSource, Inputs, PeerSet, Phase, Plan, Record, ServiceState, Source,
+};
+use crate::{observe, report};
 
 /// What was (or would be) done, for every LiteLLMDeployment.
 #[derive(Debug, Serialize)]
@@ -44,7 +27,7 @@ impl Mode {
 pub(crate) struct Report {
     /// `plan` or `apply`.
     mode: &'static str,
-    /// Number of Google resources created or changed (or to be).
+    /// Number of Google writes (made, or to make).
     changes: usize,
     /// One entry per LiteLLMDeployment, in file order.
     deployments: Vec<DeploymentReport>,
@@ -55,8 +38,10 @@ pub(crate) struct Report {
 struct DeploymentReport {
     name: String,
     file: String,
+    /// Actions in order: `phase`, `kind`, `resource` and a line for people.
+    actions: Vec<ActionReport>,
+    /// The version each secret is pinned to.
     secrets: Vec<SecretReport>,
-    bindings: Vec<BindingReport>,
     service: ServiceReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<StatusReport>,
@@ -64,48 +49,31 @@ struct DeploymentReport {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SecretReport {
-    env: String,
-    secret: String,
-    /// `fromSecret`, `generate` or `external`.
-    source: &'static str,
-    /// The secret does not exist and is created.
-    create: bool,
-    /// A version is added (the source value differs from the newest enabled version, or none is enabled).
-    add_version: bool,
-    /// The version the service pins (for an added version: the number it gets).
-    version: String,
-    /// Where the value comes from, for people.
-    detail: String,
+struct ActionReport {
+    phase: String,
+    kind: String,
+    resource: String,
+    text: String,
+    /// Whether it writes to Google (false: only the record changes).
+    writes: bool,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct BindingReport {
-    resource: String,
-    role: String,
-    member: String,
-    /// False when the policy already holds it.
-    add: bool,
+struct SecretReport {
+    env: String,
+    secret: String,
+    version: String,
+    /// A version is added for it.
+    add_version: bool,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ServiceReport {
     resource: String,
-    action: ServiceAction,
-    /// Owned fields that differ (for `update`).
-    changed: Vec<String>,
-    /// Whether a new revision is (or would be) created: creation and any change under `template`.
-    new_revision: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-enum ServiceAction {
-    Create,
-    Update,
-    Unchanged,
+    /// `create`, `update` or `unchanged`.
+    action: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,52 +95,19 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Readable lines: `+` created or added, `~` changed, `=` unchanged.
+    /// Readable lines: `+` created or added, `~` changed, `-` removed or disabled, `=` unchanged.
     pub fn text(&self) -> String {
         let mut out = String::new();
         for d in &self.deployments {
             let _ = writeln!(out, "LiteLLMDeployment {} ({})", d.name, d.file);
-            for s in &d.secrets {
-                if s.create {
-                    let _ = writeln!(out, "  + create secret {}", s.secret);
-                }
-                if s.add_version {
-                    let _ = writeln!(
-                        out,
-                        "  + add version {} to {} ({} {})",
-                        s.version, s.secret, s.env, s.detail
-                    );
-                } else {
-                    let _ = writeln!(
-                        out,
-                        "  = {} version {} ({} {})",
-                        s.secret, s.version, s.env, s.detail
-                    );
-                }
+            for a in &d.actions {
+                let _ = writeln!(out, "  {}", a.text);
             }
-            for b in &d.bindings {
-                let mark = if b.add { "+ grant" } else { "= granted" };
-                let _ = writeln!(out, "  {mark} {} to {} on {}", b.role, b.member, b.resource);
+            for s in d.secrets.iter().filter(|s| !s.add_version) {
+                let _ = writeln!(out, "  = {} version {} ({})", s.secret, s.version, s.env);
             }
-            let s = &d.service;
-            let revision = if s.new_revision {
-                " (new revision)"
-            } else {
-                " (no new revision)"
-            };
-            match s.action {
-                ServiceAction::Create => {
-                    let _ = writeln!(out, "  + create service {}{revision}", s.resource);
-                }
-                ServiceAction::Update => {
-                    let _ = writeln!(out, "  ~ update service {}{revision}", s.resource);
-                    for path in &s.changed {
-                        let _ = writeln!(out, "      ~ {path}");
-                    }
-                }
-                ServiceAction::Unchanged => {
-                    let _ = writeln!(out, "  = service {} unchanged", s.resource);
-                }
+            if d.service.action == "unchanged" {
+                let _ = writeln!(out, "  = service {} unchanged", d.service.resource);
             }
             if let Some(status) = &d.status {
                 let _ = writeln!(
@@ -198,349 +133,45 @@ impl Report {
     }
 }
 
-/// Walks every deployment. Stops at the first failure; in apply mode, what was already done is on stderr.
-pub(crate) async fn run(gcp: &Gcp, manifests: &Manifests, mode: Mode) -> Result<Report, Problems> {
-    let mut report = Report {
-        mode: if mode.writes() { "apply" } else { "plan" },
-        changes: 0,
-        deployments: Vec::new(),
-    };
-    for deployment in &manifests.deployments {
-        let at = |e: String| {
-            Problems::from(format!(
-                "{}: LiteLLMDeployment {}: {e}",
-                deployment.file,
-                deployment.id()
-            ))
-        };
-        let d = one(gcp, manifests, deployment, mode).await.map_err(at)?;
-        report.changes += d
-            .secrets
-            .iter()
-            .map(|s| usize::from(s.create) + usize::from(s.add_version))
-            .sum::<usize>()
-            + d.bindings.iter().filter(|b| b.add).count()
-            + usize::from(d.service.action != ServiceAction::Unchanged);
-        report.deployments.push(d);
+/// IAM retry timing of the CLI (the controller's defaults).
+const IAM_RETRY_DELAY: Duration = Duration::from_secs(30);
+const IAM_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn clock() -> Clock {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    Clock {
+        now,
+        iam_retry_delay: IAM_RETRY_DELAY,
+        iam_propagation_timeout: IAM_PROPAGATION_TIMEOUT,
     }
-    Ok(report)
 }
 
-async fn one(
-    gcp: &Gcp,
-    manifests: &Manifests,
-    d: &Deployment,
-    mode: Mode,
-) -> Result<DeploymentReport, String> {
-    let desired = &d.desired;
-    // A foreign service stops everything before the first write.
-    let name = ServiceName::new(&desired.project, &desired.region, &desired.service_name);
-    let live = match gcp.get_service(&name).await.map_err(|e| e.to_string())? {
-        Some(live) => Some(to_json(&live, &name)?),
-        None => None,
-    };
-    if let Some(live) = &live
-        && !owned(d, &live["labels"])
-    {
-        return Err(format!(
-            "{name} exists but is not managed by this LiteLLMDeployment; add the annotation {ADOPT_ANNOTATION}: \
-             \"true\" to adopt it (litellm-operator import writes one)"
-        ));
-    }
-    let mut secrets = Vec::new();
-    for secret in &desired.secrets {
-        secrets.push(secret_step(gcp, manifests, d, secret, mode).await?);
-    }
-    let created: BTreeSet<&str> = secrets
-        .iter()
-        .filter(|s| s.create)
-        .map(|s| s.secret.as_str())
-        .collect();
-
-    let mut bindings = Vec::new();
-    let (secret_bindings, service_bindings): (Vec<_>, Vec<_>) = desired
-        .bindings
-        .iter()
-        .partition(|b| b.role == names::SECRET_ACCESSOR_ROLE);
-    for b in secret_bindings {
-        let Some(name) = SecretName::parse(&b.resource) else {
-            continue;
-        };
-        let known_absent = created.contains(b.resource.as_str()) && !mode.writes();
-        let add = grant(
-            gcp,
-            PolicyTarget::Secret(name),
-            &b.role,
-            &b.member,
-            known_absent,
-            mode,
-        )
-        .await?;
-        bindings.push(BindingReport {
-            resource: b.resource.clone(),
-            role: b.role.clone(),
-            member: b.member.clone(),
-            add,
-        });
-    }
-
-    let pinned: BTreeMap<String, String> = secrets
-        .iter()
-        .map(|s| (s.env.clone(), s.version.clone()))
-        .collect();
-    let want = desired::service(&d.obj, desired, &pinned);
-    let service = match live {
-        None => {
-            if mode.writes() {
-                gcp.create_service(&name, from_json(want, &name)?)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                eprintln!("Created service {name}");
-            }
-            ServiceReport {
-                resource: name.to_string(),
-                action: ServiceAction::Create,
-                changed: Vec::new(),
-                new_revision: true,
-            }
-        }
-        Some(live) => {
-            let changed = service_diff::drift(&want, &live);
-            let new_revision = changed.iter().any(|p| p.starts_with("template"));
-            if changed.is_empty() {
-                ServiceReport {
-                    resource: name.to_string(),
-                    action: ServiceAction::Unchanged,
-                    changed,
-                    new_revision,
-                }
-            } else {
-                if mode.writes() {
-                    let patch = from_json(service_diff::merge_owned(&live, &want), &name)?;
-                    gcp.update_service(&name, patch)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    eprintln!("Updated service {name}: {}", changed.join(", "));
-                }
-                ServiceReport {
-                    resource: name.to_string(),
-                    action: ServiceAction::Update,
-                    changed,
-                    new_revision,
-                }
-            }
-        }
-    };
-    for b in service_bindings {
-        let Some(target) = ServiceName::parse(&b.resource) else {
-            continue;
-        };
-        let known_absent = service.action == ServiceAction::Create && !mode.writes();
-        let add = grant(
-            gcp,
-            PolicyTarget::Service(target),
-            &b.role,
-            &b.member,
-            known_absent,
-            mode,
-        )
-        .await?;
-        bindings.push(BindingReport {
-            resource: b.resource.clone(),
-            role: b.role.clone(),
-            member: b.member.clone(),
-            add,
-        });
-    }
-
-    let status = match mode {
-        Mode::Plan => None,
-        Mode::Apply { timeout } => Some(follow_rollout(gcp, &name, timeout).await?),
-    };
-    Ok(DeploymentReport {
-        name: d.id(),
-        file: d.file.clone(),
-        secrets,
-        bindings,
-        service,
-        status,
-    })
+/// One deployment's inputs.
+struct Prepared<'a> {
+    d: &'a Deployment,
+    sources: BTreeMap<String, Source>,
+    peers: PeerSet,
+    record: Record,
 }
 
-/// Whether `member` must be added; in apply mode, adds it (the client writes nothing when it is there).
-async fn grant(
-    gcp: &Gcp,
-    target: PolicyTarget,
-    role: &str,
-    member: &str,
-    known_absent: bool,
-    mode: Mode,
-) -> Result<bool, String> {
-    if mode.writes() {
-        let change = gcp
-            .add_member(&target, role, member)
-            .await
-            .map_err(|e| e.to_string())?;
-        if change == PolicyChange::Changed {
-            eprintln!("Granted {role} to {member} on {target}");
-        }
-        return Ok(change == PolicyChange::Changed);
-    }
-    if known_absent {
-        return Ok(true);
-    }
-    let policy = gcp.get_policy(&target).await.map_err(|e| e.to_string())?;
-    Ok(with_member(&policy, role, member).is_some())
-}
-
-async fn secret_step(
-    gcp: &Gcp,
-    manifests: &Manifests,
-    d: &Deployment,
-    secret: &DesiredSecret,
-    mode: Mode,
-) -> Result<SecretReport, String> {
-    let name = SecretName::new(&d.desired.project, &secret.secret_id);
-    let report = |source, create, add_version, version: u64, detail: String| SecretReport {
-        env: secret.env.clone(),
-        secret: name.to_string(),
-        source,
-        create,
-        add_version,
-        version: version.to_string(),
-        detail,
-    };
-    if let DesiredSource::External { version } = &secret.source {
-        let number = external(gcp, &name, version).await?;
-        return Ok(report(
-            "external",
-            false,
-            false,
-            number,
-            format!("external, {version}"),
-        ));
-    }
-
-    let found = gcp.find_secret(&name).await.map_err(|e| e.to_string())?;
-    if let Some(found) = &found
-        && !owned_labels(d, &found.labels)
-    {
-        return Err(format!(
-            "secret {name} exists but was not created for this LiteLLMDeployment; set secretId to another id, or \
-             annotate the LiteLLMDeployment with {ADOPT_ANNOTATION}: \"true\" to adopt it"
-        ));
-    }
-    let create = found.is_none();
-    let versions = if create {
-        Vec::new()
-    } else {
-        gcp.list_versions(&name).await.map_err(|e| e.to_string())?
-    };
-    let newest = versions
-        .iter()
-        .find(|v| v.state == VersionState::Enabled)
-        .map(|v| v.number);
-    let next = versions.first().map_or(1, |v| v.number + 1);
-
-    let (source, detail, payload, keep) = match &secret.source {
-        DesiredSource::FromSecret(selector) => {
-            let ns = d.obj.metadata.namespace.as_deref().unwrap_or("default");
-            let detail = format!("from Secret {ns}/{} key {}", selector.name, selector.key);
-            // Checked when loading; a missing value here is a bug, reported without a value.
-            let value = manifests.value(d, selector).ok_or_else(|| {
-                format!(
-                    "Kubernetes Secret {ns}/{} has no key {:?}",
-                    selector.name, selector.key
-                )
-            })?;
-            let payload = SecretPayload::new(value.to_vec());
-            let same = match newest {
-                Some(n) => {
-                    gcp.access_version(&name, VersionRef::Number(n))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .payload
-                        == payload
-                }
-                None => false,
-            };
-            if same {
-                ("fromSecret", detail, None, newest)
-            } else {
-                ("fromSecret", detail, Some(payload), None)
-            }
-        }
-        DesiredSource::Generate(generate) => {
-            let detail = format!("generated, {} characters", generate.length);
-            match newest {
-                Some(n) => ("generate", detail, None, Some(n)),
-                None => (
-                    "generate",
-                    detail,
-                    Some(SecretPayload::new(crate::generate::value(generate))),
-                    None,
-                ),
-            }
-        }
-        DesiredSource::External { .. } => return Err("external secrets are never written".to_owned()),
-    };
-
-    let mut version = keep.unwrap_or(next);
-    if mode.writes() {
-        if create {
-            let spec = NewSecret {
-                replication: match &d.desired.replication {
-                    DesiredReplication::Automatic => Replication::Automatic,
-                    DesiredReplication::UserManaged(l) => Replication::UserManaged(l.clone()),
-                },
-                labels: d.desired.secret_labels.clone(),
-            };
-            gcp.create_secret(&name, &spec).await.map_err(|e| e.to_string())?;
-            eprintln!("Created secret {name}");
-        }
-        if let Some(payload) = &payload {
-            version = gcp
-                .add_version(&name, payload)
-                .await
-                .map_err(|e| e.to_string())?
-                .number;
-            eprintln!("Added version {version} to {name} ({detail})");
+impl Prepared<'_> {
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            desired: &self.d.desired,
+            sources: &self.sources,
+            adopt: adopting(self.d),
+            // Files have no generation: an update is a change unless the record shows the same pins.
+            spec_changed: true,
+            clock: clock(),
+            peers: &self.peers,
         }
     }
-    Ok(report(source, create, payload.is_some(), version, detail))
-}
 
-/// `external`: never written. `latest` resolves to the newest enabled version; a number must be enabled.
-async fn external(gcp: &Gcp, name: &SecretName, version: &str) -> Result<u64, String> {
-    if version == "latest" {
-        let versions = match gcp.list_versions(name).await {
-            Ok(v) => v,
-            Err(GcpError::NotFound { .. }) => {
-                return Err(format!(
-                    "external secret {name} does not exist; create it and add a version"
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        return versions
-            .iter()
-            .find(|v| v.state == VersionState::Enabled)
-            .map(|v| v.number)
-            .ok_or_else(|| format!("external secret {name} has no enabled version"));
-    }
-    let number: u64 = version
-        .parse()
-        .map_err(|_| format!("{version:?} is not a version"))?;
-    match gcp
-        .get_version(name, VersionRef::Number(number))
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        Some(v) if v.state == VersionState::Enabled => Ok(number),
-        Some(_) => Err(format!(
-            "external secret {name} version {number} is disabled or destroyed"
-        )),
-        None => Err(format!("external secret {name} version {number} does not exist")),
+    fn at(&self, message: impl std::fmt::Display) -> String {
+        format!("{}: LiteLLMDeployment {}: {message}", self.d.file, self.d.id())
     }
 }
 
@@ -549,57 +180,268 @@ fn adopting(d: &Deployment) -> bool {
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(ADOPT_ANNOTATION))
-        .map(String::as_str)
-        == Some("true")
+        .and_then(|a| a.get(litellm_operator_api::names::ADOPT_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
-/// Ours when it carries our labels for this LiteLLMDeployment, or when adoption is on.
-fn owned_labels(d: &Deployment, labels: &BTreeMap<String, String>) -> bool {
-    adopting(d)
-        || (labels.get(names::MANAGED_BY_LABEL).map(String::as_str) == Some(names::MANAGED_BY_VALUE)
-            && labels.get(names::OWNER_LABEL) == d.desired.secret_labels.get(names::OWNER_LABEL))
+fn prepare<'a>(manifests: &'a Manifests, d: &'a Deployment, state: &State) -> Prepared<'a> {
+    let ns = d.obj.metadata.namespace.as_deref().unwrap_or("default");
+    let sources = d
+        .desired
+        .secrets
+        .iter()
+        .filter_map(|s| match &s.source {
+            DesiredSource::FromSecret(selector) => Some((
+                s.env.clone(),
+                match manifests.value(d, selector) {
+                    Some(value) => Source::Value {
+                        payload: SecretPayload::new(value.to_vec()),
+                        revision: None,
+                    },
+                    None => Source::Missing {
+                        message: format!(
+                            "Kubernetes Secret {ns}/{} has no key {:?}",
+                            selector.name, selector.key
+                        ),
+                    },
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    // The other deployments in these files are peers too, recorded or not.
+    let others: Vec<AppliedBinding> = manifests
+        .deployments
+        .iter()
+        .filter(|o| o.id() != d.id() && o.desired.project == d.desired.project)
+        .flat_map(|o| o.desired.bindings.iter().cloned())
+        .collect();
+    Prepared {
+        d,
+        sources,
+        peers: state.peers(&d.id(), &d.desired.project, &others),
+        record: state
+            .deployments
+            .get(&d.id())
+            .map(Entry::record)
+            .unwrap_or_default(),
+    }
 }
 
-fn owned(d: &Deployment, labels: &serde_json::Value) -> bool {
-    let labels: BTreeMap<String, String> = serde_json::from_value(labels.clone()).unwrap_or_default();
-    owned_labels(d, &labels)
+/// A plan's problems (a conflict, a secret that cannot be pinned) as errors naming the deployment.
+fn problems(p: &Prepared<'_>, plan: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = plan.conflict.iter().map(|c| p.at(&c.message)).collect();
+    out.extend(
+        plan.secrets
+            .iter()
+            .filter_map(|s| s.pin.as_ref().err())
+            .map(|problem| p.at(&problem.message)),
+    );
+    out
 }
 
-/// Polls the service until its latest revision is Ready (Ok) or failed (Err), printing progress on stderr.
-async fn follow_rollout(gcp: &Gcp, name: &ServiceName, timeout: Duration) -> Result<StatusReport, String> {
-    let start = Instant::now();
-    let mut last = None;
-    loop {
-        let live = gcp
-            .get_service(name)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{name} disappeared while rolling out"))?;
-        let live = to_json(&live, name)?;
-        let url = live["uri"].as_str().filter(|u| !u.is_empty()).map(str::to_owned);
-        match rollout(&live) {
-            Rollout::Ready { revision } => {
-                return Ok(StatusReport {
-                    url,
-                    revision: Some(revision),
-                    ready: true,
-                });
+/// Observes and predicts one deployment: the actions `apply` would perform and the plan after them.
+async fn predict(gcp: &Gcp, p: &Prepared<'_>) -> Result<(Vec<Action>, Plan), Problems> {
+    let model = observe::deployment(gcp, &p.d.desired, &p.sources, p.record.clone(), false)
+        .await
+        .map_err(|e| Problems::from(p.at(e)))?;
+    let inputs = p.inputs();
+    let first = plan::plan(&inputs, &model);
+    let problems = problems(p, &first);
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    let (actions, after) = plan::predict(&inputs, model, &Phase::APPLY);
+    Ok((actions, plan::plan(&inputs, &after)))
+}
+
+fn deployment_report(p: &Prepared<'_>, actions: &[(Action, String)], after: &Plan) -> DeploymentReport {
+    let added: Vec<&str> = actions
+        .iter()
+        .filter_map(|(a, _)| match a {
+            Action::AddVersion { env, .. } => Some(env.as_str()),
+            _ => None,
+        })
+        .collect();
+    let service = if actions
+        .iter()
+        .any(|(a, _)| matches!(a, Action::CreateService { .. }))
+    {
+        "create"
+    } else if actions
+        .iter()
+        .any(|(a, _)| matches!(a, Action::UpdateService { .. }))
+    {
+        "update"
+    } else {
+        "unchanged"
+    };
+    DeploymentReport {
+        name: p.d.id(),
+        file: p.d.file.clone(),
+        actions: actions
+            .iter()
+            .map(|(a, text)| ActionReport {
+                phase: format!("{:?}", a.phase()),
+                kind: a.kind().reason().to_owned(),
+                resource: a.resource(),
+                text: text.clone(),
+                writes: a.writes_google(),
+            })
+            .collect(),
+        secrets: after
+            .secrets
+            .iter()
+            .filter_map(|s| {
+                let pin = s.pin.as_ref().ok()?;
+                Some(SecretReport {
+                    env: s.env.clone(),
+                    secret: s.resource.clone(),
+                    version: pin.version.to_string(),
+                    add_version: added.contains(&s.env.as_str()),
+                })
+            })
+            .collect(),
+        service: ServiceReport {
+            resource: p.d.desired.service_resource.clone(),
+            action: service,
+        },
+        status: None,
+    }
+}
+
+/// `plan`: observe, predict, print. Writes nothing, neither to Google nor to the state file.
+pub(crate) async fn plan(gcp: &Gcp, manifests: &Manifests, state: &State) -> Result<Report, Problems> {
+    let mut report = Report {
+        mode: "plan",
+        changes: 0,
+        deployments: Vec::new(),
+    };
+    for d in &manifests.deployments {
+        let p = prepare(manifests, d, state);
+        let (actions, after) = predict(gcp, &p).await?;
+        report.changes += actions.iter().filter(|a| a.writes_google()).count();
+        let lines: Vec<(Action, String)> = actions
+            .into_iter()
+            .map(|a| {
+                let line = report::lines(std::slice::from_ref(&a)).trim().to_owned();
+                (a, line)
+            })
+            .collect();
+        report.deployments.push(deployment_report(&p, &lines, &after));
+    }
+    Ok(report)
+}
+
+/// `apply`: a read-only pass over every deployment first (a conflict or a missing value anywhere stops before the
+/// first write), then, per deployment, passes of observe -> execute until the revision serves and the plan is
+/// empty. The state file is rewritten after every pass; each action performed is a line on stderr.
+pub(crate) async fn apply(
+    gcp: &Gcp,
+    manifests: &Manifests,
+    state_path: &Path,
+    timeout: Duration,
+) -> Result<Report, Problems> {
+    let mut state = State::load(state_path).map_err(Problems::from)?;
+    for d in &manifests.deployments {
+        predict(gcp, &prepare(manifests, d, &state)).await?;
+    }
+    let mut report = Report {
+        mode: "apply",
+        changes: 0,
+        deployments: Vec::new(),
+    };
+    for d in &manifests.deployments {
+        let mut p = prepare(manifests, d, &state);
+        let start = Instant::now();
+        let mut done: Vec<(Action, String)> = Vec::new();
+        let mut waiting_for = None;
+        let (after, model) = loop {
+            let model = observe::deployment(gcp, &d.desired, &p.sources, p.record.clone(), false)
+                .await
+                .map_err(|e| Problems::from(p.at(e)))?;
+            let inputs = p.inputs();
+            let first = plan::plan(&inputs, &model);
+            let problems = problems(&p, &first);
+            if !problems.is_empty() {
+                return Err(Problems(problems));
             }
-            Rollout::Failed { message } => return Err(message),
-            Rollout::InProgress { revision } => {
-                if last.as_ref() != Some(&revision) {
-                    eprintln!(
-                        "Waiting for revision {} to become Ready",
-                        revision.as_deref().unwrap_or("(new)")
-                    );
-                    last = Some(revision);
+            let Execution {
+                performed,
+                model,
+                error,
+            } = execute::run(gcp, model, &Phase::APPLY, |m| plan::plan(&inputs, m).actions).await;
+            for x in &performed {
+                let line = report::done(&x.action, &x.effect);
+                eprintln!("{line}");
+                if x.effect.changed() {
+                    done.push((
+                        x.action.clone(),
+                        report::lines(std::slice::from_ref(&x.action)).trim().to_owned(),
+                    ));
                 }
             }
-        }
-        if start.elapsed() >= timeout {
-            return Err(format!("{name}: the revision was not Ready after {timeout:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            let after = plan::plan(&inputs, &model);
+            p.record = model.record.clone();
+            p.record.pins = after.pinned(&model.record);
+            save(&mut state, state_path, &p)?;
+            if let Some(e) = error {
+                return Err(Problems::from(p.at(e)));
+            }
+            match &after.service {
+                ServiceState::Ready { .. } if after.is_empty() => break (after, model),
+                ServiceState::Failed { message } => return Err(Problems::from(p.at(message))),
+                ServiceState::Ready { .. } => continue,
+                state => {
+                    let revision = match state {
+                        ServiceState::Rolling { revision } => revision.clone(),
+                        _ => None,
+                    };
+                    if waiting_for.as_ref() != Some(&revision) {
+                        eprintln!(
+                            "Waiting for revision {} to become Ready",
+                            revision.as_deref().unwrap_or("(new)")
+                        );
+                        waiting_for = Some(revision);
+                    }
+                }
+            }
+            if start.elapsed() >= timeout {
+                return Err(Problems::from(p.at(format!(
+                    "{}: the revision was not Ready after {timeout:?}",
+                    d.desired.service_resource
+                ))));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        report.changes += done.iter().filter(|(a, _)| a.writes_google()).count();
+        let mut entry = deployment_report(&p, &done, &after);
+        let live = model.service.as_ref();
+        entry.status = Some(StatusReport {
+            url: live
+                .and_then(|l| l["uri"].as_str())
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+            revision: match &after.service {
+                ServiceState::Ready { revision } => Some(revision.clone()),
+                _ => None,
+            },
+            ready: true,
+        });
+        report.deployments.push(entry);
     }
+    Ok(report)
+}
+
+fn save(state: &mut State, path: &Path, p: &Prepared<'_>) -> Result<(), Problems> {
+    state.deployments.insert(
+        p.d.id(),
+        Entry {
+            project: p.d.desired.project.clone(),
+            secrets: p.record.pins.clone(),
+            applied_bindings: p.record.bindings.iter().cloned().collect(),
+            needs: p.d.desired.bindings.clone(),
+        },
+    );
+    state.save(path).map_err(Problems::from)
 }

@@ -12,7 +12,7 @@ use litellm_operator_gcp::{CloudRun, Gcp, IamPolicies, PolicyTarget, ServiceName
 use serde_json::{Map, Value, json};
 
 use super::{ImportArgs, Problems};
-use crate::desired::desired_state;
+use crate::plan::desired_state;
 use crate::service_json::to_json;
 
 /// The manifest and what a person must know about it.
@@ -42,7 +42,7 @@ pub(crate) async fn import(gcp: &Gcp, args: &ImportArgs) -> Result<Imported, Pro
         .await
         .map_err(|e| Problems::from(e.to_string()))?
         .ok_or_else(|| Problems::from(format!("{name}: service not found")))?;
-    let live = to_json(&live, &name).map_err(Problems::from)?;
+    let live = to_json(&live, &name).map_err(|e| Problems::from(e.to_string()))?;
     let policy = gcp
         .get_policy(&PolicyTarget::Service(name.clone()))
         .await

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Problems;
-use crate::desired::{DesiredState, desired_state};
+use crate::plan::{DesiredState, desired_state};
 
 /// One LiteLLMDeployment, validated.
 pub(crate) struct Deployment {

@@ -1,12 +1,14 @@
 //! `plan`, `apply` and `import`: the reconcile pipeline from the command line, without a cluster.
 //!
-//! `plan` and `apply` share one sequential walk over the desired state ([`converge`]): in plan mode every step
-//! only reads and records what it would do; in apply mode the same step performs it. So what `plan` prints is what
-//! `apply` does, and an `apply` after a converged `apply` writes nothing.
+//! `plan` and `apply` run the same planner and executor as the controller ([`converge`]): `plan` predicts the
+//! phases' effects and performs nothing; `apply` performs them and keeps passing until converged. The record of
+//! what is ours (the controller's `status`) lives in a state file ([`state`]). So what `plan` prints is what
+//! `apply` does, an `apply` after a converged `apply` writes nothing, and both reach the controller's end state.
 
 mod converge;
 mod import;
 mod manifest;
+mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,9 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// The record of what earlier applies created and granted (read only by `plan`).
+    #[arg(long, default_value = state::DEFAULT_STATE_FILE)]
+    pub state: PathBuf,
     #[command(flatten)]
     pub gcp: GcpArgs,
 }
@@ -51,6 +56,9 @@ pub struct ApplyArgs {
     /// How long to wait for the new revision to become Ready.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+    /// The record of what applies created and granted; rewritten after every pass.
+    #[arg(long, default_value = state::DEFAULT_STATE_FILE)]
+    pub state: PathBuf,
     #[command(flatten)]
     pub gcp: GcpArgs,
 }
@@ -82,8 +90,9 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 pub fn plan(args: PlanArgs) -> ExitCode {
     block_on(async move {
         let manifests = manifest::load(&args.files)?;
+        let state = state::State::load(&args.state).map_err(Problems::from)?;
         let gcp = connect(&args.gcp).await?;
-        let report = converge::run(&gcp, &manifests, converge::Mode::Plan).await?;
+        let report = converge::plan(&gcp, &manifests, &state).await?;
         match args.output {
             OutputFormat::Text => print!("{}", report.text()),
             OutputFormat::Json => println!("{}", report.json()),
@@ -101,16 +110,7 @@ pub fn apply(args: ApplyArgs) -> ExitCode {
     block_on(async move {
         let manifests = manifest::load(&args.files)?;
         let gcp = connect(&args.gcp).await?;
-        // A read-only pass first: a conflict or a missing external secret anywhere stops before the first write.
-        converge::run(&gcp, &manifests, converge::Mode::Plan).await?;
-        let report = converge::run(
-            &gcp,
-            &manifests,
-            converge::Mode::Apply {
-                timeout: args.timeout,
-            },
-        )
-        .await?;
+        let report = converge::apply(&gcp, &manifests, &args.state, args.timeout).await?;
         print!("{}", report.text());
         Ok(ExitCode::SUCCESS)
     })

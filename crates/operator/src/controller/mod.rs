@@ -1,11 +1,7 @@
 //! The reconciling controller: watches LiteLLMDeployments and the Kubernetes Secrets they reference, and runs
 //! the pipeline `desired -> secrets -> iam -> service -> retire -> status` under a finalizer.
 
-mod iam;
 mod pipeline;
-mod retire;
-mod secrets;
-mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +13,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
 use litellm_operator_api::names::{FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, reason};
@@ -27,9 +23,9 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::conditions::{self, Outcome};
-use crate::desired::desired_state;
 use crate::error::{Error, ErrorClass};
 use crate::metrics::{Health, Metrics, ResultLabels};
+use crate::plan::{Clock, PeerSet, desired_state};
 use crate::resync;
 
 /// How often a resource that waits for a person (missing source, conflict, failed revision) is looked at again.
@@ -84,6 +80,11 @@ pub struct Context {
     full_passes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Consecutive failed reconciles per resource (by uid), for exponential backoff.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Every LiteLLMDeployment the controller watches (set once it runs): the peers of IAM decisions.
+    store: std::sync::OnceLock<Store<LiteLLMDeployment>>,
+    /// Reconciles asked for by another resource (a binding to take over before it is released).
+    triggers: tokio::sync::mpsc::UnboundedSender<ObjectRef<LiteLLMDeployment>>,
+    triggered: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ObjectRef<LiteLLMDeployment>>>>,
 }
 
 impl Context {
@@ -95,6 +96,7 @@ impl Context {
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
+        let (triggers, triggered) = tokio::sync::mpsc::unbounded_channel();
         Self {
             client,
             gcp,
@@ -103,6 +105,66 @@ impl Context {
             settings,
             full_passes: Default::default(),
             failures: Default::default(),
+            store: std::sync::OnceLock::new(),
+            triggers,
+            triggered: std::sync::Mutex::new(Some(triggered)),
+        }
+    }
+
+    /// The other LiteLLMDeployments of the same project, as the planner's peers: what their specs need and what
+    /// their records hold. One being deleted needs nothing any more; one whose spec is invalid still needs what
+    /// its record holds (its revision keeps running).
+    pub(crate) fn peers(&self, obj: &LiteLLMDeployment) -> PeerSet {
+        let mut peers = PeerSet::default();
+        let Some(store) = self.store.get() else {
+            return peers;
+        };
+        for other in store.state() {
+            if other.metadata.uid == obj.metadata.uid || other.spec.project != obj.spec.project {
+                continue;
+            }
+            let record = other
+                .status
+                .as_ref()
+                .map(|s| s.applied_bindings.clone())
+                .unwrap_or_default();
+            if other.metadata.deletion_timestamp.is_none() {
+                match desired_state(&other) {
+                    Ok(d) => peers.needs.extend(d.bindings),
+                    Err(_) => peers.needs.extend(record.iter().cloned()),
+                }
+            }
+            peers.records.extend(record);
+        }
+        peers
+    }
+
+    /// Asks the deployments that need `bindings` to reconcile, so they take them over before `obj` lets go.
+    pub(crate) fn hand_over(
+        &self,
+        obj: &LiteLLMDeployment,
+        bindings: &[litellm_operator_api::AppliedBinding],
+    ) {
+        let Some(store) = self.store.get() else {
+            return;
+        };
+        for other in store.state() {
+            if other.metadata.uid == obj.metadata.uid || other.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let needs = desired_state(&other).is_ok_and(|d| d.bindings.iter().any(|b| bindings.contains(b)));
+            if needs {
+                let _ = self.triggers.send(ObjectRef::from_obj(&*other));
+            }
+        }
+    }
+
+    /// The planner's clock.
+    pub(crate) fn clock(&self) -> Clock {
+        Clock {
+            now: k8s_openapi::jiff::Timestamp::now().as_second(),
+            iam_retry_delay: self.settings.iam_retry_delay,
+            iam_propagation_timeout: self.settings.iam_propagation_timeout,
         }
     }
 
@@ -181,6 +243,17 @@ pub async fn run(ctx: Arc<Context>, health: Health) {
     }
     let controller = Controller::new(deployments, wc);
     let store = controller.store();
+    let _ = ctx.store.set(store.clone());
+    let triggered = ctx
+        .triggered
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let triggers = futures::stream::unfold(triggered, |rx| async move {
+        let mut rx = rx?;
+        let next = rx.recv().await?;
+        Some((next, Some(rx)))
+    });
     // Secrets are watched by metadata only: their values never enter the watch cache.
     let secret_changes = watcher(secrets, watcher::Config::default()).touched_objects();
     let controller = controller
@@ -194,6 +267,7 @@ pub async fn run(ctx: Arc<Context>, health: Health) {
                 .map(|d| ObjectRef::from_obj(&*d))
                 .collect::<Vec<_>>()
         })
+        .reconcile_on(triggers)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .shutdown_on_signal();
     health.set_ready();
@@ -275,7 +349,6 @@ fn error_policy(obj: Arc<LiteLLMDeployment>, error: &Error, ctx: Arc<Context>) -
         ErrorClass::InvalidSpec => return Action::await_change(),
         ErrorClass::InProgress => return Action::requeue(Duration::from_secs(2)),
         ErrorClass::PermissionDenied => Duration::from_secs(300),
-        ErrorClass::IamPropagating => Duration::from_secs(15),
         ErrorClass::NotFound | ErrorClass::Conflict => Duration::from_secs(5),
         ErrorClass::Transient | ErrorClass::Kubernetes | ErrorClass::Other => Duration::from_secs(5),
     };

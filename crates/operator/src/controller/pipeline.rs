@@ -1,21 +1,26 @@
-//! The apply pipeline after `desired`: secrets -> IAM -> service -> retire, filling in the new status; and
-//! cleanup on deletion.
+//! The controller's front end to the shared pipeline: inputs from Kubernetes Secrets, the record in status,
+//! Events for every action performed; and cleanup on deletion through the same planner and executor.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
+use kube::api::Api;
+use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
-use litellm_operator_api::names::{self, ADOPT_ANNOTATION, condition, reason};
-use litellm_operator_api::{
-    AppliedBinding, Deletion, LiteLLMDeployment, LiteLLMDeploymentStatus, SecretSource,
-};
-use litellm_operator_gcp::{CloudRun, SecretName, SecretStore, ServiceName};
+use litellm_operator_api::names::{self, ADOPT_ANNOTATION, condition};
+use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus};
+use litellm_operator_gcp::SecretPayload;
 
-use super::{Context, iam, now, retire, secrets, service};
+use super::{Context, now};
 use crate::conditions::{self, Outcome};
-use crate::desired::DesiredState;
 use crate::error::{Error, ErrorClass, Result};
+use crate::execute::{self, Execution};
+use crate::plan::cleanup::{self, Teardown};
+use crate::plan::{
+    self, ActionKind, DesiredSource, DesiredState, Inputs, Phase, Record, ServiceState, Source,
+};
+use crate::{observe, report};
 
 /// Whether everything converged (look again at the resync interval), work is in flight on Google's side (poll
 /// soon), or the resource waits for a person (a missing source, a conflict, a failed revision: look again now and
@@ -25,19 +30,9 @@ pub(super) struct Progress {
     pub in_flight: bool,
 }
 
-/// A step failed: the ones after it did not run.
-fn stopped(error: Error) -> (Progress, Option<Error>) {
-    (
-        Progress {
-            converged: false,
-            in_flight: false,
-        },
-        Some(error),
-    )
-}
-
-/// Runs the Google steps, writing their outcome into `status`. A failing step stops the ones after it; its
-/// error is returned (after `status` says what failed) so the error policy can back off.
+/// Runs observe -> plan -> execute for every apply phase, writing the outcome into `status`. A failing action
+/// stops the phases after it; its error is returned (after `status` says what failed) so the error policy can
+/// back off.
 pub(super) async fn apply(
     obj: &LiteLLMDeployment,
     desired: &DesiredState,
@@ -46,12 +41,9 @@ pub(super) async fn apply(
 ) -> (Progress, Option<Error>) {
     let old = status.clone();
     let generation = obj.metadata.generation;
-    let blocked = |step: &str| Outcome::not_ready(reason::RECONCILING, format!("waiting for {step}"));
-
-    let failed = |e: &Error| Outcome::not_ready(e.reason(), e.to_string());
     // Shortly after a full pass of the same generation (a rollout being polled, our own status write coming back
-    // through the watch), trust status for unchanged inputs: one Kubernetes read per source Secret and one Google
-    // read for the service, instead of a read per secret and per policy.
+    // through the watch), trust the record for unchanged inputs: one Google read for the service instead of a
+    // read per secret and per policy. The periodic resync always makes a full pass.
     let holds = |type_: &str| {
         old.conditions
             .iter()
@@ -61,152 +53,175 @@ pub(super) async fn apply(
         && old.observed_generation == generation
         && holds(condition::SECRETS_READY)
         && holds(condition::IAM_READY);
-    let secrets = match secrets::converge(obj, desired, &old, light, ctx).await {
+
+    let stopped = |status: &mut LiteLLMDeploymentStatus, e: Error| {
+        let failed = Outcome::not_ready(e.reason(), e.to_string());
+        let blocked = Outcome::not_ready(names::reason::RECONCILING, "waiting for secrets");
+        conditions::set_all(
+            &mut status.conditions,
+            &failed,
+            &blocked,
+            &blocked,
+            generation,
+            &now(),
+        );
+        (
+            Progress {
+                converged: false,
+                in_flight: false,
+            },
+            Some(e),
+        )
+    };
+    let sources = match sources(obj, desired, ctx).await {
         Ok(s) => s,
-        Err(e) => {
-            conditions::set_all(
-                &mut status.conditions,
-                &failed(&e),
-                &blocked("secrets"),
-                &blocked("secrets"),
-                generation,
-                &now(),
-            );
-            return stopped(e);
-        }
+        Err(e) => return stopped(status, e),
     };
-    status.secrets = secrets.statuses;
-
-    // Accessor bindings for the secrets that exist; the invoker binding once the service exists.
-    let (secret_bindings, service_bindings): (Vec<AppliedBinding>, Vec<AppliedBinding>) = desired
-        .bindings
-        .iter()
-        .cloned()
-        .partition(|b| b.role == names::SECRET_ACCESSOR_ROLE);
-    let secret_bindings: Vec<AppliedBinding> = secret_bindings
-        .into_iter()
-        .filter(|b| {
-            desired
-                .secrets
-                .iter()
-                .any(|s| s.resource == b.resource && secrets.pinned.contains_key(&s.env))
-        })
-        .collect();
-    // In a light pass, bindings recorded as ours are not read again (the resync's full pass checks them).
-    let recorded = |b: &AppliedBinding| light && old.applied_bindings.contains(b);
-    let (known, secret_bindings): (Vec<AppliedBinding>, Vec<AppliedBinding>) =
-        secret_bindings.into_iter().partition(|b| recorded(b));
-    let (known_service, service_bindings): (Vec<AppliedBinding>, Vec<AppliedBinding>) =
-        service_bindings.into_iter().partition(|b| recorded(b));
-    let mut applied = match iam::grant(obj, &secret_bindings, ctx).await {
-        Ok(a) => a,
-        Err(e) => {
-            conditions::set_all(
-                &mut status.conditions,
-                &secrets.outcome,
-                &failed(&e),
-                &blocked("IAM"),
-                generation,
-                &now(),
-            );
-            return stopped(e);
-        }
+    let record = Record {
+        pins: old.secrets.clone(),
+        bindings: old.applied_bindings.iter().cloned().collect(),
     };
-
-    applied.extend(known);
-    let service = match service::converge(obj, desired, &secrets.pinned, &old, ctx).await {
-        Ok(s) => s,
-        Err(e) => {
-            status.applied_bindings = merged(&old.applied_bindings, &applied);
-            let iam_outcome = iam::outcome(&desired.bindings, &applied);
-            conditions::set_all(
-                &mut status.conditions,
-                &secrets.outcome,
-                &iam_outcome,
-                &failed(&e),
-                generation,
-                &now(),
-            );
-            return stopped(e);
-        }
+    let model = match observe::deployment(&ctx.gcp, desired, &sources, record, light).await {
+        Ok(m) => m,
+        Err(e) => return stopped(status, e),
     };
-    status.url = service.url.clone();
-    status.latest_created_revision = service.latest_created.clone();
-    status.latest_ready_revision = service.latest_ready.clone();
-
-    let mut error = None;
-    if service.exists {
-        applied.extend(known_service);
-        match iam::grant(obj, &service_bindings, ctx).await {
-            Ok(a) => applied.extend(a),
-            Err(e) => error = Some(e),
+    let peers = ctx.peers(obj);
+    let inputs = Inputs {
+        desired,
+        sources: &sources,
+        adopt: adopting(obj),
+        spec_changed: old.observed_generation != generation,
+        clock: ctx.clock(),
+        peers: &peers,
+    };
+    let Execution {
+        performed,
+        model,
+        error,
+    } = execute::run(&ctx.gcp, model, &Phase::APPLY, |m| plan::plan(&inputs, m).actions).await;
+    for p in &performed {
+        if p.effect.changed() {
+            // An outside edit put back is worth a person's attention.
+            let type_ = if p.action.kind() == ActionKind::CorrectDrift {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            ctx.event(
+                obj,
+                type_,
+                p.action.kind().reason(),
+                report::done(&p.action, &p.effect),
+            )
+            .await;
         }
     }
-    if error.is_none()
-        && let Err(e) = iam::revoke_unneeded(obj, &old.applied_bindings, &desired.bindings, ctx).await
-    {
-        error = Some(e);
-    }
-    // Records stay for every binding still needed (one skipped this pass, e.g. its secret has a problem, must
-    // still be revoked later when the spec drops it); after a failure, every old record stays.
-    let still_needed: Vec<AppliedBinding> = if error.is_none() {
-        old.applied_bindings
-            .iter()
-            .filter(|b| desired.bindings.contains(b))
-            .cloned()
-            .collect()
-    } else {
-        old.applied_bindings.clone()
-    };
-    status.applied_bindings = merged(&still_needed, &applied);
-    let iam_outcome = match &error {
-        Some(e) => failed(e),
-        None => iam::outcome(&desired.bindings, &applied),
-    };
 
-    // Retire only once the revision pinned to the new versions serves, and only when it just became Ready.
-    let was_ready = old
-        .conditions
-        .iter()
-        .any(|c| c.type_ == condition::SERVICE_READY && c.status == "True");
-    if error.is_none()
-        && service.outcome.ok
-        && secrets.outcome.ok
-        && !was_ready
-        && let Err(e) = retire::converge(obj, desired, &secrets.pinned, ctx).await
-    {
-        error = Some(e);
+    let after = plan::plan(&inputs, &model);
+    status.secrets = after.pinned(&model.record);
+    status.applied_bindings = model.record.bindings.iter().cloned().collect();
+    // Another deployment's service is not ours to report.
+    let live = model.service.as_ref().filter(|_| after.conflict.is_none());
+    let text = |v: Option<&serde_json::Value>| {
+        v.and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let short =
+        |v: Option<&serde_json::Value>| text(v).map(|s| s.rsplit('/').next().unwrap_or_default().to_owned());
+    status.url = text(live.map(|l| &l["uri"]));
+    status.latest_created_revision = short(live.map(|l| &l["latestCreatedRevision"]));
+    status.latest_ready_revision = short(live.map(|l| &l["latestReadyRevision"]));
+    if !after.handover.is_empty() {
+        ctx.hand_over(obj, &after.handover);
     }
 
+    let [mut secrets, mut iam, mut service] = after.outcomes(desired);
+    if let Some(e) = &error {
+        let failed = Outcome::not_ready(e.reason(), e.to_string());
+        match e {
+            Error::Act { kind, .. } => match kind.phase() {
+                Phase::Access | Phase::Invoker | Phase::Revoke => iam = failed,
+                Phase::Service => service = failed,
+                _ => secrets = failed,
+            },
+            _ => secrets = failed,
+        }
+    }
     conditions::set_all(
         &mut status.conditions,
-        &secrets.outcome,
-        &iam_outcome,
-        &service.outcome,
+        &secrets,
+        &iam,
+        &service,
         generation,
         &now(),
     );
+    let mut in_flight = after.in_flight();
     if !light && error.is_none() {
         ctx.record_full_pass(obj);
+    } else if light && !holds(condition::SERVICE_READY) && matches!(after.service, ServiceState::Ready { .. })
+    {
+        // The revision pinned to the new versions just became Ready: look again at once with a full pass, which
+        // retires old versions and revokes what the old revision needed (a light pass does not read them).
+        ctx.forget(obj);
+        in_flight = true;
     }
-    let converged = secrets.outcome.ok && iam_outcome.ok && service.outcome.ok && error.is_none();
-    let in_flight = [&secrets.outcome, &iam_outcome, &service.outcome]
-        .iter()
-        .any(|o| o.reason == reason::RECONCILING || o.reason == reason::IAM_PROPAGATING);
-    (Progress { converged, in_flight }, error)
+    (
+        Progress {
+            converged: error.is_none() && after.converged(),
+            in_flight,
+        },
+        error,
+    )
 }
 
-/// Old records kept until they are confirmed, plus the new ones.
-fn merged(old: &[AppliedBinding], new: &[AppliedBinding]) -> Vec<AppliedBinding> {
-    let mut all: Vec<AppliedBinding> = old.to_vec();
-    all.extend(new.iter().filter(|b| !old.contains(b)).cloned());
-    all.sort();
-    all
+fn adopting(obj: &LiteLLMDeployment) -> bool {
+    obj.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true")
 }
 
-/// Deletion: follow `deletionPolicy`, treat not-found as done, and touch only what carries our labels or was
-/// recorded in status. Works even when the spec no longer validates.
-pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Action> {
+/// The values of `fromSecret` sources, read from Kubernetes Secrets in the resource's namespace (each Secret once).
+async fn sources(
+    obj: &LiteLLMDeployment,
+    desired: &DesiredState,
+    ctx: &Context,
+) -> Result<BTreeMap<String, Source>> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut read: BTreeMap<String, Option<KubeSecret>> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for secret in &desired.secrets {
+        let DesiredSource::FromSecret(selector) = &secret.source else {
+            continue;
+        };
+        if !read.contains_key(&selector.name) {
+            let found = api.get_opt(&selector.name).await.map_err(Error::Kubernetes)?;
+            read.insert(selector.name.clone(), found);
+        }
+        let source = match read.get(&selector.name).and_then(Option::as_ref) {
+            None => Source::Missing {
+                message: format!("Kubernetes Secret {ns}/{} not found", selector.name),
+            },
+            Some(found) => match found.data.as_ref().and_then(|d| d.get(&selector.key)) {
+                None => Source::Missing {
+                    message: format!(
+                        "Kubernetes Secret {ns}/{} has no key {:?}",
+                        selector.name, selector.key
+                    ),
+                },
+                Some(value) => Source::Value {
+                    payload: SecretPayload::new(value.0.clone()),
+                    revision: found.metadata.resource_version.clone(),
+                },
+            },
+        };
+        out.insert(secret.env.clone(), source);
+    }
+    Ok(out)
+}
+
+/// Deletion: follow `deletionPolicy` through the cleanup planner, treat not-found as done, touch only what is
+/// ours. Works even when the spec no longer validates.
+pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Requeue> {
     if obj
         .annotations()
         .get(names::DELETION_POLICY_ANNOTATION)
@@ -223,120 +238,64 @@ pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Ac
             ),
         )
         .await;
-        return Ok(Action::await_change());
+        return Ok(Requeue::await_change());
     }
-    let spec = &obj.spec;
+    let teardown = Teardown::of(obj);
     let status = obj.status.clone().unwrap_or_default();
-    let owner = names::owner_label_value(&obj.namespace().unwrap_or_default(), &obj.name_any());
-    let adopt = obj.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
-    let ours = |labels: &BTreeMap<String, String>| {
-        adopt
-            || (labels.get(names::MANAGED_BY_LABEL).map(String::as_str) == Some(names::MANAGED_BY_VALUE)
-                && labels.get(names::OWNER_LABEL) == Some(&owner))
+    let record = Record {
+        pins: status.secrets.clone(),
+        bindings: status.applied_bindings.iter().cloned().collect(),
     };
-
-    let service_name = ServiceName::new(&spec.project, &spec.region, obj.service_name());
-    let service_deleted = spec.deletion_policy.service == Deletion::Delete;
-    if service_deleted
-        && let Some(live) = ctx
-            .gcp
-            .get_service(&service_name)
-            .await
-            .map_err(Error::google("cleanup"))?
-    {
-        let labels: BTreeMap<String, String> = live.labels.clone().into_iter().collect();
-        if ours(&labels) {
-            // Deletion is a long-running operation: wait for it (a service being deleted carries deleteTime)
-            // before releasing the finalizer, without issuing the delete twice.
-            if live.delete_time.is_some() {
-                return Err(Error::InProgress {
-                    what: format!("deletion of {service_name}"),
-                });
-            }
-            let operation = ctx
-                .gcp
-                .delete_service(&service_name)
-                .await
-                .map_err(Error::google("cleanup"))?;
+    let model = observe::teardown(&ctx.gcp, &teardown, record).await?;
+    let peers = ctx.peers(obj);
+    let first = cleanup::plan(&teardown, &model, &peers);
+    if first.service_deleting {
+        return Err(Error::InProgress {
+            what: format!("deletion of {}", teardown.service),
+        });
+    }
+    for kept in &first.kept {
+        ctx.event(obj, EventType::Warning, "ResourceKept", kept.clone())
+            .await;
+    }
+    let Execution { performed, error, .. } = execute::run(&ctx.gcp, model, &Phase::CLEANUP, |m| {
+        cleanup::plan(&teardown, m, &peers).actions
+    })
+    .await;
+    let mut deleting = false;
+    for p in &performed {
+        if p.effect.changed() {
             ctx.event(
                 obj,
                 EventType::Normal,
-                "ServiceDeleted",
-                format!("Deleted Cloud Run service {service_name}"),
-            )
-            .await;
-            if operation.is_some_and(|op| !op.done) {
-                return Err(Error::InProgress {
-                    what: format!("deletion of {service_name}"),
-                });
-            }
-        } else {
-            ctx.event(
-                obj,
-                EventType::Warning,
-                "ServiceKept",
-                format!("Left {service_name} in place: it is not managed by this LiteLLMDeployment"),
+                p.action.kind().reason(),
+                report::done(&p.action, &p.effect),
             )
             .await;
         }
-    }
-
-    // Our bindings go either way (a deleted service takes its own policy with it).
-    for binding in &status.applied_bindings {
-        if service_deleted && binding.resource == service_name.to_string() {
-            continue;
-        }
-        iam::revoke(obj, binding, ctx).await?;
-    }
-
-    if spec.deletion_policy.secrets == Deletion::Delete {
-        let recorded = status.secrets.iter().filter_map(|p| SecretName::parse(&p.secret));
-        let declared = spec
-            .secrets
-            .iter()
-            .filter(|s| !matches!(s.source(), Some(SecretSource::External(_))))
-            .map(|s| SecretName::new(&spec.project, s.effective_secret_id()));
-        let external: Vec<String> = spec
-            .secrets
-            .iter()
-            .filter(|s| matches!(s.source(), Some(SecretSource::External(_))))
-            .map(|s| names::secret_resource(&spec.project, &s.effective_secret_id()))
-            .collect();
-        let mut names: Vec<SecretName> = declared
-            .chain(recorded)
-            .filter(|n| !external.contains(&n.to_string()))
-            .collect();
-        names.sort_by_key(ToString::to_string);
-        names.dedup();
-        for name in names {
-            let Some(found) = ctx
-                .gcp
-                .find_secret(&name)
-                .await
-                .map_err(Error::google("cleanup"))?
-            else {
-                continue;
-            };
-            if !ours(&found.labels) {
-                continue;
-            }
-            if ctx
-                .gcp
-                .delete_secret(&name, Some(&found.etag))
-                .await
-                .map_err(Error::google("cleanup"))?
-            {
-                ctx.event(
-                    obj,
-                    EventType::Normal,
-                    "SecretDeleted",
-                    format!("Deleted secret {name}"),
-                )
-                .await;
-            }
+        if p.effect == (plan::Effect::Deleting { done: false }) {
+            deleting = true;
         }
     }
-    Ok(Action::await_change())
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if deleting {
+        // Deletion is a long-running operation: wait for it before releasing the finalizer.
+        return Err(Error::InProgress {
+            what: format!("deletion of {}", teardown.service),
+        });
+    }
+    if !first.handover.is_empty() {
+        ctx.hand_over(obj, &first.handover);
+        return Err(Error::InProgress {
+            what: format!(
+                "hand-over of {} binding(s) to the LiteLLMDeployments that still need them",
+                first.handover.len()
+            ),
+        });
+    }
+    Ok(Requeue::await_change())
 }
 
 /// Warning Event text for a failure, with the fix when Google says a permission is missing.
@@ -344,16 +303,29 @@ pub(super) fn explain(error: &Error, desired_service_account: &str) -> String {
     if error.class() != ErrorClass::PermissionDenied {
         return error.to_string();
     }
+    let named = match error.google() {
+        Some(litellm_operator_gcp::Error::PermissionDenied {
+            permission: Some(p), ..
+        }) => Some(p.clone()),
+        _ => None,
+    };
     let hint = match error {
-        Error::Google { step: "secrets" | "retire" | "cleanup", .. } => {
-            "grant the operator's Google service account roles/secretmanager.admin (or the custom role in docs/security.md)".to_owned()
-        }
-        Error::Google { step: "iam", .. } => {
-            "grant the operator's Google service account roles/secretmanager.admin on the secrets and roles/run.admin on the service".to_owned()
-        }
+        Error::Act { kind, .. } if kind.permission().starts_with("run.") => format!(
+            "grant the operator's Google service account {} (roles/run.admin, or the custom role in \
+             docs/security.md), and roles/iam.serviceAccountUser on {desired_service_account} (gcloud iam \
+             service-accounts add-iam-policy-binding {desired_service_account} \
+             --member=serviceAccount:OPERATOR_SA --role=roles/iam.serviceAccountUser)",
+            named.unwrap_or_else(|| kind.permission().to_owned())
+        ),
+        Error::Act { kind, .. } => format!(
+            "grant the operator's Google service account {} (roles/secretmanager.admin, or the custom role in \
+             docs/security.md)",
+            named.unwrap_or_else(|| kind.permission().to_owned())
+        ),
         _ => format!(
-            "grant the operator's Google service account roles/run.admin, and roles/iam.serviceAccountUser on {desired_service_account} \
-             (gcloud iam service-accounts add-iam-policy-binding {desired_service_account} --member=serviceAccount:OPERATOR_SA --role=roles/iam.serviceAccountUser)"
+            "grant the operator's Google service account {} (the custom role in docs/security.md lists every \
+             permission the operator uses)",
+            named.unwrap_or_else(|| "the read permission named above".to_owned())
         ),
     };
     format!("{error}; {hint}")

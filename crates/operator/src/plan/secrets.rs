@@ -1,0 +1,347 @@
+//! Secrets and versions: which secret to create or adopt, which version to add, which version to pin.
+//!
+//! A version is added only when the value changed: a `fromSecret` source whose recorded `resourceVersion` is
+//! unchanged keeps its pin; otherwise its value is compared with the newest enabled version before adding, so a
+//! crash between `addVersion` and the record's write never adds the same value twice. A generated value is made
+//! once: a secret that has ever had a version never gets a second generated value.
+
+use litellm_operator_api::names::reason;
+use litellm_operator_gcp::{MAX_PAYLOAD_BYTES, SecretName};
+
+use super::action::{Action, NewValue};
+use super::desired::{DesiredSecret, DesiredSource, DesiredState};
+use super::model::{Model, Record, SecretState, SecretView, Source};
+use super::ownership::{Ownership, Write};
+
+/// Why a secret cannot be pinned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The spec (or the value it points at) breaks a rule Google would refuse.
+    InvalidSpec,
+    /// The value's source is missing (Kubernetes Secret, key, external secret or version).
+    SourceMissing,
+    /// The secret exists and is not ours to write.
+    Conflict,
+}
+
+impl ProblemKind {
+    /// The condition reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ProblemKind::InvalidSpec => reason::INVALID_SPEC,
+            ProblemKind::SourceMissing => reason::SECRET_SOURCE_MISSING,
+            ProblemKind::Conflict => reason::CONFLICT,
+        }
+    }
+}
+
+/// A per-secret (or per-deployment) problem: what a person must fix. Never holds a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Its kind.
+    pub kind: ProblemKind,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(kind: ProblemKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The version a secret is pinned to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// Version number (for a version still to be added, the number it is expected to get).
+    pub version: u64,
+    /// The source's `resourceVersion` that produced it (`fromSecret` from Kubernetes).
+    pub source_revision: Option<String>,
+}
+
+/// The decision for one secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecretDecision {
+    /// Writes, in phase order.
+    pub actions: Vec<Action>,
+    /// The pin, or why there is none.
+    pub pin: Result<Pin, Problem>,
+}
+
+/// A problem with the source value itself, found before any Google call (so the secret is not even read).
+pub fn source_problem(secret: &DesiredSecret, source: Option<&Source>) -> Option<Problem> {
+    let DesiredSource::FromSecret(selector) = &secret.source else {
+        return None;
+    };
+    match source {
+        None => Some(Problem::new(
+            ProblemKind::SourceMissing,
+            format!("no value for Secret {} key {:?}", selector.name, selector.key),
+        )),
+        Some(Source::Missing { message }) => Some(Problem::new(ProblemKind::SourceMissing, message.clone())),
+        Some(Source::Value { payload, .. }) if payload.is_empty() => Some(Problem::new(
+            ProblemKind::InvalidSpec,
+            format!(
+                "Secret {} key {:?} is empty; Secret Manager refuses an empty version",
+                selector.name, selector.key
+            ),
+        )),
+        Some(Source::Value { payload, .. }) if payload.len() > MAX_PAYLOAD_BYTES => Some(Problem::new(
+            ProblemKind::InvalidSpec,
+            format!(
+                "Secret {} key {:?} holds {} bytes; Secret Manager takes at most {MAX_PAYLOAD_BYTES} bytes per version",
+                selector.name,
+                selector.key,
+                payload.len()
+            ),
+        )),
+        Some(Source::Value { .. }) => None,
+    }
+}
+
+/// Whether the record alone pins this secret in a light pass (its input unchanged since the last full pass):
+/// the Kubernetes Secret's `resourceVersion` for `fromSecret`, the spec itself for `generate` and `external`.
+pub fn trusted(secret: &DesiredSecret, source: Option<&Source>, record: &Record) -> bool {
+    let Some((version, revision)) = record.pin(&secret.env, &secret.resource) else {
+        return false;
+    };
+    match &secret.source {
+        DesiredSource::Generate(_) => true,
+        DesiredSource::External { version: wanted } => wanted == "latest" || *wanted == version.to_string(),
+        DesiredSource::FromSecret(_) => match source {
+            Some(Source::Value {
+                revision: Some(now), ..
+            }) => revision == Some(now.as_str()),
+            _ => false,
+        },
+    }
+}
+
+/// Whether the newest enabled version's value must be read to decide (a `fromSecret` source that changed or was
+/// never recorded). The observer asks this after reading the versions, so payload reads happen only on changes.
+pub fn needs_payload(
+    secret: &DesiredSecret,
+    source: Option<&Source>,
+    state: &SecretState,
+    record: &Record,
+) -> bool {
+    let DesiredSource::FromSecret(_) = &secret.source else {
+        return false;
+    };
+    state.newest_enabled().is_some() && recorded_pin(secret, source, state, record).is_none()
+}
+
+/// The recorded pin when the source is unchanged since it was made and the version is still enabled.
+fn recorded_pin(
+    secret: &DesiredSecret,
+    source: Option<&Source>,
+    state: &SecretState,
+    record: &Record,
+) -> Option<Pin> {
+    let (version, revision) = record.pin(&secret.env, &secret.resource)?;
+    let Some(Source::Value {
+        revision: Some(now), ..
+    }) = source
+    else {
+        return None;
+    };
+    (revision == Some(now.as_str()) && state.enabled(version)).then(|| Pin {
+        version,
+        source_revision: Some(now.clone()),
+    })
+}
+
+/// Decides one secret.
+pub fn decide(
+    desired: &DesiredState,
+    secret: &DesiredSecret,
+    source: Option<&Source>,
+    model: &Model,
+    adopt: bool,
+) -> SecretDecision {
+    let name = SecretName::new(&desired.project, &secret.secret_id);
+    let view = model.secret(&secret.resource);
+    let refuse = |problem| SecretDecision {
+        actions: Vec::new(),
+        pin: Err(problem),
+    };
+    if let Some(problem) = source_problem(secret, source) {
+        return refuse(problem);
+    }
+    if let SecretView::Trusted = view
+        && let Some((version, revision)) = model.record.pin(&secret.env, &secret.resource)
+    {
+        return SecretDecision {
+            actions: Vec::new(),
+            pin: Ok(Pin {
+                version,
+                source_revision: revision.map(str::to_owned),
+            }),
+        };
+    }
+    if let DesiredSource::External { version } = &secret.source {
+        return refuse_or_pin(external(&name, version, view));
+    }
+
+    let mut actions = Vec::new();
+    let state = match view {
+        SecretView::Missing | SecretView::Trusted => {
+            actions.push(Action::CreateSecret {
+                secret: name.clone(),
+                labels: desired.secret_labels.clone(),
+                replication: desired.replication.clone(),
+            });
+            SecretState::default()
+        }
+        SecretView::Present(state) => {
+            match Ownership::of(&state.labels, &desired.owner()).write(adopt) {
+                Write::Allowed => {}
+                Write::AdoptFirst => {
+                    let mut labels = state.labels.clone();
+                    labels.extend(desired.secret_labels.clone());
+                    actions.push(Action::AdoptSecret {
+                        secret: name.clone(),
+                        labels,
+                        etag: state.etag.clone(),
+                    });
+                }
+                Write::Refused(refusal) => {
+                    return refuse(Problem::new(
+                        ProblemKind::Conflict,
+                        refusal.message("secret", &name.to_string(), "set secretId to another id"),
+                    ));
+                }
+            }
+            state.clone()
+        }
+    };
+
+    let expected = state.next_number();
+    let add = |value| Action::AddVersion {
+        secret: name.clone(),
+        env: secret.env.clone(),
+        value,
+        expected,
+    };
+    let pin = match &secret.source {
+        DesiredSource::FromSecret(_) => {
+            let Some(Source::Value { payload, revision }) = source else {
+                // `source_problem` refused every other case above.
+                return refuse(Problem::new(ProblemKind::SourceMissing, "no value"));
+            };
+            if let Some(pin) = recorded_pin(secret, source, &state, &model.record) {
+                pin
+            } else {
+                match (state.newest_enabled(), &state.newest_payload) {
+                    (Some(newest), Some(current)) if current == payload => Pin {
+                        version: newest,
+                        source_revision: revision.clone(),
+                    },
+                    (Some(_), None) => {
+                        // The observer reads the value whenever `needs_payload` says so; without it, adding could
+                        // duplicate a value, so wait for a full read.
+                        return refuse(Problem::new(
+                            ProblemKind::SourceMissing,
+                            format!("the newest version of {name} was not read; retrying with a full read"),
+                        ));
+                    }
+                    _ => {
+                        actions.push(add(NewValue::Source(payload.clone())));
+                        Pin {
+                            version: expected,
+                            source_revision: revision.clone(),
+                        }
+                    }
+                }
+            }
+        }
+        DesiredSource::Generate(generate) => {
+            let recorded = model
+                .record
+                .pin(&secret.env, &secret.resource)
+                .map(|(n, _)| n)
+                .filter(|n| state.enabled(*n));
+            match recorded.or_else(|| state.newest_enabled()) {
+                Some(version) => Pin {
+                    version,
+                    source_revision: None,
+                },
+                None if state.versions.is_empty() => {
+                    actions.push(add(NewValue::Generate(generate.clone())));
+                    Pin {
+                        version: expected,
+                        source_revision: None,
+                    }
+                }
+                None => {
+                    // Never a second value: LiteLLM encrypts stored credentials with the salt key, and clients
+                    // hold the master key. Someone disabled or destroyed every version; they decide.
+                    return refuse(Problem::new(
+                        ProblemKind::SourceMissing,
+                        format!(
+                            "generated secret {name} has no enabled version and is never generated twice; enable \
+                             one (gcloud secrets versions enable N --secret={} --project={}) or delete the secret \
+                             to generate a new value",
+                            secret.secret_id, desired.project
+                        ),
+                    ));
+                }
+            }
+        }
+        DesiredSource::External { version } => return refuse_or_pin(external(&name, version, view)),
+    };
+    SecretDecision {
+        actions,
+        pin: Ok(pin),
+    }
+}
+
+fn refuse_or_pin(pin: Result<Pin, Problem>) -> SecretDecision {
+    SecretDecision {
+        actions: Vec::new(),
+        pin,
+    }
+}
+
+/// `external`: never written. `latest` resolves to the newest enabled version; a number must be enabled.
+fn external(name: &SecretName, version: &str, view: &SecretView) -> Result<Pin, Problem> {
+    let missing = |m: String| Problem::new(ProblemKind::SourceMissing, m);
+    let state = match view {
+        SecretView::Present(s) => s,
+        SecretView::Missing | SecretView::Trusted => {
+            return Err(missing(format!(
+                "external secret {name} does not exist; create it and add a version"
+            )));
+        }
+    };
+    let pin = |version| Pin {
+        version,
+        source_revision: None,
+    };
+    if version == "latest" {
+        return state
+            .newest_enabled()
+            .map(pin)
+            .ok_or_else(|| missing(format!("external secret {name} has no enabled version")));
+    }
+    let Ok(number) = version.parse::<u64>() else {
+        return Err(Problem::new(
+            ProblemKind::InvalidSpec,
+            format!("{version:?} is not a version"),
+        ));
+    };
+    if state.enabled(number) {
+        Ok(pin(number))
+    } else if state.versions.iter().any(|v| v.number == number) {
+        Err(missing(format!(
+            "external secret {name} version {number} is disabled or destroyed"
+        )))
+    } else {
+        Err(missing(format!(
+            "external secret {name} version {number} does not exist"
+        )))
+    }
+}
