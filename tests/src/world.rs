@@ -79,12 +79,23 @@ pub fn pinned(status: &LiteLLMDeploymentStatus, env: &str) -> String {
 /// How to build a [`World`]: [`World::builder`], then [`emulator`](Self::emulator) and
 /// [`settings`](Self::settings) to change the defaults ([`fast_emulator`], [`fast_settings`]), then
 /// [`start`](Self::start).
-#[derive(Debug)]
 #[must_use]
 pub struct WorldBuilder {
     test: String,
     emulator: gcp_emulator::Config,
     settings: Settings,
+    operator_client: Option<Client>,
+}
+
+impl std::fmt::Debug for WorldBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorldBuilder")
+            .field("test", &self.test)
+            .field("emulator", &self.emulator)
+            .field("settings", &self.settings)
+            .field("operator_client", &self.operator_client.is_some())
+            .finish()
+    }
 }
 
 impl WorldBuilder {
@@ -98,6 +109,13 @@ impl WorldBuilder {
     /// replaced by the world's own.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// The Kubernetes client the operator uses (for example one whose requests a test records); the test's own
+    /// client stays the plain one.
+    pub fn operator_client(mut self, client: Client) -> Self {
+        self.operator_client = Some(client);
         self
     }
 
@@ -118,7 +136,9 @@ impl WorldBuilder {
             namespace: Some(ns.clone()),
             ..self.settings
         };
-        let (gcp, metrics, operator) = spawn_operator(&client, &emulator.url(), settings.clone()).await;
+        let operator_client = self.operator_client.unwrap_or_else(|| client.clone());
+        let (gcp, metrics, operator) =
+            spawn_operator(&operator_client, &emulator.url(), settings.clone()).await;
         World {
             client,
             ns,
@@ -126,6 +146,7 @@ impl WorldBuilder {
             metrics,
             emulator,
             settings,
+            operator_client,
             operator: Some(operator),
         }
     }
@@ -146,6 +167,8 @@ pub struct World {
     /// The emulator; [`emulator.state()`](gcp_emulator::Emulator::state) reaches its state, counters and faults.
     pub emulator: gcp_emulator::Emulator,
     settings: Settings,
+    /// The client operator instances use.
+    operator_client: Client,
     operator: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -211,6 +234,7 @@ impl World {
             test: test.to_owned(),
             emulator: fast_emulator(),
             settings: fast_settings(),
+            operator_client: None,
         }
     }
 
@@ -237,7 +261,7 @@ impl World {
     pub async fn start_operator(&mut self) {
         self.stop_operator();
         let (gcp, metrics, operator) =
-            spawn_operator(&self.client, &self.emulator.url(), self.settings.clone()).await;
+            spawn_operator(&self.operator_client, &self.emulator.url(), self.settings.clone()).await;
         self.gcp = gcp;
         self.metrics = metrics;
         self.operator = Some(operator);

@@ -108,20 +108,20 @@ const LLMD: &str = "litellmdeployments.litellm.dev";
 fn job_in(ns: &str) -> Vec<Check> {
     let n = Some(ns);
     let mut checks = Vec::new();
-    for verb in ["get", "list", "watch", "patch", "update"] {
+    for verb in ["get", "list", "watch", "patch"] {
         checks.push(check(true, verb, LLMD, n));
     }
-    for verb in ["patch", "update"] {
-        checks.push(sub(check(true, verb, LLMD, n), "status"));
-    }
-    checks.push(sub(check(true, "update", LLMD, n), "finalizers"));
+    checks.push(sub(check(true, "patch", LLMD, n), "status"));
+    // Verbs it does not use: finalizers are a JSON patch, status a server-side apply, Events events.k8s.io/v1.
+    checks.push(check(false, "update", LLMD, n));
+    checks.push(sub(check(false, "update", LLMD, n), "status"));
+    checks.push(sub(check(false, "update", LLMD, n), "finalizers"));
     for verb in ["get", "list", "watch"] {
         checks.push(check(true, verb, "secrets", n));
     }
-    for events in ["events.events.k8s.io", "events"] {
-        checks.push(check(true, "create", events, n));
-        checks.push(check(true, "patch", events, n));
-    }
+    checks.push(check(true, "create", "events.events.k8s.io", n));
+    checks.push(check(true, "patch", "events.events.k8s.io", n));
+    checks.push(check(false, "create", "events", n));
     // Users create and delete LiteLLMDeployments, not the operator; Secrets are read-only to it; nothing
     // else in the namespace is its business.
     for verb in ["create", "delete", "deletecollection"] {

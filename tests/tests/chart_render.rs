@@ -57,13 +57,11 @@ fn watch_rules() -> BTreeSet<(String, String, Vec<String>)> {
         rule(
             "litellm.dev",
             "litellmdeployments",
-            &["get", "list", "watch", "patch", "update"],
+            &["get", "list", "watch", "patch"],
         ),
-        rule("litellm.dev", "litellmdeployments/status", &["patch", "update"]),
-        rule("litellm.dev", "litellmdeployments/finalizers", &["update"]),
+        rule("litellm.dev", "litellmdeployments/status", &["patch"]),
         rule("", "secrets", &["get", "list", "watch"]),
         rule("events.k8s.io", "events", &["create", "patch"]),
-        rule("", "events", &["create", "patch"]),
     ]
     .into()
 }

@@ -59,32 +59,25 @@ namespace, in a Role per namespace otherwise. Each rule says why.
 */}}
 {{- define "litellm-operator.watchRules" -}}
 # Watch LiteLLMDeployments (the controller's primary resource) and manage the operator's finalizer on them:
-# adding/removing `litellm.dev/cleanup` is a patch/update of metadata. The operator never writes `spec`.
+# adding/removing `litellm.dev/cleanup` is a JSON patch of metadata. The operator never writes `spec`, and never
+# sends a full update.
 - apiGroups: ["litellm.dev"]
   resources: ["litellmdeployments"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-# Report progress: status is written with server-side apply on the status subresource.
+  verbs: ["get", "list", "watch", "patch"]
+# Report progress: status is written with server-side apply (a patch) on the status subresource.
 - apiGroups: ["litellm.dev"]
   resources: ["litellmdeployments/status"]
-  verbs: ["patch", "update"]
-# Clusters with the OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) require update on
-# the owner's finalizers subresource before an object may name a LiteLLMDeployment as its blocking owner.
-- apiGroups: ["litellm.dev"]
-  resources: ["litellmdeployments/finalizers"]
-  verbs: ["update"]
-# Read the values of the Kubernetes Secrets that LiteLLMDeployments reference (spec.secrets[].fromSecret) and
-# watch them so an edit rolls out within seconds. Read-only: the operator never creates, changes or deletes a
-# Secret.
+  verbs: ["patch"]
+# Read the values of the Kubernetes Secrets that LiteLLMDeployments reference (spec.secrets[].fromSecret, one
+# get each) and watch them so an edit rolls out within seconds. The list and watch ask for metadata only
+# (PartialObjectMetadata), so no other Secret's value reaches the operator. Read-only: the operator never
+# creates, changes or deletes a Secret.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
-# Events on LiteLLMDeployments for every Google write and every failure (kube-rs' Recorder uses
-# events.k8s.io/v1; it patches an existing Event to count repeats).
+# Events on LiteLLMDeployments for every Google write and every failure (kube-rs' Recorder writes
+# events.k8s.io/v1 only; it patches an existing Event to count repeats).
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-# The same through the core API group, for clients and tools that still write v1 Events.
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
