@@ -50,6 +50,16 @@ async fn run(resources: usize) {
         .await
         .unwrap();
 
+    // The bench's resources use other projects' accounts and an external secret: a tenancy policy that allows them
+    // (the operator would refuse them, as Forbidden, under the safe default before it sees they are paused).
+    let dir = tempfile::tempdir().unwrap();
+    let tenancy = dir.path().join("tenancy.yaml");
+    std::fs::write(
+        &tenancy,
+        "default: {serviceAccounts: [\"*\"], externalSecrets: [\"*\"]}\n",
+    )
+    .unwrap();
+    let tenancy = tenancy.display().to_string();
     let mut operator = tokio::process::Command::new(&binary)
         .args([
             "run",
@@ -59,6 +69,8 @@ async fn run(resources: usize) {
             "127.0.0.1:0",
             "--gcp-endpoint",
             &emulator.url(),
+            "--tenancy-policy",
+            &tenancy,
         ])
         .env("KUBECONFIG", cp.kubeconfig())
         .env("RUST_LOG", "warn")

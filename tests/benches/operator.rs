@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use litellm_operator::controller::Settings;
+use litellm_operator::plan::tenancy::{Rules, TenancyPolicy};
 use litellm_operator_api::LiteLLMDeploymentStatus;
 use litellm_operator_tests::fixtures::{RUNBOOK_CREDENTIAL_KEYS, runbook};
 use litellm_operator_tests::{Patience, World, eventually, is_ready};
@@ -66,6 +67,14 @@ async fn run(latency: Duration, resync: Duration, benchmarking: bool) {
         .settings(Settings {
             resync,
             progress_poll: Duration::from_millis(250),
+            // The runbook stack reads another team's tavily-api-key: a policy that allows it.
+            tenancy: TenancyPolicy {
+                tenants: Vec::new(),
+                default: Rules {
+                    external_secrets: vec!["tavily-api-key".to_owned()],
+                    ..Rules::default()
+                },
+            },
             ..Settings::default()
         })
         .start()

@@ -15,6 +15,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use litellm_operator::controller::{self, Context, Settings};
 use litellm_operator::metrics::{Health, Metrics};
+use litellm_operator::plan::tenancy::{Rules, TenancyPolicy};
 use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus};
 use litellm_operator_gcp::{
     CloudRun, Gcp, GcpConfig, SecretName, SecretPayload, SecretStore, SecretVersionStore, ServiceName,
@@ -43,10 +44,17 @@ pub fn fast_emulator() -> gcp_emulator::Config {
 
 /// The controller settings of a [`World`]'s operator unless told otherwise: the binary's defaults with a 2 s resync
 /// and a 300 ms progress poll. The namespace is always the world's own.
+///
+/// Tenancy is permissive here (every project, account, external secret, adoption): these worlds test the other
+/// features; the tenancy tests set their own policy.
 pub fn fast_settings() -> Settings {
     Settings {
         resync: Duration::from_secs(2),
         progress_poll: Duration::from_millis(300),
+        tenancy: TenancyPolicy {
+            tenants: Vec::new(),
+            default: Rules::permissive(),
+        },
         ..Settings::default()
     }
 }

@@ -289,11 +289,25 @@ async fn operator_does_its_kubernetes_job_as_the_charts_service_account() {
     let log = dir.path().join("operator.log");
     let metrics_port = free_port();
     let pod_name = format!("{release}-7d4b9c-x2x9k");
+    // The tenancy ConfigMap, as its volume mount would show it.
+    let tenancy = dir.path().join("tenancy.yaml");
+    let config_map = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-tenancy"))
+        })
+        .unwrap();
+    std::fs::write(&tenancy, config_map["data"]["tenancy.yaml"].as_str().unwrap()).unwrap();
     let mut args: Vec<String> = args(&docs)
         .into_iter()
         .map(|a| {
             if a.starts_with("--metrics-addr=") {
                 format!("--metrics-addr=127.0.0.1:{metrics_port}")
+            } else if a.starts_with("--tenancy-policy=") {
+                format!("--tenancy-policy={}", tenancy.display())
             } else {
                 a
             }

@@ -140,16 +140,27 @@ fn default_values_render_a_hardened_leader_elected_operator_with_cluster_wide_rb
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ConfigMap",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
             "Service",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
         .map(str::to_owned)
         .into()
     );
+    // Tenancy: the safe default, for the operator (a mounted file) and at admission (one policy for every
+    // namespace, since no tenant names any).
+    let tenancy: litellm_operator::plan::tenancy::TenancyPolicy =
+        serde_yaml::from_str(find(&docs, "ConfigMap")["data"]["tenancy.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(tenancy, litellm_operator::plan::tenancy::TenancyPolicy::default());
+    let binding = find(&docs, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(binding["spec"]["validationActions"], serde_json::json!(["Deny"]));
+    assert!(binding["spec"]["matchResources"].is_null(), "{binding}");
 
     // The Deployment: two replicas, leader election, args from values, downward API for the Lease.
     let deployment = find(&docs, "Deployment");
@@ -165,6 +176,7 @@ fn default_values_render_a_hardened_leader_elected_operator_with_cluster_wide_rb
             "--resync-interval=10m",
             "--log-format=json",
             "--metrics-addr=0.0.0.0:8080",
+            "--tenancy-policy=/etc/litellm-operator/tenancy.yaml",
             "--leader-elect",
             "--lease-name=litellm-operator",
         ]
@@ -255,6 +267,7 @@ fn every_option_on_renders_namespaced_rbac_workload_identity_key_file_and_option
             "--resync-interval=5m",
             "--log-format=text",
             "--metrics-addr=0.0.0.0:9090",
+            "--tenancy-policy=/etc/litellm-operator/tenancy.yaml",
             "--leader-elect",
             "--lease-name=litellm-operator-shard-a",
         ]
@@ -284,13 +297,13 @@ fn every_option_on_renders_namespaced_rbac_workload_identity_key_file_and_option
         .as_str()
         .unwrap()
         .to_owned();
-    let mount = &container(&docs)["volumeMounts"][0];
+    let mount = &container(&docs)["volumeMounts"][1];
     assert_eq!(mount["readOnly"], true);
     assert_eq!(
         key_path,
         format!("{}/key.json", mount["mountPath"].as_str().unwrap())
     );
-    let volume = &find(&docs, "Deployment")["spec"]["template"]["spec"]["volumes"][0];
+    let volume = &find(&docs, "Deployment")["spec"]["template"]["spec"]["volumes"][1];
     assert_eq!(volume["name"], mount["name"]);
     assert_eq!(volume["secret"]["secretName"], "litellm-operator-google-key");
 
@@ -395,6 +408,18 @@ fn values_schema_and_chart_refuse_bad_values_with_a_clear_message() {
         (
             "serviceAccount: {create: false}",
             &["serviceAccount.name is required when serviceAccount.create is false"],
+        ),
+        (
+            "tenancy: {tenants: [{name: a, namespaces: [llm]}, {name: b, namespaces: [llm]}]}",
+            &["tenancy: namespace llm is named by tenants a and b"],
+        ),
+        (
+            "tenancy: {tenants: [{name: a, namespaces: [llm], allowPublic: true}]}",
+            &["additional properties 'allowPublic' not allowed"],
+        ),
+        (
+            "tenancy: {default: {externalSecrets: tavily-api-key}}",
+            &["/tenancy/default/externalSecrets", "want array"],
         ),
     ];
     let dir = tempfile::tempdir().unwrap();

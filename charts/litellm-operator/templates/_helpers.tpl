@@ -81,3 +81,95 @@ namespace, in a Role per namespace otherwise. Each rule says why.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+A glob of the tenancy values as an anchored regular expression for CEL's matches(): `*` matches anything,
+`{project}` becomes PROJECT_ID_HERE (replaced by the deployment's spec.project in CEL).
+*/}}
+{{- define "litellm-operator.globRegex" -}}
+{{- printf "^%s$" (regexQuoteMeta (replace "{project}" "PROJECT_ID_HERE" .) | replace "\\*" ".*") -}}
+{{- end }}
+
+{{/*
+One ValidatingAdmissionPolicy and its binding for one set of tenancy rules. Validated: creates, and updates that
+change the spec or the annotations (the operator's own finalizer and status writes, and deletions, always pass).
+*/}}
+{{- define "litellm-operator.tenancyAdmission" -}}
+{{- $r := .rules }}
+{{- $projects := list }}{{- range $r.projects }}{{- $projects = append $projects (include "litellm-operator.globRegex" .) }}{{- end }}
+{{- $regions := list }}{{- range $r.regions }}{{- $regions = append $regions (include "litellm-operator.globRegex" .) }}{{- end }}
+{{- $accounts := list }}{{- range $r.serviceAccounts }}{{- $accounts = append $accounts (include "litellm-operator.globRegex" .) }}{{- end }}
+{{- $external := list }}{{- range $r.externalSecrets }}{{- $p := ternary . (printf "projects/*/secrets/%s" .) (hasPrefix "projects/" .) }}{{- $external = append $external (include "litellm-operator.globRegex" $p) }}{{- end }}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "litellm-operator.labels" .root | nindent 4 }}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: ["litellm.dev"]
+        apiVersions: ["*"]
+        operations: ["CREATE", "UPDATE"]
+        resources: ["litellmdeployments"]
+  matchConditions:
+    - name: spec-or-annotations-changed
+      expression: >-
+        !has(object.metadata.deletionTimestamp) && (request.operation == 'CREATE' || object.spec != oldObject.spec
+        || (has(object.metadata.annotations) ? object.metadata.annotations : {}) !=
+        (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}))
+  validations:
+    - expression: >-
+        {{ toJson $projects }}.exists(r, object.spec.project.matches(r))
+      message: {{ printf "spec.project is not one of the projects this namespace may use (tenancy policy %s: %s)" .tenant (join ", " $r.projects) | quote }}
+      reason: Forbidden
+    - expression: >-
+        {{ toJson $regions }}.exists(r, object.spec.region.matches(r))
+      message: {{ printf "spec.region is not one of the regions this namespace may use (tenancy policy %s: %s)" .tenant (join ", " $r.regions) | quote }}
+      reason: Forbidden
+    - expression: >-
+        {{ toJson $accounts }}.exists(r, object.spec.service.serviceAccount.matches(r.replace('PROJECT_ID_HERE',
+        object.spec.project)))
+      message: {{ printf "spec.service.serviceAccount is not one of the runtime accounts this namespace may use (tenancy policy %s: %s)" .tenant (join ", " $r.serviceAccounts) | quote }}
+      reason: Forbidden
+    - expression: >-
+        !has(object.spec.secrets) || object.spec.secrets.all(s, !has(s.external) || {{ toJson $external }}.exists(r,
+        ('projects/' + object.spec.project + '/secrets/' + (has(s.secretId) ? s.secretId :
+        s.env.lowerAscii().replace('_', '-'))).matches(r)))
+      message: {{ printf "spec.secrets uses an external secret this namespace may not use (tenancy policy %s: %s)" .tenant (ternary "no external secrets allowed" (join ", " $r.externalSecrets) (empty $r.externalSecrets)) | quote }}
+      reason: Forbidden
+    {{- if not $r.allowUnauthenticated }}
+    - expression: >-
+        !has(object.spec.service.allowUnauthenticated) || !object.spec.service.allowUnauthenticated
+      message: {{ printf "spec.service.allowUnauthenticated: true is not allowed in this namespace (tenancy policy %s)" .tenant | quote }}
+      reason: Forbidden
+    {{- end }}
+    {{- if not $r.allowAdoption }}
+    - expression: >-
+        !has(object.metadata.annotations) || !('litellm.dev/adopt' in object.metadata.annotations) ||
+        object.metadata.annotations['litellm.dev/adopt'] != 'true'
+      message: {{ printf "the annotation litellm.dev/adopt: \"true\" is not allowed in this namespace (tenancy policy %s)" .tenant | quote }}
+      reason: Forbidden
+    {{- end }}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "litellm-operator.labels" .root | nindent 4 }}
+spec:
+  policyName: {{ .name }}
+  validationActions: [Deny]
+  {{- if .namespaces }}
+  matchResources:
+    namespaceSelector:
+      matchExpressions:
+        - key: kubernetes.io/metadata.name
+          operator: {{ .operator }}
+          values: {{ toJson .namespaces }}
+  {{- end }}
+{{- end }}

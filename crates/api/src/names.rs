@@ -78,6 +78,8 @@ pub mod reason {
     pub const CONFLICT: &str = "Conflict";
     /// Google answered 429 RESOURCE_EXHAUSTED; the operator backs off.
     pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+    /// The tenancy policy does not let the resource's namespace use what it asks for.
+    pub const FORBIDDEN: &str = "Forbidden";
     /// Google answered with an error the operator retries.
     pub const GOOGLE_API_ERROR: &str = "GoogleApiError";
 }

@@ -73,6 +73,10 @@ struct RunArgs {
     /// This replica's identity in the election.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Tenancy policy (YAML: which projects, regions, runtime accounts and external secrets each namespace may
+    /// use; the chart renders it from its `tenancy` values). Without it the safe default applies everywhere.
+    #[arg(long, env = "LITELLM_TENANCY_POLICY")]
+    tenancy_policy: Option<std::path::PathBuf>,
     #[command(flatten)]
     gcp: gcp_config::GcpArgs,
 }
@@ -146,6 +150,10 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
+    let tenancy = match &args.tenancy_policy {
+        Some(path) => litellm_operator::plan::tenancy::load(path)?,
+        None => litellm_operator::plan::tenancy::TenancyPolicy::default(),
+    };
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("no Kubernetes client configuration: {e}"))?;
@@ -177,6 +185,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             selector: args.selector,
             concurrency: args.concurrency,
             resync: args.resync_interval,
+            tenancy,
             ..Settings::default()
         },
     ));

@@ -62,6 +62,14 @@ async fn run(once: bool) -> Result<(), Failure> {
     install_litellm_crd(&client).await?;
 
     step("Running `litellm-operator run` against both");
+    // The tenancy policy a cluster admin would set through the chart's `tenancy` values: namespace llm may use
+    // the other team's tavily-api-key as an external secret (the safe default allows no external secret).
+    let tenancy_path = cp.dir().join("tenancy.yaml");
+    std::fs::write(
+        &tenancy_path,
+        "tenants:\n  - name: platform\n    namespaces: [llm]\n    projects: [my-project]\n    \
+         externalSecrets: [tavily-api-key]\n",
+    )?;
     let log_path = cp.dir().join("operator.log");
     let log = std::fs::File::create(&log_path)?;
     let mut operator = Command::new(&operator_bin)
@@ -73,6 +81,8 @@ async fn run(once: bool) -> Result<(), Failure> {
             "1m",
             "--gcp-endpoint",
             &endpoint,
+            "--tenancy-policy",
+            &tenancy_path.display().to_string(),
         ])
         .env("KUBECONFIG", cp.kubeconfig())
         .stdout(Stdio::from(log.try_clone()?))

@@ -43,6 +43,9 @@ pub struct PlanArgs {
     /// The record of what earlier applies created and granted (read only by `plan`).
     #[arg(long, default_value = state::DEFAULT_STATE_FILE)]
     pub state: PathBuf,
+    /// Check every deployment against this tenancy policy first (as the controller does).
+    #[arg(long)]
+    pub tenancy_policy: Option<PathBuf>,
     #[command(flatten)]
     pub gcp: GcpArgs,
 }
@@ -59,6 +62,9 @@ pub struct ApplyArgs {
     /// The record of what applies created and granted; rewritten after every pass.
     #[arg(long, default_value = state::DEFAULT_STATE_FILE)]
     pub state: PathBuf,
+    /// Check every deployment against this tenancy policy first (as the controller does).
+    #[arg(long)]
+    pub tenancy_policy: Option<PathBuf>,
     #[command(flatten)]
     pub gcp: GcpArgs,
 }
@@ -90,6 +96,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 pub fn plan(args: PlanArgs) -> ExitCode {
     block_on(async move {
         let manifests = manifest::load(&args.files)?;
+        check_tenancy(&manifests, args.tenancy_policy.as_deref())?;
         let state = state::State::load(&args.state).map_err(Problems::from)?;
         let gcp = connect(&args.gcp).await?;
         let report = converge::plan(&gcp, &manifests, &state).await?;
@@ -109,6 +116,7 @@ pub fn plan(args: PlanArgs) -> ExitCode {
 pub fn apply(args: ApplyArgs) -> ExitCode {
     block_on(async move {
         let manifests = manifest::load(&args.files)?;
+        check_tenancy(&manifests, args.tenancy_policy.as_deref())?;
         let gcp = connect(&args.gcp).await?;
         let report = converge::apply(&gcp, &manifests, &args.state, args.timeout).await?;
         print!("{}", report.text());
@@ -127,6 +135,38 @@ pub fn import(args: ImportArgs) -> ExitCode {
         print!("{}", imported.yaml);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// With a policy, refuses (before any Google call) every deployment its namespace may not make. Without one the
+/// CLI is unrestricted: it acts with the caller's own Google identity, not a shared one a tenant could borrow.
+fn check_tenancy(manifests: &manifest::Manifests, policy: Option<&std::path::Path>) -> Result<(), Problems> {
+    let Some(path) = policy else {
+        return Ok(());
+    };
+    let policy = crate::plan::tenancy::load(path).map_err(Problems::from)?;
+    let refused: Vec<String> = manifests
+        .deployments
+        .iter()
+        .filter_map(|d| {
+            let ns = d.obj.metadata.namespace.as_deref().unwrap_or("default");
+            let adopt = d
+                .obj
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(litellm_operator_api::names::ADOPT_ANNOTATION))
+                .is_some_and(|v| v == "true");
+            policy
+                .check(ns, &d.desired, adopt)
+                .err()
+                .map(|f| format!("{}: LiteLLMDeployment {}: {f}", d.file, d.id()))
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(refused))
+    }
 }
 
 /// Problems that stop a command, one line each (naming the file and field, never a secret value).

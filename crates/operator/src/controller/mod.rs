@@ -16,7 +16,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
-use litellm_operator_api::names::{FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, reason};
+use litellm_operator_api::names::{ADOPT_ANNOTATION, FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, reason};
 use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus, SecretSource};
 use litellm_operator_gcp::Gcp;
 use serde_json::json;
@@ -25,6 +25,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::conditions::{self, Outcome};
 use crate::error::{Error, ErrorClass};
 use crate::metrics::{Health, Metrics, ResultLabels};
+use crate::plan::tenancy::TenancyPolicy;
 use crate::plan::{Clock, PeerSet, desired_state};
 use crate::resync;
 
@@ -48,6 +49,8 @@ pub struct Settings {
     pub iam_retry_delay: Duration,
     /// How long after a change such failures are retried (Google documents up to 7 minutes of propagation).
     pub iam_propagation_timeout: Duration,
+    /// What each namespace may use; checked before any Google call.
+    pub tenancy: TenancyPolicy,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             progress_poll: Duration::from_secs(1),
             iam_retry_delay: Duration::from_secs(30),
             iam_propagation_timeout: Duration::from_secs(600),
+            tenancy: TenancyPolicy::default(),
         }
     }
 }
@@ -388,25 +392,26 @@ async fn apply(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Action, Error> 
     let desired = match desired_state(obj) {
         Ok(d) => d,
         Err(invalid) => {
-            let outcome = Outcome::not_ready(reason::INVALID_SPEC, invalid.to_string());
-            conditions::set_all_blocked(&mut status.conditions, &outcome, generation, &now());
-            status.observed_generation = generation;
-            if write_status(obj, status, ctx).await? {
-                ctx.event(obj, EventType::Warning, reason::INVALID_SPEC, invalid.to_string())
-                    .await;
-            }
+            stop(obj, status, reason::INVALID_SPEC, invalid.to_string(), true, ctx).await?;
             return Ok(Action::await_change());
         }
     };
 
+    // Tenancy: a deployment its namespace may not make is refused before any Google call, and waits for a
+    // change (of the spec, or of the policy, which restarts the operator).
+    let adopt = obj.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
+    if let Err(forbidden) = ctx
+        .settings
+        .tenancy
+        .check(&obj.namespace().unwrap_or_default(), &desired, adopt)
+    {
+        stop(obj, status, reason::FORBIDDEN, forbidden.to_string(), true, ctx).await?;
+        return Ok(Action::await_change());
+    }
+
     if obj.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true") {
-        let outcome = Outcome::not_ready(
-            reason::PAUSED,
-            format!("{PAUSED_ANNOTATION} is \"true\": no Google writes until it is removed"),
-        );
-        conditions::set_all_blocked(&mut status.conditions, &outcome, generation, &now());
-        status.observed_generation = generation;
-        write_status(obj, status, ctx).await?;
+        let message = format!("{PAUSED_ANNOTATION} is \"true\": no Google writes until it is removed");
+        stop(obj, status, reason::PAUSED, message, false, ctx).await?;
         return Ok(Action::requeue(resync::jittered(resync)));
     }
 
@@ -425,6 +430,25 @@ async fn apply(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Action, Error> 
     } else {
         Action::requeue(resync::jittered(WAITING_FOR_A_PERSON.min(resync)))
     })
+}
+
+/// No step runs (invalid spec, forbidden by tenancy, paused): every condition false for `reason`, no Google call.
+/// With `warn`, a Warning Event says why, once per change (when the status write changed something).
+async fn stop(
+    obj: &LiteLLMDeployment,
+    mut status: LiteLLMDeploymentStatus,
+    reason: &str,
+    message: String,
+    warn: bool,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let outcome = Outcome::not_ready(reason, message.clone());
+    conditions::set_all_blocked(&mut status.conditions, &outcome, obj.metadata.generation, &now());
+    status.observed_generation = obj.metadata.generation;
+    if write_status(obj, status, ctx).await? && warn {
+        ctx.event(obj, EventType::Warning, reason, message).await;
+    }
+    Ok(())
 }
 
 /// Writes `status` with server-side apply, unless it equals what is already there. Returns whether it wrote.

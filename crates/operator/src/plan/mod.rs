@@ -18,6 +18,7 @@ pub mod rollout;
 pub mod secrets;
 pub mod service;
 pub mod service_diff;
+pub mod tenancy;
 
 use std::collections::BTreeMap;
 
