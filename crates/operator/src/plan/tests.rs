@@ -474,6 +474,43 @@ fn a_binding_in_place_that_nobody_granted_is_never_recorded_nor_revoked() {
 }
 
 #[test]
+fn a_light_pass_trusts_the_record_and_plans_nothing_for_a_converged_deployment() {
+    // A light pass reads neither secrets nor the policies the record vouches for; one binding was in place
+    // before (the runbook's, not recorded), so its policy is read: nothing to do, no grant in a loop.
+    let d = desired(&[Kind::FromSecret, Kind::Generate], false);
+    let s = sources(&d, 1);
+    let peers = PeerSet::default();
+    let i = inputs(&d, &s, false, &peers);
+    let full = converge(&i, Model::default());
+    let runbook = d.bindings[0].clone();
+    let mut light = Model {
+        secrets: d
+            .secrets
+            .iter()
+            .map(|x| (x.resource.clone(), SecretView::Trusted))
+            .collect(),
+        service: full.service.clone(),
+        record: full.record.clone(),
+        ..Model::default()
+    };
+    light.record.bindings.remove(&runbook);
+    light.policies.insert(
+        runbook.resource.clone(),
+        PolicyView([(runbook.role.clone(), runbook.member.clone())].into()),
+    );
+    for secret in &d.secrets {
+        assert!(
+            secrets::trusted(secret, s.get(&secret.env), &light.record),
+            "{}",
+            secret.env
+        );
+    }
+    let p = plan(&i, &light);
+    assert!(p.is_empty(), "{:?}", p.actions);
+    assert!(p.converged(), "{:?}", p.service);
+}
+
+#[test]
 fn a_binding_granted_by_a_peer_is_shared_then_handed_over_not_revoked() {
     let d = desired(&[Kind::External], false);
     let s = BTreeMap::new();
