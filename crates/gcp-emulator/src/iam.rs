@@ -108,13 +108,13 @@ pub fn set_policy(
             "Invalid policy version: {version}. Valid versions are 0, 1 and 3."
         )));
     }
-    let mut bindings = Vec::new();
+    let mut bindings: Vec<Value> = Vec::new();
     match new.get("bindings") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => {
             for (i, b) in list.iter().enumerate() {
                 if let Some(binding) = validate_binding(i, b, known_accounts)? {
-                    bindings.push(binding);
+                    merge_binding(&mut bindings, binding);
                 }
             }
         }
@@ -139,6 +139,36 @@ pub fn set_policy(
     policy.audit_configs = audit_configs;
     policy.etag = wire::etag_bytes(counter);
     Ok(())
+}
+
+/// Google normalises a policy: bindings of the same role and condition become one, whose members are
+/// deduplicated and sorted.
+fn merge_binding(bindings: &mut Vec<Value>, binding: Value) {
+    let same = |b: &Value| b["role"] == binding["role"] && b.get("condition") == binding.get("condition");
+    let added: Vec<String> = binding["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    let index = match bindings.iter().position(same) {
+        Some(i) => i,
+        None => {
+            bindings.push(binding);
+            bindings.len() - 1
+        }
+    };
+    let target = &mut bindings[index];
+    let mut members: Vec<String> = target["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .chain(added)
+        .collect();
+    members.sort();
+    members.dedup();
+    target["members"] = Value::from(members);
 }
 
 fn validate_binding(

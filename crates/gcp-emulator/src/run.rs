@@ -130,10 +130,12 @@ fn region_code(location: &str) -> String {
     location.split('-').filter_map(|p| p.chars().next()).collect()
 }
 
+/// Lower-case letters and digits, as Cloud Run's revision suffixes (`litellm-proxy-00004-x7k`).
 fn random_suffix(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     (0..len)
-        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
         .collect()
 }
 

@@ -473,6 +473,10 @@ impl State {
             })?,
             Some(_) => return Err(ApiError::invalid("Invalid value at 'payload.data' (TYPE_BYTES)")),
         };
+        // Google refuses a version without a value.
+        if data.is_empty() {
+            return Err(ApiError::invalid("Field [payload] is required"));
+        }
         if data.len() > MAX_PAYLOAD_BYTES {
             return Err(ApiError::invalid(format!(
                 "Secret payload data is {} bytes, larger than the maximum of {MAX_PAYLOAD_BYTES} bytes.",

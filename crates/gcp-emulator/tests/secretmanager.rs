@@ -737,3 +737,51 @@ async fn oversized_bodies_get_a_google_shaped_error() {
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
 }
+
+#[tokio::test]
+async fn an_empty_payload_is_refused_as_google_does() {
+    let api = Api::default().await;
+    api.create_secret("p", "empty").await;
+    for body in [json!({"payload": {}}), json!({"payload": {"data": ""}})] {
+        let msg = api
+            .err(
+                "POST",
+                "/v1/projects/p/secrets/empty:addVersion",
+                Some(body),
+                400,
+                "INVALID_ARGUMENT",
+            )
+            .await;
+        assert!(msg.contains("Field [payload] is required"), "{msg}");
+    }
+    let versions = api.ok("GET", "/v1/projects/p/secrets/empty/versions", None).await;
+    assert!(versions.get("versions").is_none(), "{versions}");
+}
+
+#[tokio::test]
+async fn a_policy_is_normalised_one_binding_per_role_and_condition_members_sorted() {
+    let api = Api::default().await;
+    api.create_secret("p", "norm").await;
+    let path = "/v1/projects/p/secrets/norm";
+    let role = "roles/secretmanager.secretAccessor";
+    let set = api
+        .ok(
+            "POST",
+            &format!("{path}:setIamPolicy"),
+            Some(json!({"policy": {"bindings": [
+                {"role": role, "members": ["user:zoe@example.com", "serviceAccount:run@p.iam.gserviceaccount.com"]},
+                {"role": "roles/secretmanager.viewer", "members": ["user:ann@example.com"]},
+                {"role": role, "members": ["user:ann@example.com", "user:zoe@example.com"]}
+            ]}})),
+        )
+        .await;
+    assert_eq!(
+        set["bindings"],
+        json!([
+            {"role": role, "members": [
+                "serviceAccount:run@p.iam.gserviceaccount.com", "user:ann@example.com", "user:zoe@example.com"
+            ]},
+            {"role": "roles/secretmanager.viewer", "members": ["user:ann@example.com"]}
+        ])
+    );
+}

@@ -185,6 +185,15 @@ async fn google_errors_map_to_their_classes() {
         .await
         .unwrap_err();
     assert!(matches!(none, Error::NotFound { .. }), "{none:?}");
+    // Google refuses a version without a value; the official client reports it as such.
+    let empty = gcp
+        .add_version(&secret("empty"), &SecretPayload::new(Vec::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&empty, Error::InvalidArgument { message, .. } if message.contains("Field [payload] is required")),
+        "{empty:?}"
+    );
 
     for (status, check) in [
         (
