@@ -247,3 +247,41 @@ async fn an_invalid_spec_is_reported_without_calling_google() {
         w.calls()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_warning_is_one_event_with_a_count_not_a_pile() {
+    let w = World::new("repeat").await;
+    w.put_secret("creds", &[("database-url", "postgres://db")]).await;
+    // Google keeps failing the same way: each retry publishes the same Warning.
+    w.emulator.state().add_fault(gcp_emulator::FaultRule::new(
+        "SecretManagerService.CreateSecret",
+        Some(gcp_emulator::Code::Unavailable),
+    ));
+    let name = w
+        .create(litellm_operator_tests::fixtures::minimal("repeat"))
+        .await;
+    let api: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(w.client.clone(), &w.ns);
+    let series = eventually(
+        "the second identical Warning to join the first as a series",
+        Duration::from_secs(40),
+        || async {
+            let warnings: Vec<_> = api
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| {
+                    e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("GoogleApiError")
+                })
+                .collect();
+            match warnings.as_slice() {
+                [one] => one.series.as_ref().map(|s| s.count),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert!(series >= 2, "{series}");
+    assert!(condition(&w.status(&name).await, "Ready").0 == "False");
+}

@@ -84,6 +84,8 @@ pub struct Context {
     full_passes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Consecutive failed reconciles per resource (by uid), for exponential backoff.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// One recorder for every Event, so a repeated Event becomes a series on one object instead of a new one.
+    recorder: Recorder,
     /// Every LiteLLMDeployment the controller watches (set once it runs): the peers of IAM decisions.
     store: std::sync::OnceLock<Store<LiteLLMDeployment>>,
     /// Reconciles asked for by another resource (a binding to take over before it is released).
@@ -101,7 +103,9 @@ impl Context {
         settings: Settings,
     ) -> Self {
         let (triggers, triggered) = tokio::sync::mpsc::unbounded_channel();
+        let recorder = Recorder::new(client.clone(), reporter.clone());
         Self {
+            recorder,
             client,
             gcp,
             reporter,
@@ -208,10 +212,6 @@ impl Context {
         }
     }
 
-    fn recorder(&self) -> Recorder {
-        Recorder::new(self.client.clone(), self.reporter.clone())
-    }
-
     /// Publishes an Event on `obj`; failure to publish is logged, never fatal.
     pub(crate) async fn event(&self, obj: &LiteLLMDeployment, type_: EventType, reason: &str, note: String) {
         let event = Event {
@@ -221,7 +221,7 @@ impl Context {
             action: reason.to_owned(),
             secondary: None,
         };
-        if let Err(e) = self.recorder().publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(error = %e, "Could not publish event");
         }
     }
