@@ -655,6 +655,15 @@ impl LiteLLMDeployment {
             .or_else(|| self.metadata.name.clone())
             .unwrap_or_default()
     }
+
+    /// Whether it asks to adopt existing unlabelled Google resources (`litellm.dev/adopt: "true"`).
+    pub fn adopts(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(names::ADOPT_ANNOTATION))
+            .is_some_and(|v| v == "true")
+    }
 }
 
 mod defaults {

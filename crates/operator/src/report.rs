@@ -14,18 +14,28 @@ pub fn done(action: &Action, effect: &Effect) -> String {
         }
         (
             Action::AddVersion {
-                secret, env, value, ..
+                secret,
+                env,
+                value,
+                expected,
             },
-            Effect::VersionAdded(n),
-        ) => match value {
-            NewValue::Source(_) => format!("Added version {n} of {secret} ({env})"),
-            NewValue::Generate(g) => {
-                format!(
-                    "Generated version {n} of {secret} ({env}, {} random characters)",
-                    g.length
-                )
+            effect,
+        ) => {
+            // The number Google gave it (the one expected, for a predicted effect).
+            let n = match effect {
+                Effect::VersionAdded(n) => n,
+                _ => expected,
+            };
+            match value {
+                NewValue::Source(_) => format!("Added version {n} of {secret} ({env})"),
+                NewValue::Generate(g) => {
+                    format!(
+                        "Generated version {n} of {secret} ({env}, {} random characters)",
+                        g.length
+                    )
+                }
             }
-        },
+        }
         (Action::Grant(b), _) => format!("Granted {} to {} on {}", b.role, b.member, b.resource),
         (Action::Revoke(b), _) => format!("Removed {} from {} on {}", b.role, b.member, b.resource),
         (Action::RecordBinding(b), _) => format!(
@@ -53,7 +63,6 @@ pub fn done(action: &Action, effect: &Effect) -> String {
         }
         (Action::DeleteService { service }, _) => format!("Deleted Cloud Run service {service}"),
         (Action::DeleteSecret { secret, .. }, _) => format!("Deleted secret {secret}"),
-        (action, _) => format!("Done: {action}"),
     }
 }
 

@@ -162,7 +162,7 @@ impl Prepared<'_> {
         Inputs {
             desired: &self.d.desired,
             sources: &self.sources,
-            adopt: adopting(self.d),
+            adopt: self.d.obj.adopts(),
             // Files have no generation: an update is a change unless the record shows the same pins.
             spec_changed: true,
             clock: clock(),
@@ -173,15 +173,6 @@ impl Prepared<'_> {
     fn at(&self, message: impl std::fmt::Display) -> String {
         format!("{}: LiteLLMDeployment {}: {message}", self.d.file, self.d.id())
     }
-}
-
-fn adopting(d: &Deployment) -> bool {
-    d.obj
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(litellm_operator_api::names::ADOPT_ANNOTATION))
-        .is_some_and(|v| v == "true")
 }
 
 fn prepare<'a>(manifests: &'a Manifests, d: &'a Deployment, state: &State) -> Prepared<'a> {

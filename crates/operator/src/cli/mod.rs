@@ -149,13 +149,7 @@ fn check_tenancy(manifests: &manifest::Manifests, policy: Option<&std::path::Pat
         .iter()
         .filter_map(|d| {
             let ns = d.obj.metadata.namespace.as_deref().unwrap_or("default");
-            let adopt = d
-                .obj
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(litellm_operator_api::names::ADOPT_ANNOTATION))
-                .is_some_and(|v| v == "true");
+            let adopt = d.obj.adopts();
             policy
                 .check(ns, &d.desired, adopt)
                 .err()

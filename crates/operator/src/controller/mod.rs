@@ -16,7 +16,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
-use litellm_operator_api::names::{ADOPT_ANNOTATION, FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, reason};
+use litellm_operator_api::names::{FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, reason};
 use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus, SecretSource};
 use litellm_operator_gcp::Gcp;
 use serde_json::json;
@@ -212,6 +212,25 @@ impl Context {
         }
     }
 
+    /// One Event per action performed that changed something in Google (or in the record).
+    pub(crate) async fn report(&self, obj: &LiteLLMDeployment, performed: &[crate::execute::Performed]) {
+        for p in performed.iter().filter(|p| p.effect.changed()) {
+            let kind = p.action.kind();
+            let type_ = if kind.warns() {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            self.event(
+                obj,
+                type_,
+                kind.reason(),
+                crate::report::done(&p.action, &p.effect),
+            )
+            .await;
+        }
+    }
+
     /// Publishes an Event on `obj`; failure to publish is logged, never fatal.
     pub(crate) async fn event(&self, obj: &LiteLLMDeployment, type_: EventType, reason: &str, note: String) {
         let event = Event {
@@ -399,7 +418,7 @@ async fn apply(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Action, Error> 
 
     // Tenancy: a deployment its namespace may not make is refused before any Google call, and waits for a
     // change (of the spec, or of the policy, which restarts the operator).
-    let adopt = obj.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
+    let adopt = obj.adopts();
     if let Err(forbidden) = ctx
         .settings
         .tenancy

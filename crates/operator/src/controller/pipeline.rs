@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
-use litellm_operator_api::names::{self, ADOPT_ANNOTATION, condition};
+use litellm_operator_api::names::{self, condition};
 use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus};
 use litellm_operator_gcp::SecretPayload;
 
@@ -16,11 +16,9 @@ use super::{Context, now};
 use crate::conditions::{self, Outcome};
 use crate::error::{Error, ErrorClass, Result};
 use crate::execute::{self, Execution};
+use crate::observe;
 use crate::plan::cleanup::{self, Teardown};
-use crate::plan::{
-    self, ActionKind, DesiredSource, DesiredState, Inputs, Phase, Record, ServiceState, Source,
-};
-use crate::{observe, report};
+use crate::plan::{self, DesiredSource, DesiredState, Inputs, Phase, Record, ServiceState, Source};
 
 /// Whether everything converged (look again at the resync interval), work is in flight on Google's side (poll
 /// soon), or the resource waits for a person (a missing source, a conflict, a failed revision: look again now and
@@ -89,7 +87,7 @@ pub(super) async fn apply(
     let inputs = Inputs {
         desired,
         sources: &sources,
-        adopt: adopting(obj),
+        adopt: obj.adopts(),
         spec_changed: old.observed_generation != generation,
         clock: ctx.clock(),
         peers: &peers,
@@ -99,23 +97,7 @@ pub(super) async fn apply(
         model,
         error,
     } = execute::run(&ctx.gcp, model, &Phase::APPLY, |m| plan::plan(&inputs, m).actions).await;
-    for p in &performed {
-        if p.effect.changed() {
-            // An outside edit put back is worth a person's attention.
-            let type_ = if p.action.kind() == ActionKind::CorrectDrift {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            };
-            ctx.event(
-                obj,
-                type_,
-                p.action.kind().reason(),
-                report::done(&p.action, &p.effect),
-            )
-            .await;
-        }
-    }
+    ctx.report(obj, &performed).await;
 
     let after = plan::plan(&inputs, &model);
     status.secrets = after.pinned(&model.record);
@@ -173,10 +155,6 @@ pub(super) async fn apply(
         },
         error,
     )
-}
-
-fn adopting(obj: &LiteLLMDeployment) -> bool {
-    obj.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true")
 }
 
 /// The values of `fromSecret` sources, read from Kubernetes Secrets in the resource's namespace (each Secret once).
@@ -262,21 +240,10 @@ pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Re
         cleanup::plan(&teardown, m, &peers).actions
     })
     .await;
-    let mut deleting = false;
-    for p in &performed {
-        if p.effect.changed() {
-            ctx.event(
-                obj,
-                EventType::Normal,
-                p.action.kind().reason(),
-                report::done(&p.action, &p.effect),
-            )
-            .await;
-        }
-        if p.effect == (plan::Effect::Deleting { done: false }) {
-            deleting = true;
-        }
-    }
+    ctx.report(obj, &performed).await;
+    let deleting = performed
+        .iter()
+        .any(|p| p.effect == plan::Effect::Deleting { done: false });
     if let Some(e) = error {
         return Err(e);
     }

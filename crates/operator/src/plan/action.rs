@@ -288,6 +288,11 @@ impl ActionKind {
         }
     }
 
+    /// Whether its Event is a Warning: an outside edit put back deserves a person's attention.
+    pub fn warns(self) -> bool {
+        self == ActionKind::CorrectDrift
+    }
+
     /// The Event reason.
     pub fn reason(self) -> &'static str {
         match self {
