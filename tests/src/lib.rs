@@ -16,10 +16,12 @@
 pub mod calls;
 pub mod chart;
 mod control_plane;
+pub mod doctest;
 mod error;
 pub mod eventually;
 pub mod fixtures;
 mod manifests;
+pub mod node;
 mod pki;
 mod supervisor;
 pub mod tools;

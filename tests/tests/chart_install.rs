@@ -17,8 +17,9 @@ use litellm_operator_tests::chart::{
     release_for, template, text,
 };
 use litellm_operator_tests::fixtures::example_document;
-use litellm_operator_tests::{ControlPlane, eventually, install_crd, tools};
-use serde_json::Value;
+use litellm_operator_tests::node::kubeconfig_with_token;
+use litellm_operator_tests::{eventually, install_crd, tools};
+
 use tokio::io::AsyncWriteExt as _;
 
 // ---------------------------------------------------------------------------------------------
@@ -173,23 +174,6 @@ async fn helm_install_dry_run_against_the_api_server_prints_the_next_steps() {
 // ---------------------------------------------------------------------------------------------
 // The real operator binary, as the chart's ServiceAccount with the chart's RBAC and arguments
 
-/// A kubeconfig that authenticates with `token` only (no admin client certificate).
-fn token_kubeconfig(cp: &ControlPlane, token: &str) -> String {
-    let admin: Value = serde_yaml::from_str(&std::fs::read_to_string(cp.kubeconfig()).unwrap()).unwrap();
-    let ca = admin["clusters"][0]["cluster"]["certificate-authority-data"]
-        .as_str()
-        .unwrap();
-    serde_yaml::to_string(&serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": {"server": cp.server(), "certificate-authority-data": ca}}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "operator"}}],
-        "current-context": "test",
-    }))
-    .unwrap()
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -285,7 +269,7 @@ async fn operator_does_its_kubernetes_job_as_the_charts_service_account() {
         .token;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, token_kubeconfig(cp, &token)).unwrap();
+    std::fs::write(&kubeconfig, kubeconfig_with_token(cp, &token).unwrap()).unwrap();
     let log = dir.path().join("operator.log");
     let metrics_port = free_port();
     let pod_name = format!("{release}-7d4b9c-x2x9k");
