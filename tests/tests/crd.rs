@@ -15,6 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
+use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentSpec, validate};
 use litellm_operator_tests::fixtures::minimal_example;
 use litellm_operator_tests::{
     ControlPlane, LITELLM_CRD, eventually, install_litellm_crd, read_repo_file, yaml_documents,
@@ -29,9 +30,14 @@ fn crd() -> Value {
     yaml_documents(&crd_yaml(), "CRD").unwrap().remove(0)
 }
 
+/// The schema of the whole object, of the served version.
+fn root_schema() -> Value {
+    crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
 /// The `spec` schema of the served version.
 fn spec_schema() -> Value {
-    crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+    root_schema()["properties"]["spec"].clone()
 }
 
 fn resource() -> ApiResource {
@@ -94,6 +100,168 @@ async fn minimal_example_is_accepted() {
         .unwrap();
     // Defaults from the schema are applied by the server.
     assert_eq!(created.data["spec"]["service"]["port"], 4000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifests as people write them by hand
+
+/// How the operator reads what the API server stored.
+fn operator_reads(stored: &DynamicObject) -> LiteLLMDeployment {
+    serde_json::from_value(serde_json::to_value(stored).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn unquoted_quantities_are_accepted_and_read_as_cloud_run_takes_them() {
+    let (_, client, ns) = setup("crd-quantities").await;
+    let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource());
+    let mut manifest = minimal_example();
+    // `cpu: 2` and `memory: 4294967296` as YAML without quotes sends them.
+    set(
+        &mut manifest,
+        "/spec/service/resources",
+        json!({"cpu": 2, "memory": 4_u64 << 30}),
+    );
+    let created = api
+        .create(&PostParams::default(), &object(manifest))
+        .await
+        .unwrap();
+    assert_eq!(created.data["spec"]["service"]["resources"]["cpu"], 2);
+    let read = operator_reads(&created);
+    assert_eq!(read.spec.service.resources.cpu, "2");
+    assert_eq!(read.spec.service.resources.memory, "4096Mi");
+    validate(&read).unwrap();
+
+    // An explicit null is dropped and defaulted, never stored for the operator to choke on.
+    let mut manifest = minimal_example();
+    manifest["metadata"]["name"] = json!("null-quantities");
+    set(
+        &mut manifest,
+        "/spec/service/resources",
+        json!({"cpu": null, "memory": null}),
+    );
+    let created = api
+        .create(&PostParams::default(), &object(manifest))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.data["spec"]["service"]["resources"],
+        json!({"cpu": "1", "memory": "2Gi"})
+    );
+}
+
+#[tokio::test]
+async fn a_quantity_of_another_type_is_refused() {
+    let (_, client, ns) = setup("crd-quantity-types").await;
+    let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource());
+    for (field, value) in [
+        ("cpu", json!(true)),
+        ("cpu", json!(1.5)),
+        ("memory", json!({"Gi": 2})),
+    ] {
+        let mut manifest = minimal_example();
+        set(
+            &mut manifest,
+            &format!("/spec/service/resources/{field}"),
+            value.clone(),
+        );
+        let result = api.create(&PostParams::default(), &object(manifest)).await;
+        let expected = Expectation {
+            field: format!("spec.service.resources.{field}"),
+            message: "must be of type".to_owned(),
+        };
+        assert_invalid(&format!("{field}: {value}"), result, &expected);
+    }
+}
+
+/// `spec.service.name` may be added or removed while it equals `metadata.name` (the same Cloud
+/// Run service, as GitOps tools write it), never changed to another service.
+#[tokio::test]
+async fn service_name_may_be_added_and_removed_while_it_equals_metadata_name() {
+    let (_, client, ns) = setup("crd-service-name").await;
+    let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource());
+    let manifest = minimal_example();
+    let name = manifest["metadata"]["name"].as_str().unwrap().to_owned();
+    api.create(&PostParams::default(), &object(manifest))
+        .await
+        .unwrap();
+    let set_name = |value: Value| {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let patch = json!({"spec": {"service": {"name": value}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
+    };
+
+    let added = set_name(json!(name)).await.unwrap();
+    assert_eq!(added.data["spec"]["service"]["name"], json!(name));
+    let removed = set_name(Value::Null).await.unwrap();
+    assert!(removed.data["spec"]["service"].get("name").is_none());
+    set_name(json!(name)).await.unwrap();
+    assert_invalid(
+        "service.name to another name",
+        set_name(json!("litellm-renamed")).await,
+        &expectation("root rule 0"),
+    );
+}
+
+/// Manifests that leave out fields with defaults at every level: the minimal example with one
+/// object set partly.
+fn partial_manifests() -> Vec<Value> {
+    let changes: Vec<(&str, Value)> = vec![
+        ("/spec/service/probes", json!({"startup": {"path": "/ready"}})),
+        (
+            "/spec/service/probes",
+            json!({"liveness": {"path": "/live", "periodSeconds": 30}}),
+        ),
+        ("/spec/service/resources", json!({"cpu": "2"})),
+        ("/spec/service/scaling", json!({"maxInstances": 3})),
+        ("/spec/service/vpcAccess", json!({"connector": "c"})),
+        (
+            "/spec/secretPolicy",
+            json!({"replication": "UserManaged", "replicaLocations": ["us-east1"]}),
+        ),
+        ("/spec/deletionPolicy", json!({"secrets": "Delete"})),
+        (
+            "/spec/secrets/1",
+            json!({"env": "TAVILY_API_KEY", "external": {}}),
+        ),
+    ];
+    let mut manifests = vec![minimal_example()];
+    for (i, (path, value)) in changes.into_iter().enumerate() {
+        let mut manifest = minimal_example();
+        manifest["metadata"]["name"] = json!(format!("partial-{i}"));
+        set(&mut manifest, path, value);
+        manifests.push(manifest);
+    }
+    manifests
+}
+
+/// The defaults the API server fills in from the schema are the ones the operator's serde
+/// defaults give: one default per field. Setting only `probes.startup.path` keeps the 240 s
+/// startup window (`failureThreshold: 24`), not the liveness probe's 3.
+#[tokio::test]
+async fn server_defaults_equal_serde_defaults() {
+    let (_, client, ns) = setup("crd-defaults").await;
+    let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource());
+    for manifest in partial_manifests() {
+        let created = api
+            .create(&PostParams::default(), &object(manifest.clone()))
+            .await
+            .unwrap();
+        let by_serde = serde_json::to_value(
+            serde_json::from_value::<LiteLLMDeploymentSpec>(manifest["spec"].clone()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(created.data["spec"], by_serde, "for {}", manifest["spec"]);
+        if manifest["spec"]["service"]["probes"]["startup"]["path"] == "/ready" {
+            assert_eq!(
+                created.data["spec"]["service"]["probes"]["startup"]["failureThreshold"],
+                24
+            );
+        }
+    }
 }
 
 /// Whitespace-collapsed, so kubectl's line wrapping does not matter.
@@ -234,7 +402,8 @@ async fn kubectl_get_llmd_shows_the_printer_columns() {
 
 /// A bound or rule of the CRD, named `<schema path> <keyword> [<argument>]`, where the schema
 /// path uses `[]` for array items: `spec.service.port maximum`, `spec.secrets[] rule 0` (the
-/// first entry of `x-kubernetes-validations`), `spec.service required image`.
+/// first entry of `x-kubernetes-validations`), `spec.service required image`. `root` is the
+/// whole object, whose rules can see `metadata.name`: `root rule 0`.
 type BoundId = &'static str;
 
 /// What the API server must answer for a bound: a cause on `field` (indices written `[]`) whose
@@ -245,8 +414,11 @@ struct Expectation {
     message: String,
 }
 
-/// The schema node at a dotted path such as `spec.secrets[].env`.
+/// The schema node at a dotted path such as `spec.secrets[].env`, or `root`.
 fn schema_at(path: &str) -> Value {
+    if path == "root" {
+        return root_schema();
+    }
     let mut node = spec_schema();
     for part in path.split('.').skip(1) {
         let (name, items) = match part.strip_suffix("[]") {
@@ -311,6 +483,10 @@ fn expectation(id: BoundId) -> Expectation {
             "should be less than or equal to {}",
             number(&bound("maximum"))
         )),
+        ("multipleOf", None) => at(format!(
+            "should be a multiple of {}",
+            number(&bound("multipleOf"))
+        )),
         ("minItems", None) => at(format!(
             "should have at least {} items",
             number(&bound("minItems"))
@@ -340,7 +516,16 @@ fn expectation(id: BoundId) -> Expectation {
             let rules = bound("x-kubernetes-validations");
             let rule = &rules[index.parse::<usize>().unwrap()];
             assert!(!rule.is_null(), "no rule {index} at {path}");
-            at(rule["message"].as_str().unwrap().to_owned())
+            // A rule with a `fieldPath` reports on that field, relative to where it sits.
+            let base = if path == "root" { "" } else { path };
+            let field = match rule["fieldPath"].as_str() {
+                Some(relative) => format!("{base}{relative}").trim_start_matches('.').to_owned(),
+                None => base.to_owned(),
+            };
+            Expectation {
+                field,
+                message: rule["message"].as_str().unwrap().to_owned(),
+            }
         }
         ("listMapKeys", None) => {
             bound("x-kubernetes-list-map-keys");
@@ -362,6 +547,7 @@ fn crd_bounds() -> BTreeSet<String> {
             "pattern",
             "minimum",
             "maximum",
+            "multipleOf",
             "minItems",
             "maxItems",
             "maxProperties",
@@ -400,6 +586,12 @@ fn crd_bounds() -> BTreeSet<String> {
     }
     let mut out = BTreeSet::new();
     walk(&spec_schema(), "spec", &mut out);
+    let root_rules = root_schema()["x-kubernetes-validations"]
+        .as_array()
+        .map_or(0, Vec::len);
+    for index in 0..root_rules {
+        out.insert(format!("root rule {index}"));
+    }
     out
 }
 
@@ -482,6 +674,12 @@ async fn assert_refused(id: BoundId, op: Op, mutate: impl FnOnce(&mut Value)) {
             .await
         }
     };
+    assert_invalid(id, result, &expected);
+}
+
+/// Checks the API server answered 422 Invalid with a cause on `expected.field` containing
+/// `expected.message`.
+fn assert_invalid(id: &str, result: kube::Result<DynamicObject>, expected: &Expectation) {
     let status = match result {
         Err(kube::Error::Api(status)) => status,
         Err(other) => panic!("{id}: expected 422 Invalid, got {other}"),
@@ -704,7 +902,8 @@ refused! {
         |m| remove(m, "/spec/service/image");
     service_requires_service_account: Create "spec.service required serviceAccount" =>
         |m| remove(m, "/spec/service/serviceAccount");
-    service_name_immutable: Update "spec.service rule 0" =>
+    service_name_immutable: Update "root rule 0" =>
+        // Unset (the service is metadata.name) to another name: another Cloud Run service.
         |m| set(m, "/spec/service/name", json!("litellm-renamed"));
     cloud_sql_instances_max_items: Create "spec.service.cloudSqlInstances maxItems" =>
         |m| set(m, "/spec/service/cloudSqlInstances", json!(vec!["my-project:us-central1:db"; 11]));
@@ -794,6 +993,17 @@ refused! {
         |m| set(m, "/spec/service/resources/cpu", json!("1.0000000"));
     cpu_pattern: Create "spec.service.resources.cpu pattern" =>
         |m| set(m, "/spec/service/resources/cpu", json!("9"));
+    cpu_minimum: Create "spec.service.resources.cpu minimum" =>
+        |m| set(m, "/spec/service/resources/cpu", json!(0));
+    cpu_maximum: Create "spec.service.resources.cpu maximum" =>
+        // `cpu: 9` unquoted: the number form keeps the bound the pattern sets for strings.
+        |m| set(m, "/spec/service/resources/cpu", json!(9));
+    memory_minimum: Create "spec.service.resources.memory minimum" =>
+        |m| set(m, "/spec/service/resources/memory", json!(64 << 20));
+    memory_maximum: Create "spec.service.resources.memory maximum" =>
+        |m| set(m, "/spec/service/resources/memory", json!(64_u64 << 30));
+    memory_multiple_of: Create "spec.service.resources.memory multipleOf" =>
+        |m| set(m, "/spec/service/resources/memory", json!((512 << 20) + 1));
     memory_min_length: Create "spec.service.resources.memory minLength" =>
         |m| set(m, "/spec/service/resources/memory", json!("1"));
     memory_max_length: Create "spec.service.resources.memory maxLength" =>

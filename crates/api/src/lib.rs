@@ -6,15 +6,74 @@ pub mod reference;
 pub mod resource;
 pub mod validation;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray,
+};
 use kube::CustomResourceExt;
 
 pub use resource::*;
 pub use validation::{FieldError, InvalidSpec, validate};
 
-/// The CustomResourceDefinition generated from the Rust types.
+/// The CustomResourceDefinition generated from the Rust types, finished for the API server and `kubectl explain`
+/// (see [`finish_schema`]). Use this, not `LiteLLMDeployment::crd()`.
 pub fn crd() -> CustomResourceDefinition {
-    LiteLLMDeployment::crd()
+    let mut crd = LiteLLMDeployment::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            finish_schema(schema);
+        }
+    }
+    crd
+}
+
+/// Two fixes to what kube generates, on every node of the schema:
+///
+/// - Descriptions are reflowed: the line breaks of a wrapped `///` comment are joined into spaces, keeping only
+///   paragraph breaks, so `kubectl explain` wraps whole sentences at its own width instead of breaking them where
+///   the Rust source did.
+/// - Int-or-string nodes (`cpu: 2` as well as `cpu: "2"`) get back the `anyOf: [integer, string]` that kube's
+///   structural rewrite empties, so the API server refuses other types, and lose the `nullable` kube adds to them,
+///   so an explicit `null` is pruned and defaulted instead of reaching the operator.
+fn finish_schema(schema: &mut JSONSchemaProps) {
+    if let Some(description) = &mut schema.description {
+        *description = reflow(description);
+    }
+    if schema.x_kubernetes_int_or_string == Some(true) {
+        let typed = |t: &str| JSONSchemaProps {
+            type_: Some(t.to_owned()),
+            ..JSONSchemaProps::default()
+        };
+        schema.any_of = Some(vec![typed("integer"), typed("string")]);
+        schema.nullable = None;
+    }
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        finish_schema(child);
+    }
+    match &mut schema.items {
+        Some(JSONSchemaPropsOrArray::Schema(items)) => finish_schema(items),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(finish_schema),
+        None => {}
+    }
+}
+
+/// Joins the lines of each paragraph with a space; paragraphs stay separated by one blank line.
+fn reflow(text: &str) -> String {
+    text.split("\n\n")
+        .map(|paragraph| {
+            paragraph
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 /// The CRD as YAML, exactly as committed in `crds/litellmdeployments.yaml`.

@@ -34,13 +34,37 @@ pub fn markdown() -> Result<String, serde_json::Error> {
         "Rules marked *CEL* are enforced by the API server when you apply; the operator's own checks (`validate()`) \
          report anything else as `Ready=False, reason=InvalidSpec` without calling Google.\n"
     );
-    if let Some(root) = crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties") {
+    let root = crd
+        .pointer("/spec/versions/0/schema/openAPIV3Schema")
+        .cloned()
+        .unwrap_or_default();
+    let required_sections = required_of(&root);
+    // Rules on the whole object (they can see `metadata.name`) are listed on the field their `fieldPath` names.
+    let mut root_rules: Vec<(String, &str)> = Vec::new();
+    for rule in root
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let field = rule
+            .get("fieldPath")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim_start_matches('.')
+            .to_owned();
+        if let Some(message) = rule.get("message").and_then(Value::as_str) {
+            root_rules.push((field, message));
+        }
+    }
+    if let Some(properties) = root.get("properties") {
         for section in ["spec", "status"] {
-            if let Some(schema) = root.get(section) {
+            if let Some(schema) = properties.get(section) {
                 let _ = writeln!(out, "## {section}\n");
                 let _ = writeln!(out, "| Field | Type | Default | Description |");
                 let _ = writeln!(out, "|---|---|---|---|");
-                walk(&mut out, section, schema, true);
+                let required = required_sections.contains(&section);
+                walk(&mut out, section, schema, required, &root_rules);
                 out.push('\n');
             }
         }
@@ -48,7 +72,18 @@ pub fn markdown() -> Result<String, serde_json::Error> {
     Ok(out)
 }
 
-fn walk(out: &mut String, path: &str, schema: &Value, required: bool) {
+/// The names a schema node lists as `required`.
+fn required_of(schema: &Value) -> Vec<&str> {
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// One row for `schema` at `path`, then rows for its fields. `root_rules` are the messages of root-level CEL rules by
+/// the dotted path of the field they report on.
+fn walk(out: &mut String, path: &str, schema: &Value, required: bool, root_rules: &[(String, &str)]) {
     let ty = type_of(schema);
     let default = schema
         .get("default")
@@ -71,9 +106,22 @@ fn walk(out: &mut String, path: &str, schema: &Value, required: bool) {
             .collect();
         notes.push(format!("one of {}", values.join(", ")));
     }
+    // On an int-or-string field the numeric bounds apply to the number form only.
+    let as_number = if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+        " as a number"
+    } else {
+        ""
+    };
     for (key, label) in [
         ("minimum", "min"),
         ("maximum", "max"),
+        ("multipleOf", "multiple of"),
+    ] {
+        if let Some(v) = schema.get(key).and_then(Value::as_f64) {
+            notes.push(format!("{label} {v}{as_number}"));
+        }
+    }
+    for (key, label) in [
         ("minLength", "min length"),
         ("maxLength", "max length"),
         ("maxItems", "max items"),
@@ -96,12 +144,17 @@ fn walk(out: &mut String, path: &str, schema: &Value, required: bool) {
         .and_then(Value::as_array)
         .into_iter()
         .flatten();
-    {
-        for rule in own_rules.chain(item_rules) {
-            if let Some(m) = rule.get("message").and_then(Value::as_str) {
-                notes.push(format!("*CEL*: {}", m.replace('|', "\\|")));
-            }
-        }
+    let messages = own_rules
+        .chain(item_rules)
+        .filter_map(|rule| rule.get("message").and_then(Value::as_str))
+        .chain(
+            root_rules
+                .iter()
+                .filter(|(field, _)| field == path)
+                .map(|(_, message)| *message),
+        );
+    for m in messages {
+        notes.push(format!("*CEL*: {}", m.replace('|', "\\|")));
     }
     if !notes.is_empty() {
         if !description.is_empty() {
@@ -111,43 +164,30 @@ fn walk(out: &mut String, path: &str, schema: &Value, required: bool) {
     }
     let _ = writeln!(out, "| `{path}` | {ty} | {default} | {description} |");
 
-    let required_children: Vec<&str> = schema
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let required_children = required_of(schema);
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (name, child) in props {
-            walk(
-                out,
-                &format!("{path}.{name}"),
-                child,
-                required_children.contains(&name.as_str()),
-            );
+            let required = required_children.contains(&name.as_str());
+            walk(out, &format!("{path}.{name}"), child, required, root_rules);
         }
     }
     if let Some(items) = schema.get("items")
         && items.get("properties").is_some()
     {
-        let item_required: Vec<&str> = items
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let item_required = required_of(items);
         if let Some(props) = items.get("properties").and_then(Value::as_object) {
             for (name, child) in props {
-                walk(
-                    out,
-                    &format!("{path}[].{name}"),
-                    child,
-                    item_required.contains(&name.as_str()),
-                );
+                let required = item_required.contains(&name.as_str());
+                walk(out, &format!("{path}[].{name}"), child, required, root_rules);
             }
         }
     }
 }
 
 fn type_of(schema: &Value) -> String {
+    if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+        return "integer or string".to_owned();
+    }
     match schema.get("type").and_then(Value::as_str) {
         Some("array") => format!("[]{}", schema.get("items").map(type_of).unwrap_or_default()),
         Some("object") if schema.get("additionalProperties").is_some() => "map[string]string".to_owned(),

@@ -1,7 +1,9 @@
 //! The `LiteLLMDeployment` custom resource: spec, status and the CEL rules the API server enforces.
 //!
 //! Every field carries a `///` doc comment: it becomes the schema description that `kubectl explain` prints and
-//! the text of `docs/crd-reference.md`.
+//! the text of `docs/crd-reference.md`. A field with a default ends it with `Default: `value`.` (the exact value for
+//! a scalar, in words for an object), since `kubectl explain` shows no `default`. [`crate::crd`] joins the wrapped
+//! lines of each paragraph, so write whole sentences and separate paragraphs with a blank `///` line.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +33,12 @@ use crate::names;
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.latestReadyRevision"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    // On the whole object, where `metadata.name` is visible: `spec.service.name` may be added or removed while it
+    // equals `metadata.name` (the same Cloud Run service), never changed to another service.
+    validation = kube::core::Rule::new(SERVICE_NAME_IMMUTABLE_RULE)
+        .message(SERVICE_NAME_IMMUTABLE_MESSAGE)
+        .field_path(".spec.service.name")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -76,25 +83,34 @@ pub struct LiteLLMDeploymentSpec {
     )]
     pub secrets: Vec<SecretSpec>,
 
-    /// How Secret Manager secrets are created and how many versions stay enabled.
+    /// How Secret Manager secrets are created and how many versions stay enabled. Default: `Automatic` replication,
+    /// 2 enabled versions.
     #[serde(default)]
     pub secret_policy: SecretPolicy,
 
-    /// What happens to the Google resources when this LiteLLMDeployment is deleted.
+    /// What happens to the Google resources when this LiteLLMDeployment is deleted. Default: the Cloud Run service
+    /// is deleted, the Secret Manager secrets are kept.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
 
+/// The root CEL rule that keeps the Cloud Run service the same: the effective name (`spec.service.name`, else
+/// `metadata.name`) never changes, so `spec.service.name` may be added or removed while it equals `metadata.name`.
+/// It sits on the whole object because only there can CEL see `metadata.name`.
+pub const SERVICE_NAME_IMMUTABLE_RULE: &str = "(has(self.spec.service.name) ? self.spec.service.name : self.metadata.name) == \
+     (has(oldSelf.spec.service.name) ? oldSelf.spec.service.name : oldSelf.metadata.name)";
+
+/// The message of [`SERVICE_NAME_IMMUTABLE_RULE`].
+pub const SERVICE_NAME_IMMUTABLE_MESSAGE: &str = "service.name is immutable: it may only be added or removed while it \
+     equals metadata.name, which names the same Cloud Run service";
+
 /// The Cloud Run v2 service.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",
-    "message": "service.name is immutable"
-}]))]
 pub struct ServiceSpec {
     /// Cloud Run service id: lowercase letters, digits and hyphens, starting with a letter, not ending with a
-    /// hyphen, at most 49 characters. Defaults to `metadata.name`. Immutable.
+    /// hyphen, at most 49 characters. Default: `metadata.name`. Immutable: it may be added or removed only while it
+    /// equals `metadata.name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 49), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: Option<String>,
@@ -104,16 +120,16 @@ pub struct ServiceSpec {
     #[schemars(length(min = 1, max = 1024))]
     pub image: String,
 
-    /// Port the proxy listens on; Cloud Run sends requests to it and sets `PORT` to it.
+    /// Port the proxy listens on; Cloud Run sends requests to it and sets `PORT` to it. Default: `4000`.
     #[serde(default = "defaults::port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
 
-    /// CPU and memory limits of each instance.
+    /// CPU and memory limits of each instance. Default: 1 CPU and `2Gi`.
     #[serde(default)]
     pub resources: Resources,
 
-    /// Instance counts and per-instance concurrency.
+    /// Instance counts and per-instance concurrency. Default: 0 to 10 instances, 80 concurrent requests each.
     #[serde(default)]
     pub scaling: Scaling,
 
@@ -127,11 +143,13 @@ pub struct ServiceSpec {
 
     /// When true, `allUsers` is granted `roles/run.invoker` on the service so the proxy is reachable without a
     /// Google identity (LiteLLM still checks its own keys). Turning it off removes only the binding the operator
-    /// added.
+    /// added. Default: `false`.
     #[serde(default)]
     pub allow_unauthenticated: bool,
 
-    /// Where requests may come from.
+    /// Where requests may come from: `All` (the internet), `Internal` (the VPC and Google services in the same
+    /// project) or `InternalAndCloudLoadBalancing` (`Internal` plus Google Cloud external Application Load
+    /// Balancers). Default: `All`.
     #[serde(default)]
     pub ingress: Ingress,
 
@@ -165,12 +183,12 @@ pub struct ServiceSpec {
     #[schemars(extend("maxProperties" = 32))]
     pub labels: BTreeMap<String, String>,
 
-    /// Maximum time a request may take before Cloud Run answers 504, in seconds.
+    /// Maximum time a request may take before Cloud Run answers 504, in seconds. Default: `300`.
     #[serde(default = "defaults::request_timeout_seconds")]
     #[schemars(range(min = 1, max = 3600))]
     pub request_timeout_seconds: i32,
 
-    /// Health probes. Defaults to LiteLLM's own endpoints: `/health/liveliness` and `/health/readiness`.
+    /// Health probes. Default: LiteLLM's own endpoints, `/health/liveliness` and `/health/readiness`.
     #[serde(default)]
     pub probes: Probes,
 }
@@ -179,17 +197,19 @@ pub struct ServiceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resources {
-    /// CPU limit as a Kubernetes quantity: `1`, `2`, `4`, `6`, `8`, or below one CPU in millis (`500m`).
-    #[serde(default = "defaults::cpu")]
-    #[schemars(
-        length(min = 1, max = 8),
-        regex(pattern = r"^([1-9][0-9]{0,3}m|[1-8](\.[0-9]+)?|0\.[0-9]+)$")
-    )]
+    /// CPU limit as a Kubernetes quantity: `1`, `2`, `4`, `6`, `8` (a number or a string), or below one CPU in
+    /// millis (`500m`). Default: `1`.
+    #[serde(default = "defaults::cpu", deserialize_with = "quantity::deserialize_cpu")]
+    #[schemars(schema_with = "quantity::cpu_schema")]
     pub cpu: String,
 
-    /// Memory limit as a Kubernetes quantity, from `512Mi` to `32Gi`.
-    #[serde(default = "defaults::memory")]
-    #[schemars(length(min = 2, max = 12), regex(pattern = r"^[1-9][0-9]*(Mi|Gi|M|G)$"))]
+    /// Memory limit as a Kubernetes quantity, from `512Mi` to `32Gi`; a plain number counts bytes and must be a whole
+    /// number of `Mi`. Default: `2Gi`.
+    #[serde(
+        default = "defaults::memory",
+        deserialize_with = "quantity::deserialize_memory"
+    )]
+    #[schemars(schema_with = "quantity::memory_schema")]
     pub memory: String,
 }
 
@@ -201,17 +221,17 @@ pub struct Resources {
     "message": "scaling.minInstances must not exceed scaling.maxInstances"
 }]))]
 pub struct Scaling {
-    /// Instances kept warm; 0 lets the service scale to zero.
+    /// Instances kept warm; 0 lets the service scale to zero. Default: `0`.
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub min_instances: i32,
 
-    /// Upper bound on instances.
+    /// Upper bound on instances. Default: `10`.
     #[serde(default = "defaults::max_instances")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_instances: i32,
 
-    /// Concurrent requests per instance.
+    /// Concurrent requests per instance. Default: `80`.
     #[serde(default = "defaults::concurrency")]
     #[schemars(range(min = 1, max = 1000))]
     pub concurrency: i32,
@@ -247,7 +267,8 @@ pub struct VpcAccess {
     #[schemars(length(min = 1, max = 1))]
     pub network_interfaces: Option<Vec<NetworkInterface>>,
 
-    /// Which outbound traffic goes through the VPC.
+    /// Which outbound traffic goes through the VPC: `PrivateRangesOnly` (only traffic to private, RFC 1918 ranges)
+    /// or `AllTraffic`. Default: `PrivateRangesOnly`.
     #[serde(default)]
     pub egress: VpcEgress,
 }
@@ -286,17 +307,24 @@ pub enum VpcEgress {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Probes {
-    /// Restarts an instance that stops answering. Default: HTTP GET `/health/liveliness`.
+    /// Restarts an instance that stops answering. Default: HTTP GET `/health/liveliness`, every 10 seconds, failed
+    /// after 3 consecutive failures.
     #[serde(default = "defaults::liveness")]
     pub liveness: HttpProbe,
 
     /// Gates traffic to a new instance (and so a new revision's readiness) until it answers. Default: HTTP GET
-    /// `/health/readiness`, which also checks the database and cache connections.
-    #[serde(default = "defaults::startup")]
+    /// `/health/readiness`, which also checks the database and cache connections, every 10 seconds for up to 240
+    /// seconds (24 failures).
+    // An `HttpProbe` in Rust, read and described as a `StartupProbe`: only its `failureThreshold` default differs.
+    #[serde(
+        default = "defaults::startup",
+        deserialize_with = "StartupProbe::deserialize_into"
+    )]
+    #[schemars(schema_with = "StartupProbe::schema")]
     pub startup: HttpProbe,
 }
 
-/// An HTTP GET probe on the container port.
+/// An HTTP GET probe on the container port: the liveness probe, and in Rust the startup probe too.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpProbe {
@@ -304,25 +332,74 @@ pub struct HttpProbe {
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^\s]*$"))]
     pub path: String,
 
-    /// Seconds after start before the first probe.
+    /// Seconds after start before the first probe. Default: `0`.
     #[serde(default)]
     #[schemars(range(min = 0, max = 240))]
     pub initial_delay_seconds: i32,
 
-    /// Seconds between probes.
+    /// Seconds between probes. Default: `10`.
     #[serde(default = "defaults::probe_period_seconds")]
     #[schemars(range(min = 1, max = 240))]
     pub period_seconds: i32,
 
-    /// Seconds before one probe times out.
+    /// Seconds before one probe times out. Default: `5`.
     #[serde(default = "defaults::probe_timeout_seconds")]
     #[schemars(range(min = 1, max = 240))]
     pub timeout_seconds: i32,
 
-    /// Consecutive failures before the probe counts as failed.
+    /// Consecutive failures before the probe counts as failed. Default: `3`.
     #[serde(default = "defaults::probe_failure_threshold")]
     #[schemars(range(min = 1, max = 100))]
     pub failure_threshold: i32,
+}
+
+/// The startup probe as written in a manifest and described in the schema: an [`HttpProbe`] whose
+/// `failureThreshold` defaults to 24, so a new instance gets 240 seconds (24 periods of 10 seconds) to start, the
+/// same whether `probes.startup` is left out or only some of its fields are set.
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct StartupProbe {
+    /// Path requested, starting with `/`.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^\s]*$"))]
+    path: String,
+
+    /// Seconds after start before the first probe. Default: `0`.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 240))]
+    initial_delay_seconds: i32,
+
+    /// Seconds between probes. Default: `10`.
+    #[serde(default = "defaults::probe_period_seconds")]
+    #[schemars(range(min = 1, max = 240))]
+    period_seconds: i32,
+
+    /// Seconds before one probe times out. Default: `5`.
+    #[serde(default = "defaults::probe_timeout_seconds")]
+    #[schemars(range(min = 1, max = 240))]
+    timeout_seconds: i32,
+
+    /// Consecutive failures before the instance counts as failed to start. Default: `24`, which with the default
+    /// `periodSeconds` gives a new instance 240 seconds to start.
+    #[serde(default = "defaults::startup_failure_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    failure_threshold: i32,
+}
+
+impl StartupProbe {
+    fn deserialize_into<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<HttpProbe, D::Error> {
+        let p = Self::deserialize(deserializer)?;
+        Ok(HttpProbe {
+            path: p.path,
+            initial_delay_seconds: p.initial_delay_seconds,
+            period_seconds: p.period_seconds,
+            timeout_seconds: p.timeout_seconds,
+            failure_threshold: p.failure_threshold,
+        })
+    }
+
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<Self>()
+    }
 }
 
 /// One credential: a Secret Manager secret, an accessor binding and an environment variable.
@@ -387,7 +464,7 @@ pub struct SecretKeySelector {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GeneratedValue {
-    /// Number of random characters (letters and digits), not counting the prefix.
+    /// Number of random characters (letters and digits), not counting the prefix. Default: `48`.
     #[serde(default = "defaults::generate_length")]
     #[schemars(range(min = 16, max = 4096))]
     pub length: i32,
@@ -403,7 +480,7 @@ pub struct GeneratedValue {
 #[serde(rename_all = "camelCase")]
 pub struct ExternalValue {
     /// Version to pin: a number, or `latest`, which is resolved to the newest enabled version's number (a newer
-    /// version rolls out like a rotation).
+    /// version rolls out like a rotation). Default: `latest`.
     #[serde(default = "defaults::latest")]
     #[schemars(length(min = 1, max = 20), regex(pattern = r"^(latest|[1-9][0-9]*)$"))]
     pub version: String,
@@ -417,8 +494,9 @@ pub struct ExternalValue {
     "message": "replicaLocations is required with replication UserManaged and not allowed with Automatic"
 }]))]
 pub struct SecretPolicy {
-    /// Replication of new secrets. Fixed at creation by Google: changing it later does not move existing
-    /// secrets.
+    /// Replication of new secrets: `Automatic` (Google chooses the locations) or `UserManaged` (replicas only in
+    /// `replicaLocations`). Fixed at creation by Google: changing it later does not move existing secrets.
+    /// Default: `Automatic`.
     #[serde(default)]
     pub replication: Replication,
 
@@ -428,7 +506,7 @@ pub struct SecretPolicy {
     pub replica_locations: Option<Vec<String>>,
 
     /// Versions of each secret left enabled after a rotation's new revision is Ready (the pinned one included);
-    /// older versions are disabled, never destroyed.
+    /// older versions are disabled, never destroyed. Default: `2`.
     #[serde(default = "defaults::keep_enabled_versions")]
     #[schemars(range(min = 1, max = 100))]
     pub keep_enabled_versions: i32,
@@ -454,12 +532,13 @@ pub enum Replication {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeletionPolicy {
-    /// The Cloud Run service. Default `Delete`.
+    /// The Cloud Run service: `Delete` it, or `Abandon` it (leave it in place). Default: `Delete`.
     #[serde(default = "defaults::delete")]
     pub service: Deletion,
 
-    /// The Secret Manager secrets the operator created. Default `Abandon`: credentials outlive the deployment
-    /// unless you say otherwise. Accessor bindings the operator added are removed either way.
+    /// The Secret Manager secrets the operator created: `Abandon` them (leave them in place) or `Delete` them (only
+    /// those that carry the operator's label or are recorded in status). Accessor bindings the operator added are
+    /// removed either way. Default: `Abandon`, so credentials outlive the deployment unless you say otherwise.
     #[serde(default)]
     pub secrets: Deletion,
 }
@@ -666,6 +745,81 @@ impl LiteLLMDeployment {
     }
 }
 
+/// Kubernetes quantities as people write them: `cpu: 2` as well as `cpu: "2"` or `cpu: 500m`.
+///
+/// The schema is `x-kubernetes-int-or-string` with the `anyOf` integer/string pair (restored by [`crate::crd`]
+/// after kube's structural rewrite drops the types from `anyOf`). `pattern` and the lengths apply to strings only,
+/// `minimum`, `maximum` and `multipleOf` to numbers only, so both forms keep bounds the API server enforces.
+mod quantity {
+    use std::fmt;
+
+    use schemars::{Schema, SchemaGenerator, json_schema};
+    use serde::Deserializer;
+    use serde::de::{Error, Visitor};
+
+    const MI: u64 = 1 << 20;
+
+    /// A string as is, or a whole number of CPUs as its digits (`2` -> `"2"`).
+    pub fn deserialize_cpu<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_any(Quantity(|n| n.to_string()))
+    }
+
+    /// A string as is, or a number of bytes as a whole number of `Mi` (`2147483648` -> `"2048Mi"`), the form Cloud
+    /// Run takes. A number that is not a whole number of `Mi` stays digits, which validation refuses.
+    pub fn deserialize_memory<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_any(Quantity(|n| match n {
+            n if n > 0 && n % MI == 0 => format!("{}Mi", n / MI),
+            n => n.to_string(),
+        }))
+    }
+
+    struct Quantity(fn(u64) -> String);
+
+    impl Visitor<'_> for Quantity {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a Kubernetes quantity: a string such as \"500m\" or \"2Gi\", or an integer")
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<String, E> {
+            Ok((self.0)(v))
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<String, E> {
+            // Negative: never valid, kept as written for validation to refuse.
+            Ok(u64::try_from(v).map_or_else(|_| v.to_string(), self.0))
+        }
+    }
+
+    /// `1` to `8` CPUs as a number; as a string also fractions and millis (`0.5`, `500m`).
+    pub fn cpu_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 1,
+            "maximum": 8,
+            "minLength": 1,
+            "maxLength": 8,
+            "pattern": r"^([1-9][0-9]{0,3}m|[1-8](\.[0-9]+)?|0\.[0-9]+)$",
+        })
+    }
+
+    /// 128Mi to 32Gi in whole `Mi` as a number of bytes; as a string a count of `Mi`, `Gi`, `M` or `G`.
+    pub fn memory_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 128 * MI,
+            "maximum": 32 * 1024 * MI,
+            "multipleOf": MI,
+            "minLength": 2,
+            "maxLength": 12,
+            "pattern": r"^[1-9][0-9]*(Mi|Gi|M|G)$",
+        })
+    }
+}
+
 mod defaults {
     use super::HttpProbe;
 
@@ -696,12 +850,15 @@ mod defaults {
     pub fn probe_failure_threshold() -> i32 {
         3
     }
+    pub fn startup_failure_threshold() -> i32 {
+        24
+    }
     pub fn liveness() -> HttpProbe {
         probe("/health/liveliness")
     }
     pub fn startup() -> HttpProbe {
         HttpProbe {
-            failure_threshold: 24,
+            failure_threshold: startup_failure_threshold(),
             ..probe("/health/readiness")
         }
     }
