@@ -391,16 +391,31 @@ fn service_disabled(
     None
 }
 
-/// Pulls `secretmanager.secrets.create` out of "Permission 'secretmanager.secrets.create' denied for ...".
+/// Pulls `secretmanager.versions.add` out of Google's "Permission 'secretmanager.versions.add' denied on resource
+/// 'projects/p/secrets/x' (or it may not exist)." (also "Permission denied: ..." with the name after it, and
+/// "permissions: ..."). A message without a dotted permission name ("Permission denied on resource ...") gives
+/// `None`.
 fn permission_from_message(message: &str) -> Option<String> {
     let lower = message.to_ascii_lowercase();
-    let start = lower.find("permission")? + "permission".len();
-    let rest = message[start..].trim_start_matches(['s', ' ', '\'', '"', '`', ':']);
-    let token: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_')
-        .collect();
-    (token.contains('.') && !token.ends_with('.')).then_some(token)
+    lower.match_indices("permission").find_map(|(at, word)| {
+        let rest = &message[at + word.len()..];
+        // "permissions" is the same word; strip its `s` only, never a letter of the name after it.
+        let rest = rest.strip_prefix(['s', 'S']).unwrap_or(rest);
+        let rest = rest.trim_start_matches([' ', '\'', '"', '`', ':', '[', '(']);
+        let token: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_')
+            .collect();
+        looks_like_permission(&token).then_some(token)
+    })
+}
+
+/// `service.resource.verb`: at least two dots, no empty part, starting with a letter.
+fn looks_like_permission(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty())
+        && token.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 /// Keeps at most [`MAX_MESSAGE_LEN`] characters of a message, with any trace of `payload` removed.
@@ -483,6 +498,88 @@ mod tests {
         assert!(
             matches!(e, Error::PermissionDenied { permission: None, .. }),
             "{e:?}"
+        );
+    }
+
+    /// Google's own wording: the permission in quotes after "Permission", its first letter kept (it used to lose
+    /// the `s` of `secretmanager`).
+    #[test]
+    fn permission_denied_in_googles_message_format_keeps_the_whole_permission() {
+        let e = google(
+            403,
+            r#"{"error":{"code":403,"message":"Permission 'secretmanager.versions.add' denied on resource 'projects/p/secrets/x' (or it may not exist).","status":"PERMISSION_DENIED"}}"#,
+        );
+        let Error::PermissionDenied { permission, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(permission.as_deref(), Some("secretmanager.versions.add"));
+        assert!(
+            e.to_string().contains("(missing secretmanager.versions.add)"),
+            "{e}"
+        );
+        for name in [
+            "secretmanager.secrets.create",
+            "secretmanager.secrets.delete",
+            "secretmanager.secrets.setIamPolicy",
+            "secretmanager.versions.access",
+            "run.services.delete",
+            "iam.serviceAccounts.actAs",
+        ] {
+            for message in [
+                format!(
+                    "Permission '{name}' denied on resource 'projects/p/secrets/x' (or it may not exist)."
+                ),
+                format!("Permission \"{name}\" denied on resource"),
+                format!("permission {name} denied"),
+                format!("Caller is missing permissions: [{name}]"),
+            ] {
+                assert_eq!(
+                    permission_from_message(&message).as_deref(),
+                    Some(name),
+                    "{message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn permission_denied_without_a_named_permission_names_none() {
+        for message in [
+            "Permission denied on resource 'projects/p/secrets/x' (or it may not exist).",
+            "Permission denied on resource project p.",
+            "The caller does not have permission",
+            "Permission 'secretmanager' denied",
+        ] {
+            let body = serde_json::json!({"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED"}});
+            let e = google(403, &body.to_string());
+            assert!(
+                matches!(e, Error::PermissionDenied { permission: None, .. }),
+                "{message}: {e:?}"
+            );
+            assert!(!e.to_string().contains("(missing"), "{e}");
+        }
+    }
+
+    /// `IAM_PERMISSION_DENIED` carries the permission in its `ErrorInfo` metadata: that wins over the message,
+    /// which may not name it at all.
+    #[test]
+    fn permission_denied_takes_the_permission_from_iam_error_info() {
+        let e = google(
+            403,
+            r#"{"error":{"code":403,"message":"Permission denied on resource 'projects/p/secrets/x' (or it may not exist).","status":"PERMISSION_DENIED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"IAM_PERMISSION_DENIED","domain":"iam.googleapis.com","metadata":{"permission":"secretmanager.secrets.delete","resource":"projects/p/secrets/x"}}]}}"#,
+        );
+        let Error::PermissionDenied {
+            permission, resource, ..
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(permission.as_deref(), Some("secretmanager.secrets.delete"));
+        assert_eq!(resource, RES);
+        assert_eq!(e.code(), "PERMISSION_DENIED");
+        assert!(
+            e.to_string().contains("(missing secretmanager.secrets.delete)"),
+            "{e}"
         );
     }
 

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+pub mod permissions;
 pub mod plan;
 pub mod report;
 pub mod resync;

@@ -48,9 +48,14 @@ pub fn done(action: &Action, effect: &Effect) -> String {
         ),
         (Action::CreateService { service, .. }, _) => format!("Created Cloud Run service {service}"),
         (Action::UpdateService { service, change, .. }, _) => match change {
-            ServiceChange::Spec(paths) => format!("Updated {service}: {}", paths.join(", ")),
+            ServiceChange::Spec(paths) => format!(
+                "Updated {service}{}: {}",
+                change.revision_note(),
+                paths.join(", ")
+            ),
             ServiceChange::Drift(paths) => format!(
-                "Put back fields changed outside the operator on {service}: {}",
+                "Put back fields changed outside the operator on {service}{}: {}",
+                change.revision_note(),
                 paths.join(", ")
             ),
             ServiceChange::IamRetry(n) => format!(

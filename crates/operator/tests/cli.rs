@@ -236,7 +236,7 @@ async fn plan_shows_the_changes_apply_makes_them_once_and_rotation_adds_one_vers
         changes(&plan.stdout),
         [
             format!("+ add version 2 to {s}/database-url (DATABASE_URL)"),
-            "~ update service projects/my-project/locations/us-central1/services/litellm-proxy: \
+            "~ update service projects/my-project/locations/us-central1/services/litellm-proxy (new revision): \
              template.containers[0].env[0].valueSource.secretKeyRef.version"
                 .to_owned(),
         ]
@@ -439,6 +439,25 @@ async fn import_adopts_a_runbook_service_without_touching_its_secrets() {
     assert_eq!(spec["service"]["resources"], json!({"cpu": "2", "memory": "2Gi"}));
     assert_eq!(spec["service"]["image"], "ghcr.io/berriai/litellm:main-v1.74.0");
 
+    // No probes, a `latest` reference and a plaintext credential: the first apply must roll a revision, and
+    // import says so once, naming every field and why.
+    let restart = import
+        .stderr
+        .lines()
+        .find(|l| l.contains("the first apply rolls a new revision of"))
+        .unwrap_or_else(|| panic!("no restart warning:\n{}", import.stderr));
+    for part in [
+        "projects/my-project/locations/us-central1/services/litellm:",
+        "template.containers[0].env (removes OPENAI_API_KEY)",
+        "template.containers[0].livenessProbe",
+        "template.containers[0].startupProbe",
+        "the service has no HTTP livenessProbe or startupProbe",
+        "reads LITELLM_MASTER_KEY as `latest`",
+        "env vars left out of the manifest",
+    ] {
+        assert!(restart.contains(part), "want {part:?} in {restart}");
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("litellm.yaml");
     std::fs::write(&file, &import.stdout).unwrap();
@@ -446,6 +465,18 @@ async fn import_adopts_a_runbook_service_without_touching_its_secrets() {
     let plan = cli(&emu, &["plan", "-f", path(&file)]).await;
     assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
     let planned = changes(&plan.stdout);
+    // The plan names the plaintext variable the new revision drops (never its value).
+    let update = planned
+        .iter()
+        .find(|l| l.starts_with("~ update service"))
+        .unwrap_or_else(|| panic!("{planned:?}"));
+    assert!(
+        update.starts_with(
+            "~ update service projects/my-project/locations/us-central1/services/litellm (new revision): "
+        ) && update.contains("template.containers[0].env (removes OPENAI_API_KEY)")
+            && update.contains("template.containers[0].livenessProbe"),
+        "{update}"
+    );
     assert!(
         planned
             .iter()
@@ -463,6 +494,16 @@ async fn import_adopts_a_runbook_service_without_touching_its_secrets() {
 
     let apply = cli(&emu, &["apply", "-f", path(&file)]).await;
     assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(
+        apply.stderr.contains("(new revision): ") && apply.stderr.contains("(removes OPENAI_API_KEY)"),
+        "{}",
+        apply.stderr
+    );
+    assert!(
+        apply.stdout.contains("status: revision litellm-00002-"),
+        "{}",
+        apply.stdout
+    );
     let plan = cli(&emu, &["plan", "-f", path(&file)]).await;
     assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
     let settled = writes(&emu);
@@ -474,6 +515,132 @@ async fn import_adopts_a_runbook_service_without_touching_its_secrets() {
         seeded_versions
     );
     assert_eq!(emu.state().call_count("SecretManagerService.CreateSecret"), 2);
+}
+
+/// A runbook service that already has what a LiteLLMDeployment writes (HTTP probes, numbered secret versions, no
+/// plaintext credential): import warns of no restart, `plan` shows only the ownership labels, and `apply` takes
+/// it over without a new revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_over_a_matching_service_rolls_no_revision() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let gcp = google(&emu).await;
+    let db = SecretName::new("my-project", "litellm-db-url");
+    gcp.create_secret(&db, &NewSecret::default()).await.unwrap();
+    gcp.add_version(&db, &SecretPayload::from("postgresql://canary-db-4f1d9e"))
+        .await
+        .unwrap();
+    gcp.add_member(
+        &PolicyTarget::Secret(db.clone()),
+        "roles/secretmanager.secretAccessor",
+        &format!("serviceAccount:{SA}"),
+    )
+    .await
+    .unwrap();
+    // `gcloud run deploy --set-secrets DATABASE_URL=litellm-db-url:1 --liveness-probe ... --startup-probe ...`.
+    let service = ServiceName::new("my-project", "us-central1", "litellm");
+    let deployed = json!({
+        "template": {
+            "serviceAccount": SA,
+            "timeout": "300s",
+            "scaling": {"minInstanceCount": 1, "maxInstanceCount": 5},
+            "maxInstanceRequestConcurrency": 40,
+            "containers": [{
+                "image": "ghcr.io/berriai/litellm:main-v1.74.0",
+                "ports": [{"containerPort": 4000}],
+                "resources": {"limits": {"cpu": "2", "memory": "2Gi"}},
+                "env": [
+                    {"name": "DATABASE_URL", "valueSource": {"secretKeyRef": {"secret": "litellm-db-url", "version": "1"}}},
+                    {"name": "LITELLM_LOG", "value": "INFO"}
+                ],
+                "livenessProbe": {"httpGet": {"path": "/health/liveliness", "port": 4000}, "periodSeconds": 10,
+                                  "timeoutSeconds": 5, "failureThreshold": 3},
+                "startupProbe": {"httpGet": {"path": "/health/readiness", "port": 4000}, "periodSeconds": 10,
+                                 "timeoutSeconds": 5, "failureThreshold": 24}
+            }]
+        }
+    });
+    gcp.create_service(&service, serde_json::from_value(deployed).unwrap())
+        .await
+        .unwrap();
+    let ready = |gcp: Gcp| {
+        let service = service.clone();
+        async move {
+            for _ in 0..100 {
+                let live = gcp.get_service(&service).await.unwrap().unwrap();
+                if !live.latest_ready_revision.is_empty() && !live.reconciling {
+                    return live;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the runbook's revision never became Ready");
+        }
+    };
+    let before = ready(gcp.clone()).await;
+
+    let import = cli(
+        &emu,
+        &[
+            "import",
+            "--project",
+            "my-project",
+            "--region",
+            "us-central1",
+            "--service",
+            "litellm",
+            "--namespace",
+            "llm",
+        ],
+    )
+    .await;
+    assert_eq!(import.code, 0, "{}", import.stderr);
+    assert!(
+        !import.stderr.contains("rolls a new revision"),
+        "{}",
+        import.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("litellm.yaml");
+    std::fs::write(&file, &import.stdout).unwrap();
+
+    let plan = cli(&emu, &["plan", "-f", path(&file)]).await;
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert_eq!(
+        changes(&plan.stdout),
+        [
+            "~ update service projects/my-project/locations/us-central1/services/litellm (no new revision): labels"
+        ],
+        "{}",
+        plan.stdout
+    );
+    let apply = cli(&emu, &["apply", "-f", path(&file)]).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let after = gcp.get_service(&service).await.unwrap().unwrap();
+    assert_eq!(
+        (&after.latest_created_revision, &after.latest_ready_revision),
+        (&before.latest_created_revision, &before.latest_ready_revision),
+        "the takeover rolled a revision:\n{}{}",
+        apply.stdout,
+        apply.stderr
+    );
+    assert_eq!(
+        after.labels.get("managed-by").map(String::as_str),
+        Some("litellm-operator")
+    );
+    let short = before
+        .latest_ready_revision
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        apply.stdout.contains(&format!("status: revision {short} Ready")),
+        "{}",
+        apply.stdout
+    );
+    let plan = cli(&emu, &["plan", "-f", path(&file)]).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -697,4 +864,76 @@ async fn apply_revokes_a_dropped_binding_it_added_and_retires_versions_like_the_
     let record: Value = serde_json::from_str(&std::fs::read_to_string(state_file(&emu)).unwrap()).unwrap();
     let recorded = &record["deployments"]["llm/litellm-proxy"]["appliedBindings"];
     assert_eq!(recorded.as_array().unwrap().len(), 2, "{recorded}");
+}
+
+/// A refused call names the missing permission (Google's own message format) and the gcloud command that grants
+/// the role of that permission's service, as the controller's conditions and Events do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_permission_is_an_error_with_the_command_that_grants_it() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let gcp = google(&emu).await;
+    seed_external(&gcp).await;
+    let stack = fixture("stack.yaml");
+    let grant = |role: &str| {
+        format!(
+            "gcloud projects add-iam-policy-binding my-project --member=serviceAccount:OPERATOR_SA --role={role}"
+        )
+    };
+
+    // Secret Manager names the permission in its message: its first letter is kept.
+    emu.state().add_fault(
+        gcp_emulator::FaultRule::new("SecretManagerService.CreateSecret", Some(gcp_emulator::Code::PermissionDenied))
+            .with_message(
+                "Permission 'secretmanager.secrets.create' denied on resource 'projects/my-project' (or it may not \
+                 exist).",
+            ),
+    );
+    let run = cli(&emu, &["apply", "-f", path(&stack)]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(
+        error.contains("(missing secretmanager.secrets.create)")
+            && error.contains("secretmanager.secrets.create (role roles/secretmanager.admin")
+            && error.ends_with(&grant("roles/secretmanager.admin")),
+        "{}",
+        run.stderr
+    );
+    assert!(!error.contains("roles/run."), "{error}");
+
+    // Cloud Run refuses without naming the permission: the action's own (run.services.create) and the runtime
+    // account's actAs, each with its command; never a Secret Manager role.
+    emu.state().clear_faults();
+    emu.state().add_fault(
+        gcp_emulator::FaultRule::new(
+            "Services.CreateService",
+            Some(gcp_emulator::Code::PermissionDenied),
+        )
+        .with_message("Permission denied on resource project my-project."),
+    );
+    let run = cli(&emu, &["apply", "-f", path(&stack)]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(
+        error.contains(
+            "could not create service projects/my-project/locations/us-central1/services/litellm-proxy"
+        ) && error.contains("run.services.create (role roles/run.admin")
+            && error.contains(&grant("roles/run.admin"))
+            && error.contains(&format!(
+                "gcloud iam service-accounts add-iam-policy-binding {SA} --member=serviceAccount:OPERATOR_SA \
+                 --role=roles/iam.serviceAccountUser"
+            )),
+        "{}",
+        run.stderr
+    );
+    assert!(!error.contains("secretmanager.admin"), "{error}");
 }

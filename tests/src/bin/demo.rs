@@ -6,7 +6,7 @@
 //! until Ctrl-C (or exits at once with `--once`), stopping every process it started.
 #![allow(clippy::print_stdout)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -151,7 +151,7 @@ async fn run(once: bool) -> Result<(), Failure> {
     )
     .await?;
 
-    let gcloud = Gcloud::new(&endpoint)?;
+    let gcloud = Gcloud::new(&endpoint, emulator.addr().port())?;
     step("gcloud secrets list --project my-project   (gcloud talking to the emulator)");
     gcloud
         .run(&["secrets", "list", "--project", "my-project"])
@@ -216,12 +216,13 @@ async fn run(once: bool) -> Result<(), Failure> {
          \n  kubectl -n llm edit secret litellm-credentials     # change database-url: a new version and revision roll out\
          \n  kubectl -n llm get llmd -w\
          \n  kubectl -n llm describe llmd litellm-proxy         # Events: every Google write\
-         \n\n  gcloud against the emulator:\
-         \n  export CLOUDSDK_CONFIG={gcloud_config} CLOUDSDK_AUTH_ACCESS_TOKEN_FILE={gcloud_config}/token\
-         \n  export CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER={endpoint}/ CLOUDSDK_CORE_DISABLE_PROMPTS=1\
-         \n  gcloud secrets versions list database-url --project my-project\n",
+         \n\n  gcloud against the emulator (`gcloud run` speaks Cloud Run v1 on a regional host, REGION-run.fake,\
+         \n  that only the emulator acting as gcloud's HTTP proxy can answer):\
+         \n{exports}\
+         \n  gcloud secrets versions list database-url --project my-project\
+         \n  gcloud run services describe litellm-proxy --region us-central1 --project my-project\n",
         kubeconfig = cp.kubeconfig().display(),
-        gcloud_config = gcloud.config.display(),
+        exports = gcloud.exports(),
     );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => step("Ctrl-C: stopping the operator, the emulator, kube-apiserver and etcd"),
@@ -252,39 +253,79 @@ async fn reqwest_json(url: &str) -> Result<serde_json::Value, Failure> {
 struct Gcloud {
     config: PathBuf,
     endpoint: String,
+    /// The emulator's port, where gcloud's HTTP proxy points.
+    port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Gcloud {
-    fn new(endpoint: &str) -> Result<Self, Failure> {
+    fn new(endpoint: &str, port: u16) -> Result<Self, Failure> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().to_path_buf();
         std::fs::write(config.join("token"), "demo-token\n")?;
         Ok(Self {
             config,
             endpoint: endpoint.to_owned(),
+            port,
             _dir: dir,
         })
     }
 
-    async fn run(&self, args: &[&str]) -> Result<(), Failure> {
-        let token: &Path = &self.config.join("token");
-        let status = Command::new("gcloud")
-            .args(args)
-            .env("CLOUDSDK_CONFIG", &self.config)
-            .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", token)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
-            .env("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false")
-            .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
-            .env(
+    /// Every setting that points gcloud at the emulator; the demo runs gcloud with exactly these and prints them.
+    /// Secret Manager and IAM take the emulator's URL. `gcloud run` speaks the older Cloud Run v1 API on a
+    /// regional host it derives by prefixing the region to the override's host (`us-central1-run.fake`), which no
+    /// DNS resolves: gcloud sends every request through the emulator as its HTTP proxy, and the emulator answers
+    /// the absolute-form requests itself. Service Usage (asked whether the Run API is enabled) says yes.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let port = self.port.to_string();
+        vec![
+            ("CLOUDSDK_CONFIG", self.config.display().to_string()),
+            (
+                "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
+                self.config.join("token").display().to_string(),
+            ),
+            ("CLOUDSDK_CORE_DISABLE_PROMPTS", "1".to_owned()),
+            ("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true".to_owned()),
+            ("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false".to_owned()),
+            (
+                "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK",
+                "true".to_owned(),
+            ),
+            (
                 "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER",
                 format!("{}/", self.endpoint),
-            )
-            .env(
+            ),
+            (
                 "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM",
                 format!("{}/", self.endpoint),
-            )
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN",
+                "http://run.fake/".to_owned(),
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE",
+                format!("{}/", self.endpoint),
+            ),
+            ("CLOUDSDK_PROXY_TYPE", "http".to_owned()),
+            ("CLOUDSDK_PROXY_ADDRESS", "127.0.0.1".to_owned()),
+            ("CLOUDSDK_PROXY_PORT", port),
+        ]
+    }
+
+    /// [`Gcloud::env`] as `export` lines for another shell.
+    fn exports(&self) -> String {
+        self.env()
+            .iter()
+            .map(|(k, v)| format!("  export {k}={v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    async fn run(&self, args: &[&str]) -> Result<(), Failure> {
+        let status = Command::new("gcloud")
+            .args(args)
+            .envs(self.env())
             .status()
             .await?;
         if status.success() {

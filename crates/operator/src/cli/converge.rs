@@ -173,6 +173,15 @@ impl Prepared<'_> {
     fn at(&self, message: impl std::fmt::Display) -> String {
         format!("{}: LiteLLMDeployment {}: {message}", self.d.file, self.d.id())
     }
+
+    /// A failed Google call, with the command that grants a missing permission (as the controller's conditions
+    /// and Events say it).
+    fn failed(&self, error: &crate::error::Error) -> Problems {
+        Problems::from(self.at(crate::permissions::explain(
+            error,
+            &self.d.desired.service_spec.service_account,
+        )))
+    }
 }
 
 fn prepare<'a>(manifests: &'a Manifests, d: &'a Deployment, state: &State) -> Prepared<'a> {
@@ -235,7 +244,7 @@ fn problems(p: &Prepared<'_>, plan: &Plan) -> Vec<String> {
 async fn predict(gcp: &Gcp, p: &Prepared<'_>) -> Result<(Vec<Action>, Plan), Problems> {
     let model = observe::deployment(gcp, &p.d.desired, &p.sources, p.record.clone(), false)
         .await
-        .map_err(|e| Problems::from(p.at(e)))?;
+        .map_err(|e| p.failed(&e))?;
     let inputs = p.inputs();
     let first = plan::plan(&inputs, &model);
     let problems = problems(p, &first);
@@ -350,7 +359,7 @@ pub(crate) async fn apply(
         let (after, model) = loop {
             let model = observe::deployment(gcp, &d.desired, &p.sources, p.record.clone(), false)
                 .await
-                .map_err(|e| Problems::from(p.at(e)))?;
+                .map_err(|e| p.failed(&e))?;
             let inputs = p.inputs();
             let first = plan::plan(&inputs, &model);
             let problems = problems(&p, &first);
@@ -377,7 +386,7 @@ pub(crate) async fn apply(
             p.record.pins = after.pinned(&model.record);
             save(&mut state, state_path, &p)?;
             if let Some(e) = error {
-                return Err(Problems::from(p.at(e)));
+                return Err(p.failed(&e));
             }
             match &after.service {
                 ServiceState::Ready { .. } if after.is_empty() => break (after, model),

@@ -12,7 +12,9 @@ use litellm_operator_gcp::{CloudRun, Gcp, IamPolicies, PolicyTarget, ServiceName
 use serde_json::{Map, Value, json};
 
 use super::{ImportArgs, Problems};
-use crate::plan::desired_state;
+use crate::plan::desired::service;
+use crate::plan::service_diff::drift;
+use crate::plan::{DesiredSource, DesiredState, desired_state};
 use crate::service_json::to_json;
 
 /// The manifest and what a person must know about it.
@@ -79,8 +81,9 @@ pub(crate) async fn import(gcp: &Gcp, args: &ImportArgs) -> Result<Imported, Pro
                 "plain env var {env_name} looks like a credential; it was left out of the manifest and its value is \
                  not shown. Move it into Secret Manager: put the value in a Kubernetes Secret (kubectl create \
                  secret generic {svc}-credentials -n {ns} --from-literal={key}=...) and add to spec.secrets: \
-                 {{env: {env_name}, fromSecret: {{name: {svc}-credentials, key: {key}}}}}. Until then the next \
-                 apply rolls a revision without it",
+                 {{env: {env_name}, fromSecret: {{name: {svc}-credentials, key: {key}}}}}. Do that before the first \
+                 apply: until then, apply rolls a revision without {env_name} (plan shows \
+                 template.containers[0].env (removes {env_name}))",
                 svc = args.service,
                 ns = args.namespace,
             ));
@@ -215,16 +218,12 @@ pub(crate) async fn import(gcp: &Gcp, args: &ImportArgs) -> Result<Imported, Pro
         // Whole seconds: Cloud Run takes no fraction here.
         service.insert("requestTimeoutSeconds".into(), json!(seconds.round() as i64));
     }
+    // Probes are copied as the service has them when they are HTTP GET probes. A LiteLLMDeployment always sets
+    // both; it cannot say "none" or "TCP", so a service without them gets LiteLLM's (the restart warning below).
     let mut probes = Map::new();
     for (field, key) in [("livenessProbe", "liveness"), ("startupProbe", "startup")] {
-        match http_probe(&container[field]) {
-            Some(p) => {
-                probes.insert(key.into(), p);
-            }
-            None => warnings.push(format!(
-                "{name} has no HTTP {field}; the manifest uses LiteLLM's health endpoint, so the first apply rolls a \
-                 new revision with it"
-            )),
+        if let Some(p) = http_probe(&container[field]) {
+            probes.insert(key.into(), p);
         }
     }
     if !probes.is_empty() {
@@ -249,16 +248,15 @@ pub(crate) async fn import(gcp: &Gcp, args: &ImportArgs) -> Result<Imported, Pro
         },
     });
     match serde_json::from_value::<LiteLLMDeployment>(manifest.clone()) {
-        Ok(obj) => {
-            if let Err(invalid) = desired_state(&obj) {
-                warnings.extend(
-                    invalid
-                        .0
-                        .iter()
-                        .map(|e| format!("the manifest needs a fix: {}: {}", e.field, e.message)),
-                );
-            }
-        }
+        Ok(obj) => match desired_state(&obj) {
+            Ok(desired) => warnings.extend(restart_warning(&name, &desired, &live, &container)),
+            Err(invalid) => warnings.extend(
+                invalid
+                    .0
+                    .iter()
+                    .map(|e| format!("the manifest needs a fix: {}: {}", e.field, e.message)),
+            ),
+        },
         Err(e) => warnings.push(format!("the manifest needs a fix: {e}")),
     }
     let body =
@@ -268,6 +266,105 @@ pub(crate) async fn import(gcp: &Gcp, args: &ImportArgs) -> Result<Imported, Pro
          found); review, then `litellm-operator plan -f` this file.\n{body}"
     );
     Ok(Imported { yaml, warnings })
+}
+
+/// Stands for the number `latest` will be pinned to (unknown until `plan` reads the versions): never equal to
+/// `latest`, so the comparison shows the pin.
+const PINNED_LATEST: &str = "(newest enabled version)";
+
+/// What the first apply of the manifest does to the running revision: the template the operator would write,
+/// compared with the running one exactly as `plan` compares them. `None` when only the service's labels change
+/// (the takeover then restarts nothing); otherwise one warning naming every differing field and why.
+fn restart_warning(
+    name: &ServiceName,
+    desired: &DesiredState,
+    live: &Value,
+    container: &Value,
+) -> Option<String> {
+    let pins: BTreeMap<String, String> = desired
+        .secrets
+        .iter()
+        .map(|s| {
+            let version = match &s.source {
+                DesiredSource::External { version } if version != "latest" => version.clone(),
+                _ => PINNED_LATEST.to_owned(),
+            };
+            (s.env.clone(), version)
+        })
+        .collect();
+    let want = service(desired, &pins);
+    let mut fields: Vec<String> = Vec::new();
+    for path in drift(&want, live)
+        .into_iter()
+        .filter(|p| p.starts_with("template"))
+    {
+        let field = summary(&path);
+        if !fields.contains(&field) {
+            fields.push(field);
+        }
+    }
+    if fields.is_empty() {
+        return None;
+    }
+    let mut why = Vec::new();
+    let missing: Vec<&str> = ["livenessProbe", "startupProbe"]
+        .into_iter()
+        .filter(|f| container[*f]["httpGet"].is_null())
+        .collect();
+    if !missing.is_empty() {
+        why.push(format!(
+            "the service has no HTTP {} (without one Cloud Run uses its default TCP startup probe); a \
+             LiteLLMDeployment always sets HTTP liveness and startup probes (spec.service.probes, LiteLLM's \
+             /health/liveliness and /health/readiness by default) and cannot express none or a TCP probe",
+            missing.join(" or ")
+        ));
+    }
+    let latest: Vec<&str> = desired
+        .secrets
+        .iter()
+        .filter(|s| matches!(&s.source, DesiredSource::External { version } if version == "latest"))
+        .map(|s| s.env.as_str())
+        .collect();
+    if !latest.is_empty() {
+        why.push(format!(
+            "the service reads {} as `latest`, which the operator pins to the newest enabled version's number",
+            latest.join(", ")
+        ));
+    }
+    if fields.iter().any(|f| f.contains("(removes ")) {
+        why.push(
+            "the env vars left out of the manifest (see the warning above) are not in the new revision"
+                .to_owned(),
+        );
+    }
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!(" Why: {}.", why.join("; "))
+    };
+    Some(format!(
+        "the first apply rolls a new revision of {name}: new instances start and replace the running ones once \
+         they are Ready (traffic stays on the current revision until then, and on it if the new one fails). The \
+         manifest's revision template differs from the running one in: {}.{why} `plan` shows the same fields as \
+         `~ update service ... (new revision)`",
+        fields.join(", ")
+    ))
+}
+
+/// A differing path as one field of the container (`template.containers[0].startupProbe.httpGet` ->
+/// `template.containers[0].startupProbe`); env paths stay whole, they name the variable.
+fn summary(path: &str) -> String {
+    let Some(rest) = path.strip_prefix("template.containers[") else {
+        return path.to_owned();
+    };
+    let Some((index, field)) = rest.split_once("].") else {
+        return path.to_owned();
+    };
+    if field.starts_with("env") {
+        return path.to_owned();
+    }
+    let field = field.split(['.', '[']).next().unwrap_or(field);
+    format!("template.containers[{index}].{field}")
 }
 
 /// An `external` source for a secret env reference, pinned to the version the service uses.

@@ -232,7 +232,22 @@ impl Context {
     }
 
     /// Publishes an Event on `obj`; failure to publish is logged, never fatal.
-    pub(crate) async fn event(&self, obj: &LiteLLMDeployment, type_: EventType, reason: &str, note: String) {
+    pub(crate) async fn event(
+        &self,
+        obj: &LiteLLMDeployment,
+        type_: EventType,
+        reason: &str,
+        mut note: String,
+    ) {
+        // The API server refuses a longer note; `permissions::explain` already keeps its command within it.
+        if note.len() > crate::permissions::NOTE_LIMIT {
+            let mut cut = crate::permissions::NOTE_LIMIT - 3;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+            note.push_str("...");
+        }
         let event = Event {
             type_,
             reason: reason.to_owned(),
@@ -332,11 +347,12 @@ async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Act
                 if let Err(error) = &result
                     && error.class() != ErrorClass::InProgress
                 {
-                    let note = format!(
-                        "{}; deletion waits until this succeeds (or set {}: Abandon to leave Google untouched)",
-                        pipeline::explain(error, &obj.spec.service.service_account),
+                    let after = format!(
+                        "; deletion waits until this succeeds (or set {}: Abandon to leave Google untouched)",
                         litellm_operator_api::names::DELETION_POLICY_ANNOTATION
                     );
+                    let note =
+                        crate::permissions::explain_then(error, &obj.spec.service.service_account, &after);
                     ctx.event(&obj, EventType::Warning, error.reason(), note).await;
                 }
                 result
@@ -438,7 +454,7 @@ async fn apply(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Action, Error> 
     status.observed_generation = generation;
     write_status(obj, status, ctx).await?;
     if let Some(error) = failure {
-        let note = pipeline::explain(&error, &obj.spec.service.service_account);
+        let note = crate::permissions::explain(&error, &obj.spec.service.service_account);
         ctx.event(obj, EventType::Warning, error.reason(), note).await;
         return Err(error);
     }

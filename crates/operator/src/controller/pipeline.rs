@@ -14,9 +14,10 @@ use litellm_operator_gcp::SecretPayload;
 
 use super::{Context, now};
 use crate::conditions::{self, Outcome};
-use crate::error::{Error, ErrorClass, Result};
+use crate::error::{Error, Result};
 use crate::execute::{self, Execution};
 use crate::observe;
+use crate::permissions::explain;
 use crate::plan::cleanup::{self, Teardown};
 use crate::plan::{self, DesiredSource, DesiredState, Inputs, Phase, Record, ServiceState, Source};
 
@@ -52,8 +53,10 @@ pub(super) async fn apply(
         && holds(condition::SECRETS_READY)
         && holds(condition::IAM_READY);
 
+    let runtime_sa = desired.service_spec.service_account.as_str();
+    // A condition message names the fix too: for a missing permission, the command that grants it.
     let stopped = |status: &mut LiteLLMDeploymentStatus, e: Error| {
-        let failed = Outcome::not_ready(e.reason(), e.to_string());
+        let failed = Outcome::not_ready(e.reason(), explain(&e, runtime_sa));
         let blocked = Outcome::not_ready(names::reason::RECONCILING, "waiting for secrets");
         conditions::set_all(
             &mut status.conditions,
@@ -120,7 +123,7 @@ pub(super) async fn apply(
 
     let [mut secrets, mut iam, mut service] = after.outcomes(desired);
     if let Some(e) = &error {
-        let failed = Outcome::not_ready(e.reason(), e.to_string());
+        let failed = Outcome::not_ready(e.reason(), explain(e, runtime_sa));
         match e {
             Error::Act { kind, .. } => match kind.phase() {
                 Phase::Access | Phase::Invoker | Phase::Revoke => iam = failed,
@@ -263,37 +266,4 @@ pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Re
         });
     }
     Ok(Requeue::await_change())
-}
-
-/// Warning Event text for a failure, with the fix when Google says a permission is missing.
-pub(super) fn explain(error: &Error, desired_service_account: &str) -> String {
-    if error.class() != ErrorClass::PermissionDenied {
-        return error.to_string();
-    }
-    let named = match error.google() {
-        Some(litellm_operator_gcp::Error::PermissionDenied {
-            permission: Some(p), ..
-        }) => Some(p.clone()),
-        _ => None,
-    };
-    let hint = match error {
-        Error::Act { kind, .. } if kind.permission().starts_with("run.") => format!(
-            "grant the operator's Google service account {} (roles/run.admin, or the custom role in \
-             docs/security.md), and roles/iam.serviceAccountUser on {desired_service_account} (gcloud iam \
-             service-accounts add-iam-policy-binding {desired_service_account} \
-             --member=serviceAccount:OPERATOR_SA --role=roles/iam.serviceAccountUser)",
-            named.unwrap_or_else(|| kind.permission().to_owned())
-        ),
-        Error::Act { kind, .. } => format!(
-            "grant the operator's Google service account {} (roles/secretmanager.admin, or the custom role in \
-             docs/security.md)",
-            named.unwrap_or_else(|| kind.permission().to_owned())
-        ),
-        _ => format!(
-            "grant the operator's Google service account {} (the custom role in docs/security.md lists every \
-             permission the operator uses)",
-            named.unwrap_or_else(|| "the read permission named above".to_owned())
-        ),
-    };
-    format!("{error}; {hint}")
 }

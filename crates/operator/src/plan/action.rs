@@ -78,6 +78,28 @@ pub enum ServiceChange {
     IamRetry(u32),
 }
 
+impl ServiceChange {
+    /// Whether the update changes the revision template, so Cloud Run rolls a new revision (new instances
+    /// replace the running ones). Labels and ingress alone change the service, not its revision.
+    pub fn rolls_revision(&self) -> bool {
+        match self {
+            ServiceChange::Spec(paths) | ServiceChange::Drift(paths) => {
+                paths.iter().any(|p| p.starts_with("template"))
+            }
+            ServiceChange::IamRetry(_) => true,
+        }
+    }
+
+    /// ` (new revision)` or ` (no new revision)`, for the lines people read.
+    pub fn revision_note(&self) -> &'static str {
+        if self.rolls_revision() {
+            " (new revision)"
+        } else {
+            " (no new revision)"
+        }
+    }
+}
+
 /// One Google write (or a change to the record alone).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
@@ -267,6 +289,27 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    /// Every kind, apply and cleanup (teardown) alike.
+    pub const ALL: [ActionKind; 17] = [
+        ActionKind::CreateSecret,
+        ActionKind::AdoptSecret,
+        ActionKind::AddVersion,
+        ActionKind::GenerateVersion,
+        ActionKind::Grant,
+        ActionKind::Revoke,
+        ActionKind::GrantInvoker,
+        ActionKind::RevokeInvoker,
+        ActionKind::RecordBinding,
+        ActionKind::ForgetBinding,
+        ActionKind::CreateService,
+        ActionKind::UpdateService,
+        ActionKind::CorrectDrift,
+        ActionKind::RetryRevision,
+        ActionKind::DisableVersion,
+        ActionKind::DeleteService,
+        ActionKind::DeleteSecret,
+    ];
+
     /// The phase actions of this kind run in (a grant counts as accessor IAM).
     pub fn phase(self) -> Phase {
         match self {
@@ -314,15 +357,17 @@ impl ActionKind {
         }
     }
 
-    /// The Google permission the action needs (the first one a custom role must hold).
-    pub fn permission(self) -> &'static str {
-        match self {
+    /// The Google permission the action needs (the first one a custom role must hold), or `None` for the
+    /// record-only kinds, which make no Google call. It always belongs to the service the action writes:
+    /// `secretmanager.*` for secrets, their versions and their policies, `run.*` for the service and its policy.
+    pub fn permission(self) -> Option<&'static str> {
+        Some(match self {
             ActionKind::CreateSecret => "secretmanager.secrets.create",
             ActionKind::AdoptSecret => "secretmanager.secrets.update",
             ActionKind::AddVersion | ActionKind::GenerateVersion => "secretmanager.versions.add",
             ActionKind::Grant | ActionKind::Revoke => "secretmanager.secrets.setIamPolicy",
             ActionKind::GrantInvoker | ActionKind::RevokeInvoker => "run.services.setIamPolicy",
-            ActionKind::RecordBinding | ActionKind::ForgetBinding => "none",
+            ActionKind::RecordBinding | ActionKind::ForgetBinding => return None,
             ActionKind::CreateService => "run.services.create",
             ActionKind::UpdateService | ActionKind::CorrectDrift | ActionKind::RetryRevision => {
                 "run.services.update"
@@ -330,7 +375,7 @@ impl ActionKind {
             ActionKind::DisableVersion => "secretmanager.versions.disable",
             ActionKind::DeleteService => "run.services.delete",
             ActionKind::DeleteSecret => "secretmanager.secrets.delete",
-        }
+        })
     }
 }
 
@@ -414,10 +459,16 @@ impl fmt::Display for Action {
             ),
             Action::CreateService { service, .. } => write!(f, "create service {service}"),
             Action::UpdateService { service, change, .. } => match change {
-                ServiceChange::Spec(paths) => write!(f, "update service {service}: {}", paths.join(", ")),
+                ServiceChange::Spec(paths) => write!(
+                    f,
+                    "update service {service}{}: {}",
+                    change.revision_note(),
+                    paths.join(", ")
+                ),
                 ServiceChange::Drift(paths) => write!(
                     f,
-                    "put back fields changed outside the operator on {service}: {}",
+                    "put back fields changed outside the operator on {service}{}: {}",
+                    change.revision_note(),
                     paths.join(", ")
                 ),
                 ServiceChange::IamRetry(n) => write!(

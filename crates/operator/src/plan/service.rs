@@ -115,16 +115,23 @@ pub fn decide(
     };
     let drift = service_diff::drift(&want, live);
     if !drift.is_empty() {
-        let mut body = service_diff::merge_owned(live, &want);
-        // A change starts a fresh IAM-propagation retry budget.
-        if let Some(annotations) = body["template"]["annotations"].as_object_mut() {
-            annotations.remove(IAM_RETRY_ANNOTATION);
-        }
         let change = if spec_changed {
             ServiceChange::Spec(drift)
         } else {
             ServiceChange::Drift(drift)
         };
+        let mut body = service_diff::merge_owned(live, &want);
+        if change.rolls_revision() {
+            // A change starts a fresh IAM-propagation retry budget.
+            if let Some(annotations) = body["template"]["annotations"].as_object_mut() {
+                annotations.remove(IAM_RETRY_ANNOTATION);
+            }
+        } else {
+            // The template already matches the spec (labels or ingress differ, e.g. adopting a service): send it
+            // back exactly as it is, so Cloud Run rolls no revision for a difference of form (a secret named by
+            // id rather than by full name, a server-filled field).
+            body["template"] = live["template"].clone();
+        }
         return ServiceDecision {
             action: Some(Action::UpdateService {
                 service: name,

@@ -40,6 +40,9 @@ fn compare(path: &str, desired: &Value, live: Option<&Value>, out: &mut Vec<Stri
                 compare(&join(path, key), value, have.get(key), out);
             }
         }
+        (Value::Array(want), Value::Array(have)) if path.ends_with(".env") && named(want) && named(have) => {
+            compare_env(path, want, have, out);
+        }
         (Value::Array(want), Value::Array(have)) => {
             if want.len() != have.len() {
                 out.push(path.to_owned());
@@ -50,10 +53,75 @@ fn compare(path: &str, desired: &Value, live: Option<&Value>, out: &mut Vec<Stri
             }
         }
         (want, have) => {
-            if !same_scalar(want, have) {
+            if !same_scalar(want, have) && !same_secret(path, want, have) {
                 out.push(path.to_owned());
             }
         }
+    }
+}
+
+/// Whether every item is an object with a string `name` (env vars).
+fn named(items: &[Value]) -> bool {
+    items.iter().all(|i| i["name"].is_string())
+}
+
+/// Env vars by name, so the change says which variables come and go (`template.containers[0].env (adds A;
+/// removes B)`): a plaintext variable the spec leaves out shows by name in `plan` and `apply`. Variables in
+/// both are compared field by field (`env[0].valueSource.secretKeyRef.version`, the index the spec's). Names
+/// only, never values.
+fn compare_env(path: &str, want: &[Value], have: &[Value], out: &mut Vec<String>) {
+    let name = |v: &Value| v["name"].as_str().unwrap_or_default().to_owned();
+    let wanted: Vec<String> = want.iter().map(name).collect();
+    let had: Vec<String> = have.iter().map(name).collect();
+    let added: Vec<&str> = wanted
+        .iter()
+        .filter(|n| !had.contains(n))
+        .map(String::as_str)
+        .collect();
+    let removed: Vec<&str> = had
+        .iter()
+        .filter(|n| !wanted.contains(n))
+        .map(String::as_str)
+        .collect();
+    let mut what = Vec::new();
+    if !added.is_empty() {
+        what.push(format!("adds {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        what.push(format!("removes {}", removed.join(", ")));
+    }
+    if !what.is_empty() {
+        out.push(format!("{path} ({})", what.join("; ")));
+    }
+    let before = out.len();
+    for (i, w) in want.iter().enumerate() {
+        if let Some(h) = have.iter().find(|h| h["name"] == w["name"]) {
+            compare(&format!("{path}[{i}]"), w, Some(h), out);
+        }
+    }
+    // The same variables with the same values in another order: still a change (the spec's order is sent).
+    let common = |names: &[String], other: &[String]| -> Vec<String> {
+        names.iter().filter(|n| other.contains(n)).cloned().collect()
+    };
+    if what.is_empty() && out.len() == before && common(&wanted, &had) != common(&had, &wanted) {
+        out.push(format!("{path} (order)"));
+    }
+}
+
+/// Cloud Run keeps a secret of the service's own project as the bare id it was given (`gcloud run deploy
+/// --set-secrets ENV=ID:N`), the spec names it in full (`projects/P/secrets/ID`). The spec's secrets are always of
+/// the service's project, so the two name the same secret.
+fn same_secret(path: &str, want: &Value, have: &Value) -> bool {
+    if !path.ends_with(".secretKeyRef.secret") {
+        return false;
+    }
+    match (want.as_str(), have.as_str()) {
+        (Some(full), Some(id)) => {
+            !id.is_empty()
+                && !id.contains('/')
+                && full.strip_suffix(id).is_some_and(|p| p.ends_with("/secrets/"))
+        }
+        _ => false,
     }
 }
 
@@ -203,7 +271,62 @@ mod tests {
         l["labels"]["owner"] = json!("someone");
         assert_eq!(
             drift(&desired(), &l),
-            ["template.containers[0].env", "labels.owner"]
+            ["template.containers[0].env (removes B)", "labels.owner"]
+        );
+    }
+
+    /// A plaintext variable the spec leaves out is named (never its value), and so is one it adds; variables in
+    /// both are still compared field by field.
+    #[test]
+    fn env_changes_name_the_variables() {
+        let mut l = live();
+        l["template"]["containers"][0]["env"] = json!([
+            {"name": "OPENAI_API_KEY", "value": "sk-proj-do-not-print"},
+            {"name": "A", "valueSource": {"secretKeyRef": {"secret": "projects/p/secrets/a", "version": "latest"}}}
+        ]);
+        let mut d = desired();
+        d["template"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "C", "value": "1"}));
+        let paths = drift(&d, &l);
+        assert_eq!(
+            paths,
+            [
+                "template.containers[0].env (adds C; removes OPENAI_API_KEY)",
+                "template.containers[0].env[0].valueSource.secretKeyRef.version"
+            ]
+        );
+        assert!(!paths.concat().contains("sk-proj"), "{paths:?}");
+        // Same variables, other order: a change, named as such.
+        let mut l = live();
+        let mut d = desired();
+        d["template"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "B", "value": "x"}));
+        l["template"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, json!({"name": "B", "value": "x"}));
+        assert_eq!(drift(&d, &l), ["template.containers[0].env (order)"]);
+    }
+
+    #[test]
+    fn a_secret_named_by_its_bare_id_is_the_same_secret() {
+        let mut l = live();
+        l["template"]["containers"][0]["env"][0]["valueSource"]["secretKeyRef"]["secret"] = json!("a");
+        assert_eq!(drift(&desired(), &l), Vec::<String>::new());
+        l["template"]["containers"][0]["env"][0]["valueSource"]["secretKeyRef"]["secret"] = json!("b");
+        assert_eq!(
+            drift(&desired(), &l),
+            ["template.containers[0].env[0].valueSource.secretKeyRef.secret"]
+        );
+        l["template"]["containers"][0]["env"][0]["valueSource"]["secretKeyRef"]["secret"] =
+            json!("projects/other/secrets/a");
+        assert_eq!(
+            drift(&desired(), &l),
+            ["template.containers[0].env[0].valueSource.secretKeyRef.secret"]
         );
     }
 
