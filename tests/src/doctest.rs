@@ -9,8 +9,10 @@
 //! |---|---|
 //! | `<!-- doc-test: skip: REASON -->` | The next shell block is not run; the runner prints REASON. |
 //! | `<!-- doc-test: until: REGEX -->` | The next shell block watches (`-w`): it runs until a line of its output matches REGEX, then is stopped. |
+//! | `<!-- doc-test: exit: N -->` | The next shell block ends with exit status N (a `plan` that finds changes exits 2). |
 //! | `<!-- doc-test: output -->` | The next fenced block is the output of the shell block before it (see [`matches`]). |
 //! | `<!-- doc-test: where NAME=VALUE ... -->` | From here on, the placeholder word NAME in commands stands for VALUE. |
+//! | `<!-- doc-test: setup: COMMANDS -->` | Runs COMMANDS here, unseen by readers: the state a page assumes (a cluster in trouble already has a deployment). |
 //! | `<!-- doc-test: env NAME=VALUE ... -->` | From here on, blocks run with these environment variables (a reader's own values). |
 //!
 //! Every other ` ```bash ` / ` ```sh ` / ` ```shell ` block runs.
@@ -20,8 +22,8 @@ use std::collections::BTreeMap;
 /// What the runner does with a block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Run to completion; a non-zero exit fails the page.
-    Run,
+    /// Run to completion; any other exit status fails the page.
+    Run { exit: i32 },
     /// Run until a line of the output matches this regular expression, then stop it (a `-w` watch).
     Until(String),
     /// Not run, for this reason.
@@ -66,6 +68,13 @@ pub fn blocks(page: &str) -> Result<Vec<Block>, BadDirective> {
             match directive {
                 Directive::Where(pairs) => where_.extend(pairs),
                 Directive::Env(pairs) => env.extend(pairs),
+                Directive::Setup(code) => out.push(Block {
+                    line: i + 1,
+                    code: substitute(&code, &where_),
+                    mode: Mode::Run { exit: 0 },
+                    env: env.clone(),
+                    output: None,
+                }),
                 other => {
                     if let Some((at, _)) = pending {
                         return Err(BadDirective {
@@ -99,7 +108,10 @@ pub fn blocks(page: &str) -> Result<Vec<Block>, BadDirective> {
         let lang = info.split_whitespace().next().unwrap_or("");
         if SHELLS.contains(&lang) {
             let mode = match directive {
-                None => Mode::Run,
+                None | Some(Directive::Where(_) | Directive::Env(_) | Directive::Setup(_)) => {
+                    Mode::Run { exit: 0 }
+                }
+                Some(Directive::Exit(exit)) => Mode::Run { exit },
                 Some(Directive::Skip(reason)) => Mode::Skip(reason),
                 Some(Directive::Until(text)) => Mode::Until(text),
                 Some(Directive::Output) => {
@@ -108,7 +120,6 @@ pub fn blocks(page: &str) -> Result<Vec<Block>, BadDirective> {
                         problem: "`output` names the block that shows an output, not a shell block".into(),
                     });
                 }
-                Some(Directive::Where(_) | Directive::Env(_)) => Mode::Run,
             };
             out.push(Block {
                 line: fence_line,
@@ -147,9 +158,11 @@ pub fn blocks(page: &str) -> Result<Vec<Block>, BadDirective> {
 enum Directive {
     Skip(String),
     Until(String),
+    Exit(i32),
     Output,
     Where(Vec<(String, String)>),
     Env(Vec<(String, String)>),
+    Setup(String),
 }
 
 /// `Ok(None)` for a line that is not a directive.
@@ -168,7 +181,13 @@ fn parse_directive(line: &str) -> Result<Option<Directive>, String> {
         "skip" => return Err("`skip` needs a reason: <!-- doc-test: skip: REASON -->".into()),
         "until" if !arg.is_empty() => Directive::Until(arg.to_owned()),
         "until" => return Err("`until` needs the text to wait for".into()),
+        "exit" => Directive::Exit(
+            arg.parse()
+                .map_err(|_| format!("`exit` needs a status, not {arg:?}"))?,
+        ),
         "output" => Directive::Output,
+        "setup" if !arg.is_empty() => Directive::Setup(arg.to_owned()),
+        "setup" => return Err("`setup` needs commands".into()),
         "where" => Directive::Where(pairs(arg)?),
         "env" => Directive::Env(pairs(arg)?),
         other => return Err(format!("unknown directive {other:?}")),
@@ -296,7 +315,7 @@ kubectl get llmd -w
             blocks[0].code,
             "gcloud secrets list --project my-project   # in us-central1\necho $PROJECT_ID MY_PROJECT_ID"
         );
-        assert_eq!(blocks[0].mode, Mode::Run);
+        assert_eq!(blocks[0].mode, Mode::Run { exit: 0 });
         assert_eq!(blocks[0].env["DATABASE_URL"], "postgres://db");
         assert_eq!(
             blocks[0].output.as_deref(),
@@ -324,6 +343,14 @@ kubectl get llmd -w
             orphan_output.problem.contains("no shell block"),
             "{orphan_output:?}"
         );
+        let setup =
+            blocks("<!-- doc-test: where NS=llm -->\n<!-- doc-test: setup: kubectl create ns NS -->\n")
+                .unwrap();
+        assert_eq!(setup[0].code, "kubectl create ns llm");
+        assert_eq!(setup[0].line, 2);
+        let two = blocks("<!-- doc-test: exit: 2 -->\n```bash\nplan\n```\n").unwrap();
+        assert_eq!(two[0].mode, Mode::Run { exit: 2 });
+        assert!(blocks("<!-- doc-test: exit: two -->\n```bash\nx\n```\n").is_err());
         let bad_pair = blocks("<!-- doc-test: where PROJECT_ID -->\n").unwrap_err();
         assert!(bad_pair.problem.contains("NAME=VALUE"), "{bad_pair:?}");
     }

@@ -69,6 +69,16 @@ async fn getting_started() {
 }
 
 #[tokio::test]
+async fn migrating_from_gcloud() {
+    run_page("docs/migrating-from-gcloud.md").await;
+}
+
+#[tokio::test]
+async fn troubleshooting() {
+    run_page("docs/troubleshooting.md").await;
+}
+
+#[tokio::test]
 async fn security() {
     run_page("docs/security.md").await;
 }
@@ -265,10 +275,16 @@ impl LocalWorld {
         }
         let status = child.wait().await.unwrap();
         let output = String::from_utf8_lossy(&output).into_owned();
-        match (status.success(), until) {
+        let expected = match block.mode {
+            Mode::Run { exit } => exit,
+            _ => 0,
+        };
+        match (status.code() == Some(expected), until) {
             (true, None) => Ok(output),
             (true, Some(pattern)) => Err(format!("{output}\n(ended without a line like /{pattern}/)")),
-            (false, _) => Err(format!("{output}\n(exit: {status})")),
+            (false, _) => Err(format!(
+                "{output}\n({status}; the page expects exit status {expected})"
+            )),
         }
     }
 }
