@@ -2,6 +2,8 @@
 //! emulator, driven by `kubectl apply` of the shipped example and inspected with kubectl and gcloud.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+use litellm_operator_tests::{doctest, repo_path};
+
 #[test]
 fn demo_reaches_ready_and_shows_the_pinned_stack() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_demo"))
@@ -46,4 +48,17 @@ fn demo_reaches_ready_and_shows_the_pinned_stack() {
         !stdout.contains("change-me") && !stderr.contains("change-me"),
         "a secret value was printed"
     );
+    // What docs/getting-started.md shows of it is what it prints.
+    let page = std::fs::read_to_string(repo_path("docs/getting-started.md")).unwrap();
+    let blocks = doctest::blocks(&page).unwrap();
+    let documented = blocks
+        .iter()
+        .find(|b| b.code.trim() == "make demo")
+        .and_then(|b| b.output.as_deref())
+        .expect("getting-started.md shows the output of `make demo`");
+    if let Err(line) = doctest::matches(documented, &stdout) {
+        panic!(
+            "getting-started.md shows a line the demo does not print:\n  {line}\n--- the demo printed ---\n{stdout}"
+        );
+    }
 }
