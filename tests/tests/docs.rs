@@ -183,7 +183,7 @@ fn argocd_health_check_maps_every_state_of_a_litellmdeployment() {
     ];
     for reason in reasons.iter().filter(|r| *r != "Ready") {
         let expected = match reason.as_str() {
-            "Reconciling" | "IamPropagating" => "Progressing",
+            "Reconciling" | "IamPropagating" | "Deleting" => "Progressing",
             "Paused" => "Suspended",
             _ => "Degraded",
         };

@@ -82,6 +82,9 @@ pub mod reason {
     pub const FORBIDDEN: &str = "Forbidden";
     /// Google answered with an error the operator retries.
     pub const GOOGLE_API_ERROR: &str = "GoogleApiError";
+    /// The resource is being deleted: the operator applies its `deletionPolicy` in Google before releasing the
+    /// finalizer (a failing cleanup shows its own reason instead).
+    pub const DELETING: &str = "Deleting";
 }
 
 /// The default Secret Manager secret id for an env name: lower case, `_` replaced by `-`

@@ -1,6 +1,7 @@
 //! The reconciling controller: watches LiteLLMDeployments and the Kubernetes Secrets they reference, and runs
 //! the pipeline `desired -> secrets -> iam -> service -> retire -> status` under a finalizer.
 
+mod deletion;
 mod pipeline;
 
 use std::sync::Arc;
@@ -343,17 +344,20 @@ async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Act
             Finalizer::Apply(obj) => apply(&obj, &ctx).await,
             Finalizer::Cleanup(obj) => {
                 ctx.forget(&obj);
+                // Say so before touching Google, unless the status already reports this deletion.
+                let obj = if deletion::reported(&obj) {
+                    (*obj).clone()
+                } else {
+                    deletion::report(&obj, &deletion::deleting(&obj), &ctx).await
+                };
                 let result = pipeline::cleanup(&obj, &ctx).await;
-                if let Err(error) = &result
-                    && error.class() != ErrorClass::InProgress
-                {
-                    let after = format!(
-                        "; deletion waits until this succeeds (or set {}: Abandon to leave Google untouched)",
-                        litellm_operator_api::names::DELETION_POLICY_ANNOTATION
-                    );
-                    let note =
-                        crate::permissions::explain_then(error, &obj.spec.service.service_account, &after);
-                    ctx.event(&obj, EventType::Warning, error.reason(), note).await;
+                if let Err(error) = &result {
+                    let outcome = deletion::after_cleanup(&obj, error);
+                    deletion::report(&obj, &outcome, &ctx).await;
+                    if error.class() != ErrorClass::InProgress {
+                        ctx.event(&obj, EventType::Warning, error.reason(), outcome.message)
+                            .await;
+                    }
                 }
                 result
             }
