@@ -266,6 +266,117 @@ fn same_words(want: &[&str], got: &[&str]) -> bool {
             .all(|(w, g)| w == g || (has_digit(w) && has_digit(g) && !number(w)))
 }
 
+/// A relative link of a page: `[text](target)` where target is neither a URL nor an e-mail address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub line: usize,
+    /// The path, relative to the page's directory (empty for a link within the page).
+    pub path: String,
+    /// The heading anchor after `#`, if any.
+    pub anchor: Option<String>,
+}
+
+/// The relative links of a page, outside fenced blocks.
+pub fn links(page: &str) -> Vec<Link> {
+    let mut out = Vec::new();
+    let mut fenced = false;
+    for (i, line) in page.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        // Code spans are not links (a regular expression may hold `](`).
+        let prose: String = line.split('`').step_by(2).collect();
+        let mut rest = prose.as_str();
+        while let Some(at) = rest.find("](") {
+            rest = &rest[at + 2..];
+            let Some(end) = rest.find(')') else { break };
+            let target = &rest[..end];
+            rest = &rest[end..];
+            if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                continue;
+            }
+            let (path, anchor) = match target.split_once('#') {
+                Some((path, anchor)) => (path, Some(anchor.to_owned())),
+                None => (target, None),
+            };
+            out.push(Link {
+                line: i + 1,
+                path: path.to_owned(),
+                anchor,
+            });
+        }
+    }
+    out
+}
+
+/// The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as `-`.
+pub fn anchors(page: &str) -> std::collections::BTreeSet<String> {
+    let mut fenced = false;
+    page.lines()
+        .filter(|line| {
+            if line.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return false;
+            }
+            !fenced && line.starts_with('#')
+        })
+        .map(|line| {
+            line.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The tests a page names as proof: in a paragraph that links a `.rs` file, each backticked snake_case name after
+/// its last such link, up to the next list item or link (e.g. `` [`flows.rs`](tests/tests/flows.rs): `a_change_is_put_back` ``), as (line, file, name).
+pub fn named_tests(page: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    let mut start = 1;
+    for paragraph in page.split("\n\n") {
+        let paragraph_links = links(paragraph);
+        let mut last: Option<(usize, String, usize)> = None; // (line, file, byte offset after the link)
+        for link in paragraph_links.iter().filter(|l| l.path.ends_with(".rs")) {
+            let needle = format!("]({})", link.path);
+            if let Some(at) = paragraph.find(&needle) {
+                last = Some((start + link.line - 1, link.path.clone(), at + needle.len()));
+            }
+        }
+        if let Some((line, file, after)) = last {
+            // Up to the next list item or link: the names that follow this link, not another claim's.
+            let tail = &paragraph[after..];
+            let end = [tail.find("\n- "), tail.find("](")]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(tail.len());
+            for (i, word) in tail[..end].split('`').enumerate() {
+                let is_name = i % 2 == 1
+                    && word.contains('_')
+                    && word
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if is_name {
+                    out.push((line, file.clone(), word.to_owned()));
+                }
+            }
+        }
+        start += paragraph.lines().count() + 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -353,6 +464,47 @@ kubectl get llmd -w
         assert!(blocks("<!-- doc-test: exit: two -->\n```bash\nx\n```\n").is_err());
         let bad_pair = blocks("<!-- doc-test: where PROJECT_ID -->\n").unwrap_err();
         assert!(bad_pair.problem.contains("NAME=VALUE"), "{bad_pair:?}");
+    }
+
+    #[test]
+    fn links_anchors_and_named_tests() {
+        let page = "# Getting started\n\n## 2. On a real cluster\n\nSee [a](docs/a.md#the-operators-google-permissions), \
+                    [site](https://x.y/z), [here](#getting-started).\n\n```bash\n[no](link.md)\n```\n\n\
+                    Proved by [`flows.rs`](tests/tests/flows.rs): `a_change_is_put_back`, not `Ready` or `x`.\n\
+                    - and `not_a_test_name` in the next item; a regex `[a-z](x)` is no link.\n";
+        let found = links(page);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].path, "docs/a.md");
+        assert_eq!(
+            found[0].anchor.as_deref(),
+            Some("the-operators-google-permissions")
+        );
+        assert_eq!(
+            (found[1].path.as_str(), found[1].anchor.as_deref()),
+            ("", Some("getting-started"))
+        );
+        assert_eq!(found[2].path, "tests/tests/flows.rs");
+        let heads = anchors(page);
+        assert!(
+            heads.contains("getting-started") && heads.contains("2-on-a-real-cluster"),
+            "{heads:?}"
+        );
+        assert_eq!(
+            anchors("## The operator's Google permissions\n### `PermissionDenied`\n"),
+            [
+                "permissiondenied".to_owned(),
+                "the-operators-google-permissions".to_owned()
+            ]
+            .into()
+        );
+        assert_eq!(
+            named_tests(page),
+            vec![(
+                11,
+                "tests/tests/flows.rs".to_owned(),
+                "a_change_is_put_back".to_owned()
+            )]
+        );
     }
 
     #[test]

@@ -58,6 +58,46 @@ fn every_page_is_listed_and_its_directives_parse() {
     }
 }
 
+/// Every relative link of every page leads to a file that exists and, with an anchor, to a heading of it; every
+/// test a page names as proof after a link to a `.rs` file is a function of that file.
+#[test]
+fn every_link_and_every_named_test_exists() {
+    let mut broken = Vec::new();
+    for page in PAGES {
+        let text = std::fs::read_to_string(repo_path(page)).unwrap();
+        let dir = Path::new(page).parent().unwrap_or(Path::new(""));
+        for link in doctest::links(&text) {
+            let target = if link.path.is_empty() {
+                PathBuf::from(page)
+            } else {
+                dir.join(&link.path)
+            };
+            let Ok(content) = std::fs::read_to_string(repo_path(&target)) else {
+                if !repo_path(&target).is_dir() {
+                    broken.push(format!("{page}:{}: {} does not exist", link.line, link.path));
+                }
+                continue;
+            };
+            if let Some(anchor) = &link.anchor
+                && !doctest::anchors(&content).contains(anchor)
+            {
+                broken.push(format!(
+                    "{page}:{}: {} has no heading #{anchor}",
+                    link.line,
+                    target.display()
+                ));
+            }
+        }
+        for (line, file, name) in doctest::named_tests(&text) {
+            let source = std::fs::read_to_string(repo_path(dir.join(&file))).unwrap_or_default();
+            if !source.contains(&format!("fn {name}(")) {
+                broken.push(format!("{page}:{line}: {file} has no test {name}"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
 #[tokio::test]
 async fn readme() {
     run_page("README.md").await;
