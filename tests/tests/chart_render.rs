@@ -365,6 +365,39 @@ fn leader_election_off_renders_one_replica_without_lease_rbac() {
 }
 
 #[test]
+fn watched_namespaces_are_created_only_when_asked_and_kept_on_uninstall() {
+    let plain = documents(&template(
+        "ops",
+        "litellm-system",
+        &["--set", "operator.watchNamespaces={llm}"],
+    ));
+    assert!(all_of(&plain, "Namespace").is_empty());
+    let docs = documents(&template(
+        "ops",
+        "litellm-system",
+        &[
+            "--set",
+            "operator.watchNamespaces={llm}",
+            "--set",
+            "operator.createWatchNamespaces=true",
+        ],
+    ));
+    let namespaces = all_of(&docs, "Namespace");
+    assert_eq!(namespaces.len(), 1, "{namespaces:?}");
+    assert_eq!(namespaces[0]["metadata"]["name"], "llm");
+    assert_eq!(
+        namespaces[0]["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    // The Role the operator needs there is rendered in the same release.
+    assert!(
+        all_of(&docs, "Role")
+            .iter()
+            .any(|r| r["metadata"]["namespace"] == "llm")
+    );
+}
+
+#[test]
 fn values_schema_and_chart_refuse_bad_values_with_a_clear_message() {
     let chart = chart_path();
     let chart = chart.as_str();
