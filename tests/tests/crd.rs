@@ -215,6 +215,10 @@ fn partial_manifests() -> Vec<Value> {
             "/spec/service/probes",
             json!({"liveness": {"path": "/live", "periodSeconds": 30}}),
         ),
+        (
+            "/spec/service/probes",
+            json!({"liveness": {"enabled": false}, "startup": {"type": "TCP"}}),
+        ),
         ("/spec/service/resources", json!({"cpu": "2"})),
         ("/spec/service/scaling", json!({"maxInstances": 3})),
         ("/spec/service/vpcAccess", json!({"connector": "c"})),
@@ -933,8 +937,6 @@ refused! {
     port_maximum: Create "spec.service.port maximum" => |m| set(m, "/spec/service/port", json!(65536));
 
     // probes
-    liveness_requires_path: Create "spec.service.probes.liveness required path" =>
-        |m| set(m, LIVENESS, json!({"periodSeconds": 10}));
     liveness_failure_threshold_minimum: Create "spec.service.probes.liveness.failureThreshold minimum" =>
         probe(LIVENESS, "failureThreshold", json!(0));
     liveness_failure_threshold_maximum: Create "spec.service.probes.liveness.failureThreshold maximum" =>
@@ -957,8 +959,8 @@ refused! {
         probe(LIVENESS, "timeoutSeconds", json!(0));
     liveness_timeout_maximum: Create "spec.service.probes.liveness.timeoutSeconds maximum" =>
         probe(LIVENESS, "timeoutSeconds", json!(241));
-    startup_requires_path: Create "spec.service.probes.startup required path" =>
-        |m| set(m, STARTUP, json!({"periodSeconds": 10}));
+    startup_type_enum: Create "spec.service.probes.startup.type enum" =>
+        |m| set(m, STARTUP, json!({"type": "GRPC"}));
     startup_failure_threshold_minimum: Create "spec.service.probes.startup.failureThreshold minimum" =>
         probe(STARTUP, "failureThreshold", json!(0));
     startup_failure_threshold_maximum: Create "spec.service.probes.startup.failureThreshold maximum" =>

@@ -308,27 +308,28 @@ pub enum VpcEgress {
 #[serde(rename_all = "camelCase")]
 pub struct Probes {
     /// Restarts an instance that stops answering. Default: HTTP GET `/health/liveliness`, every 10 seconds, failed
-    /// after 3 consecutive failures.
+    /// after 3 consecutive failures. `enabled: false` runs none, as Cloud Run does when a service sets none.
     #[serde(default = "defaults::liveness")]
-    pub liveness: HttpProbe,
+    pub liveness: LivenessProbe,
 
     /// Gates traffic to a new instance (and so a new revision's readiness) until it answers. Default: HTTP GET
     /// `/health/readiness`, which also checks the database and cache connections, every 10 seconds for up to 240
-    /// seconds (24 failures).
-    // An `HttpProbe` in Rust, read and described as a `StartupProbe`: only its `failureThreshold` default differs.
-    #[serde(
-        default = "defaults::startup",
-        deserialize_with = "StartupProbe::deserialize_into"
-    )]
-    #[schemars(schema_with = "StartupProbe::schema")]
-    pub startup: HttpProbe,
+    /// seconds (24 failures). `type: TCP` only opens a connection to the port, as Cloud Run's own default startup
+    /// probe does (`periodSeconds: 240`, `timeoutSeconds: 240`, `failureThreshold: 1`).
+    #[serde(default = "defaults::startup")]
+    pub startup: StartupProbe,
 }
 
-/// An HTTP GET probe on the container port: the liveness probe, and in Rust the startup probe too.
+/// The liveness probe: an HTTP GET on the container port, or none.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct HttpProbe {
-    /// Path requested, starting with `/`.
+pub struct LivenessProbe {
+    /// Whether the service has a liveness probe; the other fields count only when it does. Default: `true`.
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+
+    /// Path requested, starting with `/`. Default: `/health/liveliness`.
+    #[serde(default = "defaults::liveness_path")]
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^\s]*$"))]
     pub path: String,
 
@@ -353,53 +354,51 @@ pub struct HttpProbe {
     pub failure_threshold: i32,
 }
 
-/// The startup probe as written in a manifest and described in the schema: an [`HttpProbe`] whose
-/// `failureThreshold` defaults to 24, so a new instance gets 240 seconds (24 periods of 10 seconds) to start, the
-/// same whether `probes.startup` is left out or only some of its fields are set.
-#[derive(Deserialize, JsonSchema)]
+/// What a probe checks.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ProbeType {
+    /// HTTP GET on `path`: healthy when it answers 2xx or 3xx.
+    #[default]
+    Http,
+    /// A TCP connection to the port: healthy when it opens.
+    Tcp,
+}
+
+/// The startup probe. Its `failureThreshold` defaults to 24, so a new instance gets 240 seconds (24 periods of
+/// 10 seconds) to start, the same whether `probes.startup` is left out or only some of its fields are set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct StartupProbe {
-    /// Path requested, starting with `/`.
+pub struct StartupProbe {
+    /// `HTTP` (GET `path`) or `TCP` (a connection to the port; `path` is not used). Default: `HTTP`.
+    #[serde(rename = "type", default)]
+    pub kind: ProbeType,
+
+    /// Path requested by an `HTTP` probe, starting with `/`. Default: `/health/readiness`.
+    #[serde(default = "defaults::startup_path")]
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/[^\s]*$"))]
-    path: String,
+    pub path: String,
 
     /// Seconds after start before the first probe. Default: `0`.
     #[serde(default)]
     #[schemars(range(min = 0, max = 240))]
-    initial_delay_seconds: i32,
+    pub initial_delay_seconds: i32,
 
     /// Seconds between probes. Default: `10`.
     #[serde(default = "defaults::probe_period_seconds")]
     #[schemars(range(min = 1, max = 240))]
-    period_seconds: i32,
+    pub period_seconds: i32,
 
     /// Seconds before one probe times out. Default: `5`.
     #[serde(default = "defaults::probe_timeout_seconds")]
     #[schemars(range(min = 1, max = 240))]
-    timeout_seconds: i32,
+    pub timeout_seconds: i32,
 
     /// Consecutive failures before the instance counts as failed to start. Default: `24`, which with the default
     /// `periodSeconds` gives a new instance 240 seconds to start.
     #[serde(default = "defaults::startup_failure_threshold")]
     #[schemars(range(min = 1, max = 100))]
-    failure_threshold: i32,
-}
-
-impl StartupProbe {
-    fn deserialize_into<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<HttpProbe, D::Error> {
-        let p = Self::deserialize(deserializer)?;
-        Ok(HttpProbe {
-            path: p.path,
-            initial_delay_seconds: p.initial_delay_seconds,
-            period_seconds: p.period_seconds,
-            timeout_seconds: p.timeout_seconds,
-            failure_threshold: p.failure_threshold,
-        })
-    }
-
-    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        generator.subschema_for::<Self>()
-    }
+    pub failure_threshold: i32,
 }
 
 /// One credential: a Secret Manager secret, an accessor binding and an environment variable.
@@ -821,7 +820,7 @@ mod quantity {
 }
 
 mod defaults {
-    use super::HttpProbe;
+    use super::{LivenessProbe, ProbeType, StartupProbe};
 
     pub fn port() -> i32 {
         4000
@@ -853,22 +852,33 @@ mod defaults {
     pub fn startup_failure_threshold() -> i32 {
         24
     }
-    pub fn liveness() -> HttpProbe {
-        probe("/health/liveliness")
+    pub fn enabled() -> bool {
+        true
     }
-    pub fn startup() -> HttpProbe {
-        HttpProbe {
-            failure_threshold: startup_failure_threshold(),
-            ..probe("/health/readiness")
-        }
+    pub fn liveness_path() -> String {
+        "/health/liveliness".into()
     }
-    fn probe(path: &str) -> HttpProbe {
-        HttpProbe {
-            path: path.into(),
+    pub fn startup_path() -> String {
+        "/health/readiness".into()
+    }
+    pub fn liveness() -> LivenessProbe {
+        LivenessProbe {
+            enabled: enabled(),
+            path: liveness_path(),
             initial_delay_seconds: 0,
             period_seconds: probe_period_seconds(),
             timeout_seconds: probe_timeout_seconds(),
             failure_threshold: probe_failure_threshold(),
+        }
+    }
+    pub fn startup() -> StartupProbe {
+        StartupProbe {
+            kind: ProbeType::Http,
+            path: startup_path(),
+            initial_delay_seconds: 0,
+            period_seconds: probe_period_seconds(),
+            timeout_seconds: probe_timeout_seconds(),
+            failure_threshold: startup_failure_threshold(),
         }
     }
     pub fn generate_length() -> i32 {

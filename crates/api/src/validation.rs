@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::names::{self, RESERVED_ENV};
-use crate::resource::{LiteLLMDeployment, Replication, SecretSource};
+use crate::resource::{LiteLLMDeployment, ProbeType, Replication, SecretSource};
 
 /// One problem with a spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,12 +180,23 @@ pub fn validate(obj: &LiteLLMDeployment) -> Result<(), InvalidSpec> {
             "set exactly one of connector or networkInterfaces",
         );
     }
-    for (i, probe) in [
-        ("liveness", &service.probes.liveness),
-        ("startup", &service.probes.startup),
-    ] {
-        if !probe.path.starts_with('/') {
-            errors.add(&format!("spec.service.probes.{i}.path"), "must start with /");
+    let paths = [
+        (
+            "liveness",
+            service
+                .probes
+                .liveness
+                .enabled
+                .then_some(&service.probes.liveness.path),
+        ),
+        (
+            "startup",
+            (service.probes.startup.kind == ProbeType::Http).then_some(&service.probes.startup.path),
+        ),
+    ];
+    for (probe, path) in paths {
+        if path.is_some_and(|p| !p.starts_with('/')) {
+            errors.add(&format!("spec.service.probes.{probe}.path"), "must start with /");
         }
     }
 

@@ -2,7 +2,7 @@
 //! (`cpu: 2`), and the defaults of fields left out, which serde and the CRD schema must agree on.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentSpec, validate};
+use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentSpec, ProbeType, validate};
 use serde_json::{Value, json};
 
 fn deployment(spec_changes: impl FnOnce(&mut Value)) -> Value {
@@ -115,6 +115,37 @@ fn a_startup_probe_without_failure_threshold_gets_240_seconds() {
         spec["service"]["probes"] = json!({"startup": {"path": "/ready", "failureThreshold": 5}});
     }));
     assert_eq!(explicit.spec.service.probes.startup.failure_threshold, 5);
+}
+
+#[test]
+fn probes_can_be_what_cloud_run_does_without_any_no_liveness_and_a_tcp_startup() {
+    let d = read(deployment(|spec| {
+        spec["service"]["probes"] = json!({
+            "liveness": {"enabled": false},
+            "startup": {"type": "TCP", "periodSeconds": 240, "timeoutSeconds": 240, "failureThreshold": 1},
+        });
+    }));
+    assert!(!d.spec.service.probes.liveness.enabled);
+    let startup = &d.spec.service.probes.startup;
+    assert_eq!(startup.kind, ProbeType::Tcp);
+    assert_eq!(
+        (
+            startup.period_seconds,
+            startup.timeout_seconds,
+            startup.failure_threshold
+        ),
+        (240, 240, 1)
+    );
+    assert!(validate(&d).is_ok());
+    // `enabled: true` with nothing else is LiteLLM's liveness probe.
+    let on = read(deployment(|spec| {
+        spec["service"]["probes"] = json!({"liveness": {"enabled": true}});
+    }));
+    assert_eq!(
+        on.spec.service.probes.liveness,
+        read(deployment(|_| {})).spec.service.probes.liveness
+    );
+    assert_eq!(on.spec.service.probes.liveness.path, "/health/liveliness");
 }
 
 /// Fills in schema defaults the way the API server does (structural defaulting): a missing property with a

@@ -439,19 +439,19 @@ async fn import_adopts_a_runbook_service_without_touching_its_secrets() {
     assert_eq!(spec["service"]["resources"], json!({"cpu": "2", "memory": "2Gi"}));
     assert_eq!(spec["service"]["image"], "ghcr.io/berriai/litellm:main-v1.74.0");
 
-    // No probes, a `latest` reference and a plaintext credential: the first apply must roll a revision, and
-    // import says so once, naming every field and why.
+    // A `latest` reference and a plaintext credential: the first apply must roll a revision, and import says so
+    // once, naming every field and why. The missing probes are not among them: the manifest keeps them off.
     let restart = import
         .stderr
         .lines()
         .find(|l| l.contains("the first apply rolls a new revision of"))
         .unwrap_or_else(|| panic!("no restart warning:\n{}", import.stderr));
+    assert!(!restart.contains("Probe"), "{restart}");
+    assert_eq!(spec["service"]["probes"]["liveness"], json!({"enabled": false}));
+    assert_eq!(spec["service"]["probes"]["startup"]["type"], "TCP");
     for part in [
         "projects/my-project/locations/us-central1/services/litellm:",
         "template.containers[0].env (removes OPENAI_API_KEY)",
-        "template.containers[0].livenessProbe",
-        "template.containers[0].startupProbe",
-        "the service has no HTTP livenessProbe or startupProbe",
         "reads LITELLM_MASTER_KEY as `latest`",
         "env vars left out of the manifest",
     ] {
@@ -474,7 +474,7 @@ async fn import_adopts_a_runbook_service_without_touching_its_secrets() {
         update.starts_with(
             "~ update service projects/my-project/locations/us-central1/services/litellm (new revision): "
         ) && update.contains("template.containers[0].env (removes OPENAI_API_KEY)")
-            && update.contains("template.containers[0].livenessProbe"),
+            && !update.contains("Probe"),
         "{update}"
     );
     assert!(
@@ -522,6 +522,25 @@ async fn import_adopts_a_runbook_service_without_touching_its_secrets() {
 /// it over without a new revision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taking_over_a_matching_service_rolls_no_revision() {
+    // `gcloud run deploy ... --liveness-probe ... --startup-probe ...`.
+    takeover_rolls_no_revision(json!({
+        "livenessProbe": {"httpGet": {"path": "/health/liveliness", "port": 4000}, "periodSeconds": 10,
+                          "timeoutSeconds": 5, "failureThreshold": 3},
+        "startupProbe": {"httpGet": {"path": "/health/readiness", "port": 4000}, "periodSeconds": 10,
+                         "timeoutSeconds": 5, "failureThreshold": 24}
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_over_a_service_deployed_without_probes_rolls_no_revision() {
+    // The usual runbook: no probes at all; Cloud Run gives the service its default TCP startup probe.
+    takeover_rolls_no_revision(json!({})).await;
+}
+
+/// A runbook service whose container has `probes` (probe fields), imported, planned and applied: only the
+/// ownership labels change, and no revision rolls.
+async fn takeover_rolls_no_revision(probes: Value) {
     let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
         .await
         .unwrap();
@@ -538,9 +557,9 @@ async fn taking_over_a_matching_service_rolls_no_revision() {
     )
     .await
     .unwrap();
-    // `gcloud run deploy --set-secrets DATABASE_URL=litellm-db-url:1 --liveness-probe ... --startup-probe ...`.
+    // `gcloud run deploy --set-secrets DATABASE_URL=litellm-db-url:1`, with the probes given.
     let service = ServiceName::new("my-project", "us-central1", "litellm");
-    let deployed = json!({
+    let mut deployed = json!({
         "template": {
             "serviceAccount": SA,
             "timeout": "300s",
@@ -553,14 +572,13 @@ async fn taking_over_a_matching_service_rolls_no_revision() {
                 "env": [
                     {"name": "DATABASE_URL", "valueSource": {"secretKeyRef": {"secret": "litellm-db-url", "version": "1"}}},
                     {"name": "LITELLM_LOG", "value": "INFO"}
-                ],
-                "livenessProbe": {"httpGet": {"path": "/health/liveliness", "port": 4000}, "periodSeconds": 10,
-                                  "timeoutSeconds": 5, "failureThreshold": 3},
-                "startupProbe": {"httpGet": {"path": "/health/readiness", "port": 4000}, "periodSeconds": 10,
-                                 "timeoutSeconds": 5, "failureThreshold": 24}
+                ]
             }]
         }
     });
+    for (field, probe) in probes.as_object().into_iter().flatten() {
+        deployed["template"]["containers"][0][field] = probe.clone();
+    }
     gcp.create_service(&service, serde_json::from_value(deployed).unwrap())
         .await
         .unwrap();

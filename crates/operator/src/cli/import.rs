@@ -218,17 +218,22 @@ pub(crate) async fn import(gcp: &Gcp, args: &ImportArgs) -> Result<Imported, Pro
         // Whole seconds: Cloud Run takes no fraction here.
         service.insert("requestTimeoutSeconds".into(), json!(seconds.round() as i64));
     }
-    // Probes are copied as the service has them when they are HTTP GET probes. A LiteLLMDeployment always sets
-    // both; it cannot say "none" or "TCP", so a service without them gets LiteLLM's (the restart warning below).
+    // Probes are copied as the service has them: an HTTP liveness probe or none (`enabled: false`), an HTTP or TCP
+    // startup probe (Cloud Run gives a service deployed without one a TCP probe). A gRPC probe cannot be expressed
+    // (the restart warning below names it).
     let mut probes = Map::new();
-    for (field, key) in [("livenessProbe", "liveness"), ("startupProbe", "startup")] {
-        if let Some(p) = http_probe(&container[field]) {
-            probes.insert(key.into(), p);
+    match http_probe(&container["livenessProbe"]) {
+        Some(p) => probes.insert("liveness".into(), p),
+        None if container["livenessProbe"].is_null() => {
+            probes.insert("liveness".into(), json!({"enabled": false}))
         }
+        None => None,
+    };
+    if let Some(p) = http_probe(&container["startupProbe"]).or_else(|| tcp_probe(&container["startupProbe"]))
+    {
+        probes.insert("startup".into(), p);
     }
-    if !probes.is_empty() {
-        service.insert("probes".into(), Value::Object(probes));
-    }
+    service.insert("probes".into(), Value::Object(probes));
 
     let manifest = json!({
         "apiVersion": "litellm.dev/v1alpha1",
@@ -307,16 +312,19 @@ fn restart_warning(
         return None;
     }
     let mut why = Vec::new();
-    let missing: Vec<&str> = ["livenessProbe", "startupProbe"]
+    let inexpressible: Vec<&str> = [("livenessProbe", false), ("startupProbe", true)]
         .into_iter()
-        .filter(|f| container[*f]["httpGet"].is_null())
+        .filter(|(f, tcp_ok)| {
+            let p = &container[*f];
+            let expressible = !p["httpGet"].is_null() || (*tcp_ok && !p["tcpSocket"].is_null());
+            !p.is_null() && !expressible
+        })
+        .map(|(f, _)| f)
         .collect();
-    if !missing.is_empty() {
+    if !inexpressible.is_empty() {
         why.push(format!(
-            "the service has no HTTP {} (without one Cloud Run uses its default TCP startup probe); a \
-             LiteLLMDeployment always sets HTTP liveness and startup probes (spec.service.probes, LiteLLM's \
-             /health/liveliness and /health/readiness by default) and cannot express none or a TCP probe",
-            missing.join(" or ")
+            "the service's {} is neither HTTP nor (for startup) TCP, which spec.service.probes cannot express",
+            inexpressible.join(" and ")
         ));
     }
     let latest: Vec<&str> = desired
@@ -402,7 +410,19 @@ fn secret_source(project: &str, env: &str, reference: &Map<String, Value>) -> Re
 
 fn http_probe(probe: &Value) -> Option<Value> {
     let path = probe["httpGet"]["path"].as_str()?;
-    let mut out = json!({"path": if path.is_empty() { "/" } else { path }});
+    Some(timing(
+        probe,
+        json!({"path": if path.is_empty() { "/" } else { path }}),
+    ))
+}
+
+fn tcp_probe(probe: &Value) -> Option<Value> {
+    probe.get("tcpSocket")?;
+    Some(timing(probe, json!({"type": "TCP"})))
+}
+
+/// `out` with the probe's timing fields, where the service sets them.
+fn timing(probe: &Value, mut out: Value) -> Value {
     for key in [
         "initialDelaySeconds",
         "periodSeconds",
@@ -413,7 +433,7 @@ fn http_probe(probe: &Value) -> Option<Value> {
             out[key] = json!(n);
         }
     }
-    Some(out)
+    out
 }
 
 /// Google's JSON writes int64 as strings and int32 as numbers.

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use litellm_operator_api::names::{self, ALL_USERS, RUN_INVOKER_ROLE, SECRET_ACCESSOR_ROLE};
 use litellm_operator_api::{
-    AppliedBinding, Deletion, GeneratedValue, HttpProbe, Ingress, InvalidSpec, LiteLLMDeployment,
-    Replication, SecretKeySelector, SecretSource, ServiceSpec, VpcEgress, validate,
+    AppliedBinding, Deletion, GeneratedValue, Ingress, InvalidSpec, LiteLLMDeployment, LivenessProbe,
+    ProbeType, Replication, SecretKeySelector, SecretSource, ServiceSpec, StartupProbe, VpcEgress, validate,
 };
 use serde_json::{Value, json};
 
@@ -210,9 +210,12 @@ pub fn service(desired: &DesiredState, pinned: &BTreeMap<String, String>) -> Val
         "ports": [{"containerPort": s.port}],
         "resources": {"limits": {"cpu": s.resources.cpu, "memory": s.resources.memory}},
         "env": env,
-        "livenessProbe": probe(&s.probes.liveness, s.port),
-        "startupProbe": probe(&s.probes.startup, s.port),
+        "startupProbe": startup_probe(&s.probes.startup, s.port),
     });
+    // No liveness probe is no `livenessProbe` (service_diff counts one left on the service as drift).
+    if s.probes.liveness.enabled {
+        container["livenessProbe"] = liveness_probe(&s.probes.liveness, s.port);
+    }
     let mut template = json!({
         "serviceAccount": s.service_account,
         "scaling": {"minInstanceCount": s.scaling.min_instances, "maxInstanceCount": s.scaling.max_instances},
@@ -265,7 +268,7 @@ pub fn service(desired: &DesiredState, pinned: &BTreeMap<String, String>) -> Val
     })
 }
 
-fn probe(p: &HttpProbe, port: i32) -> Value {
+fn liveness_probe(p: &LivenessProbe, port: i32) -> Value {
     json!({
         "httpGet": {"path": p.path, "port": port},
         "initialDelaySeconds": p.initial_delay_seconds,
@@ -273,6 +276,20 @@ fn probe(p: &HttpProbe, port: i32) -> Value {
         "timeoutSeconds": p.timeout_seconds,
         "failureThreshold": p.failure_threshold,
     })
+}
+
+fn startup_probe(p: &StartupProbe, port: i32) -> Value {
+    let mut probe = json!({
+        "initialDelaySeconds": p.initial_delay_seconds,
+        "periodSeconds": p.period_seconds,
+        "timeoutSeconds": p.timeout_seconds,
+        "failureThreshold": p.failure_threshold,
+    });
+    match p.kind {
+        ProbeType::Http => probe["httpGet"] = json!({"path": p.path, "port": port}),
+        ProbeType::Tcp => probe["tcpSocket"] = json!({"port": port}),
+    }
+    probe
 }
 
 /// The runbook example (`examples/litellm-deployment.yaml`), for tests.
@@ -364,6 +381,24 @@ mod tests {
             "/health/readiness"
         );
         assert_eq!(svc["ingress"], "INGRESS_TRAFFIC_ALL");
+    }
+
+    #[test]
+    fn probes_off_and_tcp_are_what_cloud_run_runs_without_any() {
+        let mut obj = example();
+        obj.spec.service.probes = serde_json::from_value(json!({
+            "liveness": {"enabled": false},
+            "startup": {"type": "TCP", "periodSeconds": 240, "timeoutSeconds": 240, "failureThreshold": 1},
+        }))
+        .unwrap();
+        let d = desired_state(&obj).unwrap();
+        let container = &service(&d, &BTreeMap::new())["template"]["containers"][0];
+        assert!(container.get("livenessProbe").is_none(), "{container}");
+        assert_eq!(
+            container["startupProbe"],
+            json!({"tcpSocket": {"port": 4000}, "initialDelaySeconds": 0, "periodSeconds": 240,
+                   "timeoutSeconds": 240, "failureThreshold": 1})
+        );
     }
 
     #[test]

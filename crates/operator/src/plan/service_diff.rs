@@ -13,6 +13,14 @@ const SYSTEM_LABEL_PREFIXES: [&str; 3] = ["goog-", "run.googleapis.com", "cloud.
 pub fn drift(desired: &Value, live: &Value) -> Vec<String> {
     let mut out = Vec::new();
     compare("", desired, Some(live), &mut out);
+    // The liveness probe is wholly owned: a spec without one (`probes.liveness.enabled: false`) removes it.
+    let container = |v: &Value| v["template"]["containers"][0].clone();
+    if container(desired).is_object()
+        && container(desired).get("livenessProbe").is_none()
+        && container(live).get("livenessProbe").is_some_and(|p| !p.is_null())
+    {
+        out.push("template.containers[0].livenessProbe".to_owned());
+    }
     // Labels are wholly owned: one removed from the spec must go from the service too.
     if let (Some(want), Some(have)) = (
         desired.get("labels").and_then(Value::as_object),
@@ -197,6 +205,22 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use serde_json::json;
+
+    #[test]
+    fn a_liveness_probe_the_spec_turned_off_is_drift_and_none_on_either_side_is_not() {
+        let probe = json!({"httpGet": {"path": "/health/liveliness", "port": 4000}});
+        let without = json!({"template": {"containers": [{"image": "i"}]}});
+        let with = json!({"template": {"containers": [{"image": "i", "livenessProbe": probe}]}});
+        assert_eq!(
+            super::drift(&without, &with),
+            vec!["template.containers[0].livenessProbe".to_owned()]
+        );
+        assert!(super::drift(&without, &without).is_empty());
+        assert!(super::drift(&with, &with).is_empty());
+        // The update sends the spec's container, so the probe goes.
+        let merged = super::merge_owned(&with, &without);
+        assert!(merged["template"]["containers"][0].get("livenessProbe").is_none());
+    }
 
     use super::*;
 
