@@ -1,4 +1,5 @@
-//! IAM: resource policies (shared by Secret Manager and Cloud Run) and `projects.serviceAccounts.get`.
+//! IAM: resource policies (shared by Secret Manager, Cloud Run and service accounts) and
+//! `projects.serviceAccounts` (create, get, list and the account's own IAM policy).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -236,6 +237,10 @@ fn validate_member(member: &str, known_accounts: &dyn Fn(&str) -> bool) -> ApiRe
     if rest.is_empty() {
         return Err(ApiError::invalid(format!("Invalid principal: {member}")));
     }
+    if *prefix == "serviceAccount:" && workload_identity_member(rest) {
+        // A Kubernetes ServiceAccount through GKE Workload Identity; the emulator has no identity pools to check.
+        return Ok(());
+    }
     if *prefix == "serviceAccount:" {
         if !well_formed_account(rest) {
             return Err(ApiError::invalid(format!("Invalid service account ({rest}).")));
@@ -250,6 +255,17 @@ fn validate_member(member: &str, known_accounts: &dyn Fn(&str) -> bool) -> ApiRe
         return Err(ApiError::invalid(format!("Invalid principal: {member}")));
     }
     Ok(())
+}
+
+/// `PROJECT.svc.id.goog[NAMESPACE/NAME]`, a Kubernetes ServiceAccount as GKE Workload Identity names it.
+fn workload_identity_member(text: &str) -> bool {
+    let Some((pool, rest)) = text.split_once(".svc.id.goog[") else {
+        return false;
+    };
+    let Some((namespace, name)) = rest.strip_suffix(']').and_then(|r| r.split_once('/')) else {
+        return false;
+    };
+    !pool.is_empty() && !namespace.is_empty() && !name.is_empty() && !name.contains('/')
 }
 
 /// Roughly Google's shape for a service-account email: `name@domain`, lowercase, with a Google-owned domain.
@@ -295,22 +311,23 @@ impl State {
                 project_id,
                 unique_id,
                 display_name: display_name.unwrap_or("").to_string(),
+                description: String::new(),
             },
         );
         Ok(())
     }
 
-    /// `GET /v1/projects/{p}/serviceAccounts/{email}`.
-    pub fn get_service_account(&self, project: &str, email: &str) -> ApiResult<Value> {
+    /// The account `projects/{project}/serviceAccounts/{email}` addresses (`project` may be `-`), if it exists.
+    /// Accounts that exist only because none are seeded get a stable made-up unique id.
+    fn account(&self, project: &str, email: &str) -> ApiResult<Option<ServiceAccount>> {
         if !email.contains('@') {
             // Google also accepts unique ids; the emulator does not.
             return Err(ApiError::invalid(format!(
                 "Invalid form of account ID {email}. Should be [Gaia ID |Email |Unique ID |] of the account"
             )));
         }
-        let not_found = || ApiError::not_found("Unknown service account");
         if !self.account_exists(email) {
-            return Err(not_found());
+            return Ok(None);
         }
         let account = match self.service_accounts.get(email) {
             Some(a) => a.clone(),
@@ -319,24 +336,189 @@ impl State {
                 project_id: project_of_account(email),
                 unique_id: format!("1{:020}", fnv(email) % 100_000_000_000_000_000_000u128),
                 display_name: String::new(),
+                description: String::new(),
             },
         };
         if project != "-" && project != account.project_id {
-            return Err(not_found());
+            return Ok(None);
         }
-        let mut out = json!({
-            "name": format!("projects/{}/serviceAccounts/{}", account.project_id, account.email),
-            "projectId": account.project_id,
-            "uniqueId": account.unique_id,
-            "email": account.email,
-            "etag": "MDEwMjE5MjA=",
-            "oauth2ClientId": account.unique_id,
-        });
-        if !account.display_name.is_empty() {
-            out["displayName"] = json!(account.display_name);
+        Ok(Some(account))
+    }
+
+    /// `GET /v1/projects/{p}/serviceAccounts/{email}`.
+    pub fn get_service_account(&self, project: &str, email: &str) -> ApiResult<Value> {
+        match self.account(project, email)? {
+            Some(account) => Ok(render_account(&account)),
+            None => Err(ApiError::not_found("Unknown service account")),
         }
+    }
+
+    /// `POST /v1/projects/{p}/serviceAccounts` with `{"accountId", "serviceAccount": {"displayName",
+    /// "description"}}`. The new account joins the accounts that exist, so from then on unknown ones do not.
+    pub fn create_service_account(&mut self, project: &str, req: &Request) -> ApiResult<Value> {
+        let body = req.json()?;
+        let account_id = wire::str_field(&body, "accountId").unwrap_or("");
+        if account_id.is_empty() {
+            return Err(ApiError::invalid("Account ID is required."));
+        }
+        if !(6..=30).contains(&account_id.len()) {
+            return Err(ApiError::invalid(format!(
+                "Invalid value for field 'accountId': '{account_id}'. Account ID must be between 6 and 30 characters."
+            )));
+        }
+        let pattern_ok = account_id.starts_with(|c: char| c.is_ascii_lowercase())
+            && !account_id.ends_with('-')
+            && account_id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !pattern_ok {
+            return Err(ApiError::invalid(format!(
+                "Invalid value for field 'accountId': '{account_id}'. Account ID must start with a lower case \
+                 letter, followed by one or more lower case alphanumerical characters that can be separated by \
+                 hyphens."
+            )));
+        }
+        let valid_project = project.starts_with(|c: char| c.is_ascii_lowercase())
+            && project
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid_project {
+            return Err(ApiError::invalid(format!(
+                "Invalid project ID '{project}': give the project's id to create a service account in."
+            )));
+        }
+        let details = match body.get("serviceAccount") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "Invalid value at 'service_account', expected an object",
+                ));
+            }
+        };
+        let display_name = wire::str_field(&details, "displayName").unwrap_or("");
+        if display_name.chars().count() > 100 {
+            return Err(ApiError::invalid("Display name must be at most 100 characters."));
+        }
+        let description = wire::str_field(&details, "description").unwrap_or("");
+        if description.chars().count() > 256 {
+            return Err(ApiError::invalid("Description must be at most 256 characters."));
+        }
+        let email = format!("{account_id}@{project}.iam.gserviceaccount.com");
+        if self.service_accounts.contains_key(&email) {
+            return Err(ApiError::new(
+                Code::AlreadyExists,
+                format!("Service account {account_id} already exists within project projects/{project}."),
+            )
+            .with_detail(json!({
+                "@type": "type.googleapis.com/google.rpc.ResourceInfo",
+                "resourceName": format!("projects/{project}/serviceAccounts/{email}"),
+            })));
+        }
+        self.seed_service_account(&email, Some(display_name))?;
+        // A new account starts with an empty policy, whatever an earlier account of that email had.
+        self.service_account_policies.remove(&email);
+        let account = self
+            .service_accounts
+            .get_mut(&email)
+            .ok_or_else(|| ApiError::new(Code::Internal, "service account vanished"))?;
+        account.description = description.to_string();
+        Ok(render_account(account))
+    }
+
+    /// `GET /v1/projects/{p}/serviceAccounts`: the seeded and created accounts of the project, by email.
+    pub fn list_service_accounts(&self, project: &str, req: &Request) -> ApiResult<Value> {
+        let items: Vec<(String, Value)> = self
+            .service_accounts
+            .values()
+            .filter(|a| project == "-" || a.project_id == project)
+            .map(|a| (a.email.clone(), render_account(a)))
+            .collect();
+        let (page, next) = wire::paginate(
+            items,
+            req.int_param("pageSize")?,
+            req.param("pageToken"),
+            100,
+            |k| k.clone(),
+            |t| Some(t.to_string()),
+            true,
+        )?;
+        let mut out = Map::new();
+        if !page.is_empty() {
+            out.insert("accounts".into(), Value::Array(page));
+        }
+        if let Some(n) = next {
+            out.insert("nextPageToken".into(), json!(n));
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn account_for_policy(&self, project: &str, email: &str) -> ApiResult<ServiceAccount> {
+        self.account(project, email)?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Service account projects/{project}/serviceAccounts/{email} does not exist."
+            ))
+        })
+    }
+
+    /// `POST /v1/projects/{p}/serviceAccounts/{email}:getIamPolicy`.
+    pub fn sa_get_policy(&self, project: &str, email: &str, req: &Request) -> ApiResult<Value> {
+        let requested = requested_version(req)?;
+        let account = self.account_for_policy(project, email)?;
+        let empty = Policy::default();
+        render_policy(
+            self.service_account_policies
+                .get(&account.email)
+                .unwrap_or(&empty),
+            requested,
+        )
+    }
+
+    /// `POST /v1/projects/{p}/serviceAccounts/{email}:setIamPolicy`, etag-checked and normalised like every
+    /// other policy.
+    pub fn sa_set_policy(&mut self, project: &str, email: &str, req: &Request) -> ApiResult<Value> {
+        let body = req.json()?;
+        let account = self.account_for_policy(project, email)?;
+        let accounts_seeded = !self.service_accounts.is_empty();
+        let seeded: std::collections::BTreeSet<String> = self.service_accounts.keys().cloned().collect();
+        let exists = move |e: &str| !accounts_seeded || seeded.contains(e);
+        let mut counter = self.counter;
+        let mut policy = self
+            .service_account_policies
+            .get(&account.email)
+            .cloned()
+            .unwrap_or_default();
+        set_policy(&mut policy, &body, &mut counter, &exists)?;
+        let out = render_policy(&policy, 3)?;
+        self.service_account_policies.insert(account.email, policy);
+        self.counter = counter;
         Ok(out)
     }
+
+    /// `POST /v1/projects/{p}/serviceAccounts/{email}:testIamPermissions` (every permission is granted).
+    pub fn sa_test_permissions(&self, project: &str, email: &str, req: &Request) -> ApiResult<Value> {
+        self.account_for_policy(project, email)?;
+        crate::secretmanager::test_permissions(req)
+    }
+}
+
+/// Google's JSON for a service account.
+fn render_account(account: &ServiceAccount) -> Value {
+    let mut out = json!({
+        "name": format!("projects/{}/serviceAccounts/{}", account.project_id, account.email),
+        "projectId": account.project_id,
+        "uniqueId": account.unique_id,
+        "email": account.email,
+        "etag": "MDEwMjE5MjA=",
+        "oauth2ClientId": account.unique_id,
+    });
+    if !account.display_name.is_empty() {
+        out["displayName"] = json!(account.display_name);
+    }
+    if !account.description.is_empty() {
+        out["description"] = json!(account.description);
+    }
+    out
 }
 
 fn project_of_account(email: &str) -> String {

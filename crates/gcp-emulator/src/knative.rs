@@ -365,6 +365,81 @@ fn containers_to_v1(t: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// One requirement of a Kubernetes label selector.
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    Missing(String),
+}
+
+/// A Kubernetes label selector (`a=b,c!=d,e in (f,g),h,!i`), as `labelSelector` takes it.
+struct LabelSelector(Vec<Requirement>);
+
+impl LabelSelector {
+    fn parse(text: &str) -> ApiResult<LabelSelector> {
+        let mut terms = Vec::new();
+        let mut depth = 0usize;
+        let mut current = String::new();
+        for c in text.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if c == ',' && depth == 0 {
+                terms.push(std::mem::take(&mut current));
+            } else {
+                current.push(c);
+            }
+        }
+        terms.push(current);
+        let invalid = |t: &str| ApiError::invalid(format!("Unable to parse label selector term: '{t}'"));
+        let values = |list: &str, t: &str| -> ApiResult<Vec<String>> {
+            let inner = list
+                .trim()
+                .strip_prefix('(')
+                .and_then(|l| l.strip_suffix(')'))
+                .ok_or_else(|| invalid(t))?;
+            Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
+        };
+        let mut out = Vec::new();
+        for term in terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            let req = if let Some(key) = term.strip_prefix('!') {
+                Requirement::Missing(key.trim().to_string())
+            } else if let Some((k, v)) = term.split_once("!=") {
+                Requirement::NotEquals(k.trim().to_string(), v.trim().to_string())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                Requirement::Equals(k.trim().to_string(), v.trim().to_string())
+            } else if let Some((k, list)) = term.split_once(" notin ") {
+                Requirement::NotIn(k.trim().to_string(), values(list, term)?)
+            } else if let Some((k, list)) = term.split_once(" in ") {
+                Requirement::In(k.trim().to_string(), values(list, term)?)
+            } else if term.contains(char::is_whitespace) {
+                return Err(invalid(term));
+            } else {
+                Requirement::Exists(term.to_string())
+            };
+            out.push(req);
+        }
+        Ok(LabelSelector(out))
+    }
+
+    fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::NotIn(k, vs) => !get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::Missing(k) => get(k).is_none(),
+        })
+    }
+}
+
 fn v2_name(namespace: &str, region: &str, name: &str) -> String {
     format!("projects/{namespace}/locations/{region}/services/{name}")
 }
@@ -382,12 +457,16 @@ impl State {
         Ok(to_v1(&svc, namespace, region))
     }
 
+    /// Lists services of one region, or of every region when `region` is `-` (`projects.locations.services.list`
+    /// with `locations/-`), keeping those whose labels match a Kubernetes `labelSelector`.
     pub fn kn_list_services(
         &mut self,
         namespace: &str,
         region: &str,
+        label_selector: Option<&str>,
         now: DateTime<Utc>,
     ) -> ApiResult<Value> {
+        let selector = LabelSelector::parse(label_selector.unwrap_or(""))?;
         let parent = format!("projects/{namespace}/locations/{region}");
         let req = crate::wire::Request::parse(axum::http::Method::GET, "/", None, bytes::Bytes::new());
         let list = self.run_list_services(&parent, &req, now)?;
@@ -397,11 +476,27 @@ impl State {
             .cloned()
             .unwrap_or_default()
             .iter()
-            .map(|s| to_v1(s, namespace, region))
+            .map(|s| {
+                let location = str_of(s, &["name"])
+                    .and_then(|n| n.split('/').nth(3))
+                    .unwrap_or(region)
+                    .to_string();
+                to_v1(s, namespace, &location)
+            })
+            .filter(|s| {
+                selector.matches(
+                    s.get("metadata")
+                        .and_then(|m| m.get("labels"))
+                        .and_then(Value::as_object),
+                )
+            })
             .collect();
-        Ok(
-            json!({"apiVersion": "serving.knative.dev/v1", "kind": "ServiceList", "items": items, "metadata": {}}),
-        )
+        let mut out = json!({"apiVersion": "serving.knative.dev/v1", "kind": "ServiceList", "items": items,
+            "metadata": {}});
+        if region == "-" {
+            out["unreachable"] = json!([]);
+        }
+        Ok(out)
     }
 
     /// Create (POST) or replace (PUT) through the v2 machinery, answering the Knative object.
@@ -419,6 +514,11 @@ impl State {
             .and_then(Value::as_str)
             .unwrap_or("");
         let id = name.unwrap_or(meta_name);
+        if region == "-" {
+            return Err(ApiError::invalid(
+                "A service must be created in a single region, not '-'.",
+            ));
+        }
         if id.is_empty() {
             return Err(ApiError::invalid("metadata.name must be set."));
         }

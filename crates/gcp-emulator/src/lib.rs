@@ -1,5 +1,6 @@
 //! Stateful local emulator of the Google Cloud APIs litellm-operator uses: Secret Manager v1, Cloud Run Admin
-//! v2, and enough IAM to check that a service account exists, over HTTP/JSON exactly as Google's REST APIs.
+//! v2 (and its v1 view for gcloud), IAM service accounts and their policies, and Service Usage, over HTTP/JSON
+//! exactly as Google's REST APIs.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), gcp_emulator::Error> {
@@ -19,6 +20,7 @@ pub mod quota;
 pub mod run;
 pub mod secretmanager;
 mod server;
+pub mod serviceusage;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -51,7 +53,8 @@ pub struct Config {
     pub quota_scale: f64,
     /// JSON file to load state from at start and persist state to after every change.
     pub state_file: Option<PathBuf>,
-    /// Service accounts that exist. While none are seeded, every well-formed account exists.
+    /// Service accounts that exist. While none are seeded (or created through the IAM API), every well-formed
+    /// account exists.
     pub service_accounts: Vec<String>,
     /// Container images whose revisions fail to start.
     pub crashing_images: Vec<String>,

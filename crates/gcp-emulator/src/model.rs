@@ -16,8 +16,12 @@ use crate::quota::Bucket;
 pub struct State {
     /// Secret Manager secrets by full name (`projects/p/secrets/x`).
     pub secrets: BTreeMap<String, Secret>,
-    /// Seeded service accounts by email. While empty, every well-formed account exists.
+    /// Seeded or created service accounts by email. While empty, every well-formed account exists.
     pub service_accounts: BTreeMap<String, ServiceAccount>,
+    /// IAM policies of service accounts (as resources), by email.
+    pub service_account_policies: BTreeMap<String, Policy>,
+    /// Service Usage: APIs enabled by name, by project number. Every API counts as enabled anyway.
+    pub enabled_services: BTreeMap<String, BTreeSet<String>>,
     /// Cloud Run services by full name (`projects/p/locations/r/services/s`).
     pub services: BTreeMap<String, Service>,
     /// Cloud Run revisions by full name.
@@ -130,6 +134,8 @@ pub struct ServiceAccount {
     pub project_id: String,
     pub unique_id: String,
     pub display_name: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -117,7 +117,7 @@ fn valid_service_id(id: &str) -> bool {
 }
 
 /// A stable pseudo project number, used in the default compute service account.
-fn project_number(project: &str) -> u64 {
+pub(crate) fn project_number(project: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in project.bytes() {
         h ^= u64::from(b);

@@ -42,6 +42,9 @@ enum Target {
         secret: String,
         version: String,
     },
+    ServiceAccounts {
+        project: String,
+    },
     ServiceAccount {
         project: String,
         email: String,
@@ -64,7 +67,14 @@ enum Target {
     Operation {
         name: String,
     },
+    ServiceUsageServices {
+        project: String,
+    },
     ServiceUsage {
+        project: String,
+        service: String,
+    },
+    ServiceUsageOperation {
         name: String,
     },
     KnativeServices {
@@ -112,6 +122,9 @@ fn resolve(req: &Request) -> ApiResult<Call> {
             secret: format!("projects/{p}/secrets/{x}"),
             version: v.to_string(),
         },
+        ["v1", "projects", p, "serviceAccounts"] => Target::ServiceAccounts {
+            project: p.to_string(),
+        },
         ["v1", "projects", p, "serviceAccounts", e] => Target::ServiceAccount {
             project: p.to_string(),
             email: e.to_string(),
@@ -145,8 +158,22 @@ fn resolve(req: &Request) -> ApiResult<Call> {
                 name: format!("projects/{p}/locations/{l}/services/{x}"),
             }
         }
+        // `gcloud run services list` without `--region` lists every region (`locations/-`) with Cloud Run v1.
+        ["v1", "projects", p, "locations", l, "services"] if req.method == Method::GET => {
+            Target::KnativeServices {
+                namespace: p.to_string(),
+                region: l.to_string(),
+            }
+        }
+        ["v1", "projects", p, "services"] => Target::ServiceUsageServices {
+            project: p.to_string(),
+        },
         ["v1", "projects", p, "services", x] => Target::ServiceUsage {
-            name: format!("projects/{p}/services/{x}"),
+            project: p.to_string(),
+            service: x.to_string(),
+        },
+        ["v1", "operations", o] => Target::ServiceUsageOperation {
+            name: format!("operations/{o}"),
         },
         [
             "apis",
@@ -240,7 +267,14 @@ fn resolve(req: &Request) -> ApiResult<Call> {
         (Target::Version { .. }, "POST", Some("destroy")) => {
             ("SecretManagerService.DestroySecretVersion", Some(Write))
         }
+        (Target::ServiceAccounts { .. }, "GET", None) => ("IAM.ListServiceAccounts", None),
+        (Target::ServiceAccounts { .. }, "POST", None) => ("IAM.CreateServiceAccount", None),
         (Target::ServiceAccount { .. }, "GET", None) => ("IAM.GetServiceAccount", None),
+        (Target::ServiceAccount { .. }, "GET" | "POST", Some("getIamPolicy")) => ("IAM.GetIamPolicy", None),
+        (Target::ServiceAccount { .. }, "POST", Some("setIamPolicy")) => ("IAM.SetIamPolicy", None),
+        (Target::ServiceAccount { .. }, "POST", Some("testIamPermissions")) => {
+            ("IAM.TestIamPermissions", None)
+        }
         (Target::Services { .. }, "GET", None) => ("Services.ListServices", None),
         (Target::Services { .. }, "POST", None) => ("Services.CreateService", None),
         (Target::Service { .. }, "GET", None) => ("Services.GetService", None),
@@ -257,6 +291,12 @@ fn resolve(req: &Request) -> ApiResult<Call> {
         (Target::Operation { .. }, "DELETE", None) => ("Operations.DeleteOperation", None),
         (Target::Operation { .. }, "POST", Some("wait")) => ("Operations.WaitOperation", None),
         (Target::ServiceUsage { .. }, "GET", None) => ("ServiceUsage.GetService", None),
+        (Target::ServiceUsage { .. }, "POST", Some("enable")) => ("ServiceUsage.EnableService", None),
+        (Target::ServiceUsageServices { .. }, "GET", None) => ("ServiceUsage.ListServices", None),
+        (Target::ServiceUsageServices { .. }, "POST", Some("batchEnable")) => {
+            ("ServiceUsage.BatchEnableServices", None)
+        }
+        (Target::ServiceUsageOperation { .. }, "GET", None) => ("ServiceUsage.GetOperation", None),
         (Target::KnativeServices { .. }, "GET", None) => ("KnativeServices.ListServices", None),
         (Target::KnativeServices { .. }, "POST", None) => ("KnativeServices.CreateService", None),
         (Target::KnativeService { .. }, "GET", None) => ("KnativeServices.GetService", None),
@@ -303,7 +343,19 @@ async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
             "access" => app.lock().sm_access(secret, version),
             other => app.lock().sm_set_version_state(secret, version, other, req, now),
         },
-        Target::ServiceAccount { project, email } => app.lock().get_service_account(project, email),
+        Target::ServiceAccounts { project } => {
+            if req.method == Method::GET {
+                app.lock().list_service_accounts(project, req)
+            } else {
+                app.lock().create_service_account(project, req)
+            }
+        }
+        Target::ServiceAccount { project, email } => match verb {
+            "" => app.lock().get_service_account(project, email),
+            "getIamPolicy" => app.lock().sa_get_policy(project, email, req),
+            "setIamPolicy" => app.lock().sa_set_policy(project, email, req),
+            _ => app.lock().sa_test_permissions(project, email, req),
+        },
         Target::Services { parent } => {
             if req.method == Method::GET {
                 app.lock().run_list_services(parent, req, now)
@@ -335,15 +387,25 @@ async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
             _ => app.run_wait_operation(name, req).await,
         },
         // Every API is enabled in the emulator.
-        Target::ServiceUsage { name } => Ok(serde_json::json!({
-            "name": name,
-            "parent": name.split("/services/").next().unwrap_or(""),
-            "state": "ENABLED",
-            "config": {"name": name.rsplit('/').next().unwrap_or("")},
-        })),
+        Target::ServiceUsage { project, service } => {
+            if verb == "enable" {
+                app.lock().su_enable(project, service)
+            } else {
+                app.lock().su_get_service(project, service)
+            }
+        }
+        Target::ServiceUsageServices { project } => {
+            if req.method == Method::GET {
+                app.lock().su_list_services(project, req)
+            } else {
+                app.lock().su_batch_enable(project, req)
+            }
+        }
+        Target::ServiceUsageOperation { name } => crate::serviceusage::get_operation(name),
         Target::KnativeServices { namespace, region } => {
             if req.method == Method::GET {
-                app.lock().kn_list_services(namespace, region, now)
+                app.lock()
+                    .kn_list_services(namespace, region, req.param("labelSelector"), now)
             } else {
                 let body = req.json()?;
                 app.lock().kn_put_service(namespace, region, None, &body, now)

@@ -760,3 +760,434 @@ async fn gcloud_run_deploy_describe_and_delete() {
         .await;
     assert!(err.contains("Cannot find service [llm]"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcloud_services_enable_and_list() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let g = Gcloud::new(&emu);
+
+    // Several APIs go to services:batchEnable, one to services/NAME:enable. Every API is already enabled, so
+    // Google answers a finished operation and gcloud does not poll.
+    g.ok(&[
+        "services",
+        "enable",
+        "secretmanager.googleapis.com",
+        "run.googleapis.com",
+        "--project",
+        "my-project",
+    ])
+    .await;
+    g.ok(&[
+        "services",
+        "enable",
+        "example.googleapis.com",
+        "--project",
+        "my-project",
+    ])
+    .await;
+    assert_eq!(emu.state().call_count("ServiceUsage.BatchEnableServices"), 1);
+    assert_eq!(emu.state().call_count("ServiceUsage.EnableService"), 1);
+    assert_eq!(emu.state().call_count("ServiceUsage.GetOperation"), 0);
+
+    let json = g
+        .ok(&[
+            "services",
+            "list",
+            "--enabled",
+            "--project",
+            "my-project",
+            "--format=json",
+        ])
+        .await
+        .stdout;
+    let services: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    for api in [
+        "secretmanager.googleapis.com",
+        "run.googleapis.com",
+        "iam.googleapis.com",
+        "example.googleapis.com",
+    ] {
+        let s = services
+            .iter()
+            .find(|s| s["config"]["name"] == api)
+            .unwrap_or_else(|| panic!("{api} not listed: {json}"));
+        assert_eq!(s["state"], "ENABLED", "{s}");
+        let name = s["name"].as_str().unwrap();
+        let number = name
+            .strip_prefix("projects/")
+            .and_then(|r| r.strip_suffix(&format!("/services/{api}")))
+            .unwrap_or_else(|| panic!("unexpected name {name}"));
+        assert!(number.chars().all(|c| c.is_ascii_digit()), "{name}");
+        assert_eq!(s["parent"], format!("projects/{number}"));
+    }
+
+    // What the troubleshooting guide greps for.
+    let table = g
+        .ok(&["services", "list", "--enabled", "--project", "my-project"])
+        .await
+        .stdout;
+    assert!(table.starts_with("NAME"), "{table}");
+    let listed: Vec<String> = rows(&table).into_iter().map(|r| r[0].clone()).collect();
+    assert!(
+        listed.contains(&"secretmanager.googleapis.com".to_string())
+            && listed.contains(&"run.googleapis.com".to_string()),
+        "{table}"
+    );
+    assert!(
+        table.contains("Secret Manager API") && table.contains("Cloud Run Admin API"),
+        "{table}"
+    );
+    let requests = emu.state().requests();
+    let list = requests
+        .iter()
+        .find(|r| r.method == "ServiceUsage.ListServices")
+        .unwrap();
+    assert_eq!(list.path, "/v1/projects/my-project/services");
+    assert!(list.query.contains("filter=state%3AENABLED"), "{}", list.query);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcloud_service_account_create_and_iam_policy() {
+    // No accounts seeded: every well-formed account exists until one is created.
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let g = Gcloud::new(&emu);
+    let run_sa = "litellm-run@my-project.iam.gserviceaccount.com";
+    let operator = "--member=serviceAccount:litellm-operator@my-project.iam.gserviceaccount.com";
+    let role = "--role=roles/iam.serviceAccountUser";
+
+    let out = g
+        .ok(&[
+            "iam",
+            "service-accounts",
+            "create",
+            "litellm-run",
+            "--project=my-project",
+            "--display-name=LiteLLM on Cloud Run",
+        ])
+        .await;
+    assert!(
+        out.stderr.contains("Created service account [litellm-run]."),
+        "{}",
+        out.stderr
+    );
+    let sa: serde_json::Value = serde_json::from_str(
+        &g.ok(&[
+            "iam",
+            "service-accounts",
+            "describe",
+            run_sa,
+            "--project=my-project",
+            "--format=json",
+        ])
+        .await
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(sa["email"], run_sa);
+    assert_eq!(sa["displayName"], "LiteLLM on Cloud Run");
+    assert_eq!(sa["projectId"], "my-project");
+    assert_eq!(
+        sa["name"],
+        format!("projects/my-project/serviceAccounts/{run_sa}")
+    );
+    let unique_id = sa["uniqueId"].as_str().unwrap();
+    assert!(
+        unique_id.len() == 21 && unique_id.chars().all(|c| c.is_ascii_digit()),
+        "{sa}"
+    );
+
+    let err = g
+        .fails(&[
+            "iam",
+            "service-accounts",
+            "create",
+            "litellm-run",
+            "--project=my-project",
+        ])
+        .await;
+    assert!(
+        err.contains("Service account litellm-run already exists within project projects/my-project."),
+        "{err}"
+    );
+    let err = g
+        .fails(&["iam", "service-accounts", "create", "ab", "--project=my-project"])
+        .await;
+    assert!(
+        err.contains("INVALID_ARGUMENT") && err.contains("between 6 and 30 characters"),
+        "{err}"
+    );
+
+    let list = g
+        .ok(&[
+            "iam",
+            "service-accounts",
+            "list",
+            "--project=my-project",
+            "--format=value(email)",
+        ])
+        .await
+        .stdout;
+    assert_eq!(list.trim(), run_sa);
+
+    // Now that an account was created, only existing accounts exist: the operator's must be created first.
+    let binding = [
+        "iam",
+        "service-accounts",
+        "add-iam-policy-binding",
+        run_sa,
+        "--project",
+        "my-project",
+        operator,
+        role,
+    ];
+    let err = g.fails(&binding).await;
+    assert!(
+        err.contains("Service account litellm-operator@my-project.iam.gserviceaccount.com does not exist."),
+        "{err}"
+    );
+    g.ok(&[
+        "iam",
+        "service-accounts",
+        "create",
+        "litellm-operator",
+        "--project=my-project",
+    ])
+    .await;
+    let out = g.ok(&binding).await;
+    assert!(
+        out.stderr
+            .contains(&format!("Updated IAM policy for serviceAccount [{run_sa}].")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("- serviceAccount:litellm-operator@my-project.iam.gserviceaccount.com")
+            && out.stdout.contains("role: roles/iam.serviceAccountUser"),
+        "{}",
+        out.stdout
+    );
+    // Adding it again changes nothing: the policy is normalised (one binding, members deduplicated).
+    g.ok(&binding).await;
+    let policy: serde_json::Value = serde_json::from_str(
+        &g.ok(&[
+            "iam",
+            "service-accounts",
+            "get-iam-policy",
+            run_sa,
+            "--project",
+            "my-project",
+            "--format=json",
+        ])
+        .await
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        policy["bindings"],
+        serde_json::json!([{
+            "members": ["serviceAccount:litellm-operator@my-project.iam.gserviceaccount.com"],
+            "role": "roles/iam.serviceAccountUser",
+        }])
+    );
+    // The operator's own account has a separate, empty policy.
+    let other = g
+        .ok(&[
+            "iam",
+            "service-accounts",
+            "get-iam-policy",
+            "litellm-operator@my-project.iam.gserviceaccount.com",
+            "--project",
+            "my-project",
+        ])
+        .await
+        .stdout;
+    assert!(!other.contains("bindings"), "{other}");
+
+    // A stale etag is refused as for every other policy.
+    let stale = g.config.path().join("stale.json");
+    std::fs::write(&stale, r#"{"bindings": [], "etag": "ACAB"}"#).unwrap();
+    let err = g
+        .fails(&[
+            "iam",
+            "service-accounts",
+            "set-iam-policy",
+            run_sa,
+            stale.to_str().unwrap(),
+            "--project",
+            "my-project",
+        ])
+        .await;
+    assert!(err.contains("ABORTED"), "{err}");
+
+    let err = g
+        .fails(&[
+            "iam",
+            "service-accounts",
+            "get-iam-policy",
+            "ghost-account@my-project.iam.gserviceaccount.com",
+            "--project",
+            "my-project",
+        ])
+        .await;
+    assert!(
+        err.contains("NOT_FOUND")
+            && err.contains(
+                "Service account projects/-/serviceAccounts/ghost-account@my-project.iam.gserviceaccount.com does not exist."
+            ),
+        "{err}"
+    );
+    let err = g
+        .fails(&[
+            "iam",
+            "service-accounts",
+            "describe",
+            "ghost-account@my-project.iam.gserviceaccount.com",
+        ])
+        .await;
+    assert!(err.contains("NOT_FOUND"), "{err}");
+    assert_eq!(emu.state().with(|st| st.service_accounts.len()), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcloud_run_services_list_every_region() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config {
+        revision_startup: std::time::Duration::from_millis(10),
+        ..gcp_emulator::Config::default()
+    })
+    .await
+    .unwrap();
+    let g = Gcloud::new(&emu);
+    let http = reqwest::Client::new();
+    let image = "ghcr.io/berriai/litellm:main-stable";
+    for (region, id, deployment) in [
+        ("us-central1", "llm-x", "llm_x"),
+        ("europe-west1", "llm-x-eu", "llm_x"),
+        ("europe-west1", "other", "other_y"),
+    ] {
+        let resp = http
+            .post(format!(
+                "{}/v2/projects/my-project/locations/{region}/services?serviceId={id}",
+                emu.url()
+            ))
+            .json(&serde_json::json!({
+                "labels": {"litellm-deployment": deployment},
+                "template": {"containers": [{"image": image, "ports": [{"containerPort": 4000}]}]},
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
+
+    // Without --region gcloud lists locations/- and shows each service's region.
+    let all = g
+        .ok(&[
+            "run",
+            "services",
+            "list",
+            "--project",
+            "my-project",
+            "--format=value(metadata.name,region)",
+        ])
+        .await
+        .stdout;
+    let all: Vec<&str> = all.lines().collect();
+    assert_eq!(
+        all,
+        [
+            "llm-x\tus-central1",
+            "llm-x-eu\teurope-west1",
+            "other\teurope-west1"
+        ],
+        "{all:?}"
+    );
+    let requests = emu.state().requests();
+    assert!(
+        requests.iter().any(|r| r.method == "KnativeServices.ListServices"
+            && r.path == "/v1/projects/my-project/locations/-/services"),
+        "{requests:?}"
+    );
+
+    let filtered = g
+        .ok(&[
+            "run",
+            "services",
+            "list",
+            "--project",
+            "my-project",
+            "--filter=metadata.labels.litellm-deployment=llm_x",
+            "--format=value(metadata.name)",
+        ])
+        .await
+        .stdout;
+    assert_eq!(filtered.lines().collect::<Vec<_>>(), ["llm-x", "llm-x-eu"]);
+    let table = g
+        .ok(&[
+            "run",
+            "services",
+            "list",
+            "--project",
+            "my-project",
+            "--region",
+            "europe-west1",
+            "--filter=metadata.labels.litellm-deployment=llm_x",
+        ])
+        .await
+        .stdout;
+    let table = rows(&table);
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert!(
+        table[0].contains(&"llm-x-eu".to_string()) && table[0].contains(&"europe-west1".to_string()),
+        "{table:?}"
+    );
+
+    // The same list server-side, with a Kubernetes label selector.
+    let v1: serde_json::Value = http
+        .get(format!(
+            "{}/v1/projects/my-project/locations/-/services?labelSelector=litellm-deployment%3Dother_y",
+            emu.url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = v1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["other"], "{v1}");
+
+    // A service created with the v2 API describes with its image. Its container has no name, and gcloud then
+    // prints `Container None` as it does against Google.
+    let describe = g
+        .ok(&[
+            "run",
+            "services",
+            "describe",
+            "llm-x",
+            "--region",
+            "us-central1",
+            "--project",
+            "my-project",
+        ])
+        .await
+        .stdout;
+    let image_line = describe
+        .lines()
+        .find(|l| l.trim_start().starts_with("Image:"))
+        .unwrap_or_else(|| panic!("no Image line: {describe}"));
+    assert!(image_line.contains(image), "{describe}");
+    assert!(
+        describe.contains("Port:") && describe.contains("4000"),
+        "{describe}"
+    );
+}

@@ -1,0 +1,430 @@
+//! IAM service accounts (create, list, policies) and Service Usage over HTTP, in Google's shapes.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use common::Api;
+use serde_json::json;
+
+const SA: &str = "/v1/projects/p/serviceAccounts";
+
+#[tokio::test]
+async fn created_accounts_exist_and_end_the_every_account_exists_mode() {
+    let api = Api::default().await;
+    // Nothing seeded or created: every well-formed account exists.
+    api.ok("GET", &format!("{SA}/anyone@p.iam.gserviceaccount.com"), None)
+        .await;
+    assert_eq!(api.ok("GET", SA, None).await, json!({}));
+
+    let created = api
+        .ok(
+            "POST",
+            SA,
+            Some(
+                json!({"accountId": "runtime", "serviceAccount": {"displayName": "Run", "description": "d"}}),
+            ),
+        )
+        .await;
+    assert_eq!(created["email"], "runtime@p.iam.gserviceaccount.com");
+    assert_eq!(
+        created["name"],
+        "projects/p/serviceAccounts/runtime@p.iam.gserviceaccount.com"
+    );
+    assert_eq!(created["projectId"], "p");
+    assert_eq!(created["displayName"], "Run");
+    assert_eq!(created["description"], "d");
+    assert_eq!(created["oauth2ClientId"], created["uniqueId"]);
+    assert!(created["etag"].is_string());
+
+    let got = api
+        .ok(
+            "GET",
+            "/v1/projects/-/serviceAccounts/runtime@p.iam.gserviceaccount.com",
+            None,
+        )
+        .await;
+    assert_eq!(got, created);
+    let list = api.ok("GET", SA, None).await;
+    assert_eq!(list["accounts"], json!([created]));
+    assert_eq!(
+        api.ok("GET", "/v1/projects/other/serviceAccounts", None).await,
+        json!({})
+    );
+
+    // From now on, only created (or seeded) accounts exist.
+    let msg = api
+        .err(
+            "GET",
+            &format!("{SA}/anyone@p.iam.gserviceaccount.com"),
+            None,
+            404,
+            "NOT_FOUND",
+        )
+        .await;
+    assert_eq!(msg, "Unknown service account");
+
+    let (code, dup) = api.call("POST", SA, Some(json!({"accountId": "runtime"}))).await;
+    assert_eq!(code, 409, "{dup}");
+    assert_eq!(dup["error"]["status"], "ALREADY_EXISTS");
+    assert_eq!(
+        dup["error"]["message"],
+        "Service account runtime already exists within project projects/p."
+    );
+    assert_eq!(
+        dup["error"]["details"][0],
+        json!({"@type": "type.googleapis.com/google.rpc.ResourceInfo",
+               "resourceName": "projects/p/serviceAccounts/runtime@p.iam.gserviceaccount.com"})
+    );
+    for bad in ["short", "Upper-case", "ends-with-", "1starts-with-digit", ""] {
+        api.err(
+            "POST",
+            SA,
+            Some(json!({"accountId": bad})),
+            400,
+            "INVALID_ARGUMENT",
+        )
+        .await;
+    }
+    assert_eq!(api.emu.state().call_count("IAM.CreateServiceAccount"), 7);
+}
+
+#[tokio::test]
+async fn service_account_policies_are_etag_checked_and_normalised() {
+    let api = Api::default().await;
+    api.ok("POST", SA, Some(json!({"accountId": "runtime"}))).await;
+    api.ok("POST", SA, Some(json!({"accountId": "operator"}))).await;
+    let resource = format!("{SA}/runtime@p.iam.gserviceaccount.com");
+    let empty = api.ok("POST", &format!("{resource}:getIamPolicy"), None).await;
+    assert_eq!(empty, json!({"version": 1, "etag": "ACAB"}));
+
+    let member = "serviceAccount:operator@p.iam.gserviceaccount.com";
+    let set = api
+        .ok(
+            "POST",
+            &format!("{resource}:setIamPolicy"),
+            Some(json!({"policy": {"etag": "ACAB", "bindings": [
+                {"role": "roles/iam.serviceAccountUser", "members": [member]},
+                {"role": "roles/iam.serviceAccountUser", "members": [member, "user:a@example.com"]},
+                {"role": "roles/iam.serviceAccountTokenCreator", "members": []},
+                {"role": "roles/iam.workloadIdentityUser",
+                 "members": ["serviceAccount:p.svc.id.goog[litellm-system/litellm-operator]"]},
+            ]}})),
+        )
+        .await;
+    assert_eq!(
+        set["bindings"],
+        json!([
+            {"role": "roles/iam.serviceAccountUser", "members": [member, "user:a@example.com"]},
+            {"role": "roles/iam.workloadIdentityUser",
+             "members": ["serviceAccount:p.svc.id.goog[litellm-system/litellm-operator]"]},
+        ])
+    );
+    let got = api
+        .ok(
+            "GET",
+            &format!("{resource}:getIamPolicy?options.requestedPolicyVersion=3"),
+            None,
+        )
+        .await;
+    assert_eq!(got, set);
+    // A stale etag is 409 ABORTED; an unknown member is 400.
+    api.err(
+        "POST",
+        &format!("{resource}:setIamPolicy"),
+        Some(json!({"policy": {"etag": "ACAB", "bindings": []}})),
+        409,
+        "ABORTED",
+    )
+    .await;
+    let msg = api
+        .err(
+            "POST",
+            &format!("{resource}:setIamPolicy"),
+            Some(json!({"policy": {"bindings": [
+                {"role": "roles/iam.serviceAccountUser", "members": ["serviceAccount:ghost@p.iam.gserviceaccount.com"]},
+            ]}})),
+            400,
+            "INVALID_ARGUMENT",
+        )
+        .await;
+    assert_eq!(
+        msg,
+        "Service account ghost@p.iam.gserviceaccount.com does not exist."
+    );
+    // The other account's policy is its own.
+    let other = api
+        .ok(
+            "POST",
+            &format!("{SA}/operator@p.iam.gserviceaccount.com:getIamPolicy"),
+            None,
+        )
+        .await;
+    assert!(other.get("bindings").is_none(), "{other}");
+
+    // Policy calls on an account that does not exist are 404 in Google's shape.
+    for (verb, body) in [
+        ("getIamPolicy", None),
+        ("setIamPolicy", Some(json!({"policy": {}}))),
+        (
+            "testIamPermissions",
+            Some(json!({"permissions": ["iam.serviceAccounts.actAs"]})),
+        ),
+    ] {
+        let msg = api
+            .err(
+                "POST",
+                &format!("{SA}/ghost@p.iam.gserviceaccount.com:{verb}"),
+                body,
+                404,
+                "NOT_FOUND",
+            )
+            .await;
+        assert_eq!(
+            msg,
+            "Service account projects/p/serviceAccounts/ghost@p.iam.gserviceaccount.com does not exist."
+        );
+    }
+    // An account of another project is not found under this one.
+    api.err(
+        "POST",
+        "/v1/projects/other/serviceAccounts/runtime@p.iam.gserviceaccount.com:getIamPolicy",
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    let granted = api
+        .ok(
+            "POST",
+            &format!("{resource}:testIamPermissions"),
+            Some(json!({"permissions": ["iam.serviceAccounts.actAs"]})),
+        )
+        .await;
+    assert_eq!(granted["permissions"], json!(["iam.serviceAccounts.actAs"]));
+
+    // Re-creating an account (after an admin unseed) starts it with an empty policy.
+    api.ok(
+        "DELETE",
+        "/_emulator/service-accounts/runtime@p.iam.gserviceaccount.com",
+        None,
+    )
+    .await;
+    api.ok("POST", SA, Some(json!({"accountId": "runtime"}))).await;
+    let fresh = api.ok("POST", &format!("{resource}:getIamPolicy"), None).await;
+    assert!(fresh.get("bindings").is_none(), "{fresh}");
+}
+
+#[tokio::test]
+async fn policies_of_accounts_that_exist_without_seeding() {
+    // With nothing seeded, any well-formed account has a policy; setting it does not create the account.
+    let api = Api::default().await;
+    let resource = "/v1/projects/-/serviceAccounts/runtime@p.iam.gserviceaccount.com";
+    api.ok(
+        "POST",
+        &format!("{resource}:setIamPolicy"),
+        Some(json!({"policy": {"bindings": [
+            {"role": "roles/iam.serviceAccountUser", "members": ["serviceAccount:op@p.iam.gserviceaccount.com"]},
+        ]}})),
+    )
+    .await;
+    let got = api.ok("POST", &format!("{resource}:getIamPolicy"), None).await;
+    assert_eq!(got["bindings"][0]["role"], "roles/iam.serviceAccountUser");
+    assert!(api.emu.state().with(|st| st.service_accounts.is_empty()));
+    api.ok(
+        "GET",
+        "/v1/projects/p/serviceAccounts/someone-else@p.iam.gserviceaccount.com",
+        None,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn created_accounts_and_their_policies_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("state.json");
+    let config = gcp_emulator::Config {
+        state_file: Some(state_file.clone()),
+        ..gcp_emulator::Config::default()
+    };
+    {
+        let api = Api::start(config.clone()).await;
+        api.ok("POST", SA, Some(json!({"accountId": "runtime"}))).await;
+        api.ok(
+            "POST",
+            &format!("{SA}/runtime@p.iam.gserviceaccount.com:setIamPolicy"),
+            Some(json!({"policy": {"bindings": [
+                {"role": "roles/iam.serviceAccountUser", "members": ["user:a@example.com"]},
+            ]}})),
+        )
+        .await;
+    }
+    let api = Api::start(config).await;
+    api.ok("GET", &format!("{SA}/runtime@p.iam.gserviceaccount.com"), None)
+        .await;
+    api.err(
+        "GET",
+        &format!("{SA}/other@p.iam.gserviceaccount.com"),
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    let policy = api
+        .ok(
+            "POST",
+            &format!("{SA}/runtime@p.iam.gserviceaccount.com:getIamPolicy"),
+            None,
+        )
+        .await;
+    assert_eq!(policy["bindings"][0]["members"], json!(["user:a@example.com"]));
+}
+
+#[tokio::test]
+async fn service_usage_enables_lists_and_gets() {
+    let api = Api::default().await;
+    let got = api
+        .ok("GET", "/v1/projects/p/services/run.googleapis.com", None)
+        .await;
+    assert_eq!(got["state"], "ENABLED");
+    assert_eq!(got["config"]["name"], "run.googleapis.com");
+    assert_eq!(got["config"]["title"], "Cloud Run Admin API");
+    let name = got["name"].as_str().unwrap();
+    let number = name
+        .strip_prefix("projects/")
+        .and_then(|r| r.strip_suffix("/services/run.googleapis.com"))
+        .unwrap();
+    assert!(number.chars().all(|c| c.is_ascii_digit()), "{name}");
+    // Addressed by number, the same project.
+    let by_number = api
+        .ok(
+            "GET",
+            &format!("/v1/projects/{number}/services/run.googleapis.com"),
+            None,
+        )
+        .await;
+    assert_eq!(by_number, got);
+
+    let op = api
+        .ok(
+            "POST",
+            "/v1/projects/p/services:batchEnable",
+            Some(json!({"serviceIds": ["secretmanager.googleapis.com", "custom.example.com"]})),
+        )
+        .await;
+    assert_eq!(op["name"], "operations/noop.DONE_OPERATION");
+    assert_eq!(op["done"], true);
+    assert_eq!(
+        op["response"]["@type"],
+        "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse"
+    );
+    assert_eq!(
+        op["response"]["services"][1]["config"]["name"],
+        "custom.example.com"
+    );
+    assert_eq!(op["response"]["services"][1]["state"], "ENABLED");
+    let op = api
+        .ok(
+            "POST",
+            "/v1/projects/p/services/one.example.com:enable",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(op["done"], true);
+    assert_eq!(
+        op["response"]["@type"],
+        "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse"
+    );
+    assert_eq!(op["response"]["service"]["config"]["name"], "one.example.com");
+    // Google does not serve its no-op operation.
+    api.err(
+        "GET",
+        "/v1/operations/noop.DONE_OPERATION",
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+
+    let listed = api
+        .ok("GET", "/v1/projects/p/services?filter=state:ENABLED", None)
+        .await;
+    let names: Vec<&str> = listed["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["config"]["name"].as_str().unwrap())
+        .collect();
+    for api_name in [
+        "custom.example.com",
+        "iam.googleapis.com",
+        "one.example.com",
+        "run.googleapis.com",
+        "secretmanager.googleapis.com",
+    ] {
+        assert!(names.contains(&api_name), "{names:?}");
+    }
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted);
+    // Enabling is per project.
+    let elsewhere = api.ok("GET", "/v1/projects/q/services", None).await;
+    assert!(
+        !elsewhere.to_string().contains("custom.example.com"),
+        "{elsewhere}"
+    );
+    assert_eq!(
+        api.ok("GET", "/v1/projects/p/services?filter=state:DISABLED", None)
+            .await,
+        json!({})
+    );
+    let page = api.ok("GET", "/v1/projects/p/services?pageSize=2", None).await;
+    assert_eq!(page["services"].as_array().unwrap().len(), 2);
+    let token = page["nextPageToken"]
+        .as_str()
+        .unwrap()
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let next = api
+        .ok(
+            "GET",
+            &format!("/v1/projects/p/services?pageSize=2&pageToken={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(next["services"][0]["config"]["name"], names[2]);
+
+    api.err(
+        "GET",
+        "/v1/projects/p/services?filter=name:run",
+        None,
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "POST",
+        "/v1/projects/p/services:batchEnable",
+        Some(json!({"serviceIds": []})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    let many: Vec<String> = (0..21).map(|i| format!("api{i}.example.com")).collect();
+    api.err(
+        "POST",
+        "/v1/projects/p/services:batchEnable",
+        Some(json!({"serviceIds": many})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    api.err(
+        "POST",
+        "/v1/projects/p/services/not-a-service:enable",
+        None,
+        403,
+        "PERMISSION_DENIED",
+    )
+    .await;
+}
