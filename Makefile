@@ -5,12 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 CONFORMANCE_REQUIREMENTS := crates/gcp-emulator/tests/conformance/requirements.txt
 
-.PHONY: help test lint fmt generate venv control-plane helm demo deny
+.PHONY: help test lint fmt generate venv control-plane helm promtool demo deny image
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-test: venv control-plane helm ## Run every test: unit, emulator conformance (gcloud, Python, Rust clients), real kube-apiserver, helm
+test: venv control-plane helm promtool ## Run every test: unit, emulator conformance (gcloud, Python, Rust clients), real kube-apiserver, helm
 	$(CARGO) build -p litellm-operator -p litellm-operator-tests --bins
 	$(CARGO) test --workspace --all-targets
 
@@ -24,7 +24,7 @@ fmt: ## Format the code
 generate: ## Regenerate the committed CRD and its reference docs from crates/api
 	$(CARGO) run -q -p litellm-operator -- crd > crds/litellmdeployments.yaml
 	$(CARGO) run -q -p litellm-operator -- crd --reference > docs/crd-reference.md
-	cp crds/litellmdeployments.yaml charts/litellm-operator/crds/litellmdeployments.yaml
+	cp crds/litellmdeployments.yaml charts/litellm-operator/files/crds/litellmdeployments.yaml
 
 venv: $(VENV)/.installed ## Python virtualenv with Google's client libraries (for conformance tests)
 
@@ -39,9 +39,15 @@ control-plane: ## Build (once, cached) the real kube-apiserver, etcd and kubectl
 helm: ## Build (once, cached) the real helm CLI from its Go module
 	bash tests/helm/build.sh
 
+promtool: ## Build (once, cached) Prometheus' promtool from its Go module (checks the chart's alerts)
+	bash tests/promtool/build.sh
+
 demo: control-plane ## The operator's main job locally: real kube-apiserver + etcd, the emulator, the example stack
 	$(CARGO) build -q -p litellm-operator -p litellm-operator-tests --bins
 	$(CARGO) run -q -p litellm-operator-tests --bin demo
+
+image: ## Build the OCI image without a container engine (static binary, crane): target/image/oci and .tar
+	bash image/build.sh
 
 deny: ## License, source and ban checks (needs cargo-deny)
 	$(CARGO) deny --offline check licenses bans sources

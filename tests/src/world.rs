@@ -209,7 +209,7 @@ async fn spawn_operator(
         ..GcpConfig::emulator(endpoint)
     };
     let mut metrics = Metrics::new();
-    let gcp = Gcp::connect(&config, &mut metrics.registry)
+    let gcp = Gcp::connect(&config, metrics.gcp_registry())
         .await
         .unwrap_or_else(|e| panic!("Google clients: {e}"));
     let metrics = Arc::new(metrics);

@@ -65,14 +65,66 @@ spec:
                       path: {type: string}
                       interval: {type: string, pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$'}
                       scrapeTimeout: {type: string, pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$'}
+                      honorLabels: {type: boolean}
 "#;
+
+/// A stand-in for the Prometheus Operator's PrometheusRule CRD, the same way: the fields the chart sets, typed as
+/// that API documents them (`expr` is int-or-string, `for` a duration), nothing else.
+const PROMETHEUS_RULE_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: prometheusrules.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                groups:
+                  type: array
+                  x-kubernetes-list-type: map
+                  x-kubernetes-list-map-keys: [name]
+                  items:
+                    type: object
+                    required: [name]
+                    properties:
+                      name: {type: string, minLength: 1}
+                      rules:
+                        type: array
+                        items:
+                          type: object
+                          required: [expr]
+                          properties:
+                            alert: {type: string}
+                            record: {type: string}
+                            expr: {anyOf: [{type: integer}, {type: string}], x-kubernetes-int-or-string: true}
+                            for: {type: string, pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$'}
+                            labels: {type: object, additionalProperties: {type: string}}
+                            annotations: {type: object, additionalProperties: {type: string}}
+"#;
+
+/// The Prometheus Operator's CRDs the optional objects need, as their stand-ins.
+async fn install_monitoring_crds(cp: &litellm_operator_tests::ControlPlane) {
+    let client = cp.client().unwrap();
+    for crd in [SERVICE_MONITOR_CRD, PROMETHEUS_RULE_CRD] {
+        install_crd(&client, crd).await.unwrap();
+    }
+}
 
 #[tokio::test]
 async fn rendered_manifests_pass_a_server_side_dry_run() {
     let cp = control_plane().await;
-    install_crd(&cp.client().unwrap(), SERVICE_MONITOR_CRD)
-        .await
-        .unwrap();
+    install_monitoring_crds(cp).await;
     let own = cp.namespace("chart-dry-run").await.unwrap();
     let watched = cp.namespace("chart-dry-run-watched").await.unwrap();
     let release = release_for(&own);
@@ -100,14 +152,14 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
 #[tokio::test]
 async fn helm_install_dry_run_against_the_api_server_prints_the_next_steps() {
     let cp = control_plane().await;
-    install_crd(&cp.client().unwrap(), SERVICE_MONITOR_CRD)
-        .await
-        .unwrap();
+    install_monitoring_crds(cp).await;
     let own = cp.namespace("chart-notes").await.unwrap();
     let watched = cp.namespace("chart-notes-watched").await.unwrap();
     let release = release_for(&own);
     let chart = chart_path();
     let kubeconfig = cp.kubeconfig().to_str().unwrap().to_owned();
+    // The shared control plane has the CRD already, installed by the harness and owned by no release: the chart then
+    // leaves it out, as a second release in a cluster does (helm refuses to take over an object it did not create).
     let watch = format!("operator.watchNamespaces={{{watched}}}");
     let all_options = all_options();
     let cases: [(Vec<&str>, &[&str]); 3] = [
@@ -148,6 +200,8 @@ async fn helm_install_dry_run_against_the_api_server_prints_the_next_steps() {
             "--dry-run=server",
             "--kubeconfig",
             &kubeconfig,
+            "--set",
+            "crds.install=false",
         ];
         args.extend(extra.iter().copied());
         let out = helm(&args);
@@ -245,9 +299,10 @@ async fn operator_does_its_kubernetes_job_as_the_charts_service_account() {
     let watched = cp.namespace("chart-operator-watched").await.unwrap();
     let release = release_for(&own);
 
-    // Install the chart's objects (the Deployment is stored but nothing runs it: there is no kubelet).
+    // Install the chart's objects (the Deployment is stored but nothing runs it: there is no kubelet). The CRD is
+    // the harness's on this shared control plane; chart_upgrade.rs installs the chart's own.
     let watch = format!("operator.watchNamespaces={{{watched}}}");
-    let rendered = template(&release, &own, &["--set", &watch]);
+    let rendered = template(&release, &own, &["--set", &watch, "--set", "crds.install=false"]);
     kubectl_stdin(cp, &["apply", "--server-side", "--field-manager=helm"], &rendered).await;
     let docs = documents(&rendered);
     let account = find(&docs, "ServiceAccount")["metadata"]["name"]

@@ -69,9 +69,10 @@ fn sub(mut c: Check, subresource: &'static str) -> Check {
 }
 
 /// Installs the rendered chart for real (RBAC must exist for can-i), then runs every check and reports all
-/// that disagree at once.
+/// that disagree at once. The CRD stays the harness's: the shared control plane has it already.
 async fn install_and_check(cp: &ControlPlane, release: &str, own: &str, args: &[&str], checks: Vec<Check>) {
-    let rendered = template(release, own, args);
+    let args = [args, &["--set", "crds.install=false"]].concat();
+    let rendered = template(release, own, &args);
     kubectl_stdin(cp, &["apply", "--server-side", "--field-manager=helm"], &rendered).await;
     let account = documents(&rendered)
         .into_iter()

@@ -1,20 +1,24 @@
 //! The Helm chart (`charts/litellm-operator`) rendered with the real helm CLI, no API server needed: it lints, renders
 //! with the default values and with every option on (hardened, leader-elected, RBAC exactly the operator's job, each
-//! rule commented), its values schema refuses bad values with a clear message, its CRD is the generated one, and its
-//! appVersion is the crate version.
+//! rule commented), its values schema refuses bad values with a clear message, its CRD is the generated one (a
+//! template Helm upgrades, kept on uninstall), its alerts and dashboard query only metrics the operator exposes, and
+//! its appVersion is the crate version.
 //!
 //! helm comes from `tests/helm/build.sh` (pinned in `tests/helm/go.mod`, cached outside the repository), or
-//! from `LITELLM_HELM_BIN`.
+//! from `LITELLM_HELM_BIN`; promtool, which checks and unit-tests the alerts, from `tests/promtool/build.sh` (run on
+//! first use: minutes the first time on a machine, then cached), or from `LITELLM_PROMTOOL_BIN`.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use litellm_operator_tests::chart::{
-    all_of, all_options, args, chart_path, container, documents, env_value, find, helm, kinds, template, text,
+    CHART_CRD, all_of, all_options, args, chart_path, container, documents, env_value, find, helm, kinds,
+    promql_metric_names, run_promtool, template, text,
 };
-use litellm_operator_tests::repo_path;
-use serde_json::Value;
+use litellm_operator_tests::doctest::anchors;
+use litellm_operator_tests::{LITELLM_CRD, repo_path};
+use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
 // Reading the rendered RBAC
@@ -141,6 +145,7 @@ fn default_values_render_a_hardened_leader_elected_operator_with_cluster_wide_rb
             "ClusterRole",
             "ClusterRoleBinding",
             "ConfigMap",
+            "CustomResourceDefinition",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
@@ -248,6 +253,8 @@ fn every_option_on_renders_namespaced_rbac_workload_identity_key_file_and_option
     let kinds = kinds(&docs);
     for kind in [
         "ServiceMonitor",
+        "PrometheusRule",
+        "CustomResourceDefinition",
         "NetworkPolicy",
         "PodDisruptionBudget",
         "Service",
@@ -332,6 +339,15 @@ fn every_option_on_renders_namespaced_rbac_workload_identity_key_file_and_option
     assert_eq!(monitor["metadata"]["labels"]["release"], "kube-prometheus-stack");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
+    // The readiness series' `namespace` is the LiteLLMDeployment's, not the scraped pod's.
+    assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"], true);
+    let rule = find(&docs, "PrometheusRule");
+    assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus-stack");
+    let dashboard = all_of(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .unwrap();
+    assert_eq!(dashboard["metadata"]["annotations"]["grafana_folder"], "LiteLLM");
     assert_eq!(find(&docs, "Service")["spec"]["ports"][0]["name"], "metrics");
     let policy = &find(&docs, "NetworkPolicy")["spec"];
     assert_eq!(
@@ -454,6 +470,33 @@ fn values_schema_and_chart_refuse_bad_values_with_a_clear_message() {
             "tenancy: {default: {externalSecrets: tavily-api-key}}",
             &["/tenancy/default/externalSecrets", "want array"],
         ),
+        ("crds: {install: \"true\"}", &["/crds/install", "want boolean"]),
+        (
+            "metrics: {prometheusRule: {disabled: [LiteLLMDeploymentDown]}}",
+            &["/metrics/prometheusRule/disabled/0", "LiteLLMDeploymentNotReady"],
+        ),
+        (
+            "metrics: {prometheusRule: {notReadyFor: 15 minutes}}",
+            &["/metrics/prometheusRule/notReadyFor", "does not match pattern"],
+        ),
+        (
+            "metrics: {prometheusRule: {pinnedVersionMaxAgeDays: 0}}",
+            &["/metrics/prometheusRule/pinnedVersionMaxAgeDays", "minimum"],
+        ),
+        (
+            "metrics: {prometheusRule: {selector: '{job=\"x\"}'}}",
+            &["/metrics/prometheusRule/selector", "does not match pattern"],
+        ),
+        (
+            "metrics: {prometheusRule: {enabled: true, disabled: [LiteLLMDeploymentNotReady, \
+             LiteLLMDeploymentRolloutFailed, LiteLLMOperatorGooglePermissionDenied, \
+             LiteLLMOperatorGoogleQuotaExceeded, LiteLLMPinnedSecretVersionOld, LiteLLMOperatorNoLeader]}}",
+            &["metrics.prometheusRule.disabled names every alert"],
+        ),
+        (
+            "grafana: {dashboard: {labels: {grafana_dashboard: 1}}}",
+            &["/grafana/dashboard/labels/grafana_dashboard", "want string"],
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
@@ -471,22 +514,470 @@ fn values_schema_and_chart_refuse_bad_values_with_a_clear_message() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Numbers as `f64`: Helm reads the CRD with `fromYaml` and writes it back with `toYaml`, so `maximum: 8.0` comes
+/// out as `8`; the API server stores both as the same float.
+fn numbers_as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => json!(n.as_f64().unwrap()),
+        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[test]
-fn chart_crd_is_identical_to_the_generated_crd() {
-    let generated = std::fs::read_to_string(repo_path("crds/litellmdeployments.yaml")).unwrap();
-    let in_chart =
-        std::fs::read_to_string(repo_path("charts/litellm-operator/crds/litellmdeployments.yaml")).unwrap();
+fn chart_crd_is_the_generated_crd_as_a_template_helm_upgrades_and_keeps() {
+    let generated = std::fs::read_to_string(repo_path(LITELLM_CRD)).unwrap();
+    let in_chart = std::fs::read_to_string(repo_path(CHART_CRD)).unwrap();
     assert!(
         generated == in_chart,
-        "charts/litellm-operator/crds/litellmdeployments.yaml differs from crds/litellmdeployments.yaml: \
-         run `make generate` (or copy the file)"
+        "{CHART_CRD} differs from {LITELLM_CRD}: run `make generate` (or copy the file)"
     );
-    // And the chart ships nothing else as a CRD.
-    let entries: Vec<_> = std::fs::read_dir(repo_path("charts/litellm-operator/crds"))
+    // Helm installs a chart's crds/ directory once, never upgrades it, and would install it before the template
+    // (which then could not take it over): the chart must have none.
+    assert!(
+        !repo_path("charts/litellm-operator/crds").exists(),
+        "charts/litellm-operator/crds/ is back: the CRD is templates/crds/litellmdeployments.yaml"
+    );
+
+    // Rendered: exactly the generated CRD, plus the chart's labels and the keep policy.
+    let docs = documents(&template("ops", "litellm-system", &[]));
+    let crds = all_of(&docs, "CustomResourceDefinition");
+    assert_eq!(crds.len(), 1, "{crds:?}");
+    let mut rendered = crds[0].clone();
+    let metadata = rendered["metadata"].as_object_mut().unwrap();
+    let annotations = metadata.remove("annotations").unwrap();
+    assert_eq!(
+        annotations,
+        json!({"helm.sh/resource-policy": "keep", "argocd.argoproj.io/sync-options": "Delete=false"})
+    );
+    let labels = metadata.remove("labels").unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(labels["app.kubernetes.io/instance"], "ops");
+    assert_eq!(labels["app.kubernetes.io/component"], "crd");
+    let generated: Value = serde_yaml::from_str(&generated).unwrap();
+    assert!(
+        numbers_as_floats(&rendered) == numbers_as_floats(&generated),
+        "the rendered CRD is not the generated one plus labels and annotations"
+    );
+
+    // crds.install=false: a second release, or a CRD applied by hand.
+    let without = documents(&template(
+        "ops",
+        "litellm-system",
+        &["--set", "crds.install=false"],
+    ));
+    assert!(all_of(&without, "CustomResourceDefinition").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts and dashboard
+
+/// Every sample name the operator exposes: its registry as the `run` command builds it (the controller's metrics
+/// and the Google client's), read from the exposition's `# TYPE` lines, so a counter `x` is queried as `x_total`
+/// and a histogram as `x_bucket`, `x_sum` and `x_count`. A family is described only once it has a series, so one of
+/// each is made: a reconcile, a readiness, and a Google call that fails at once (a port nothing listens on).
+async fn exposed_sample_names() -> BTreeSet<String> {
+    use litellm_operator::metrics::{Metrics, ResultLabels};
+    use litellm_operator_gcp::{Gcp, GcpConfig, RetrySettings, SecretName, SecretStore as _};
+
+    let mut metrics = Metrics::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = GcpConfig {
+        retry: RetrySettings {
+            max_attempts: 1,
+            ..RetrySettings::default()
+        },
+        ..GcpConfig::emulator(format!("http://127.0.0.1:{port}").parse().unwrap())
+    };
+    let gcp = Gcp::connect(&config, metrics.gcp_registry()).await.unwrap();
+    assert!(
+        gcp.find_secret(&SecretName::new("my-project", "x"))
+            .await
+            .is_err()
+    );
+    metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: "ok".into() })
+        .inc();
+    metrics.set_ready("llm", "proxy", "Ready", true);
+    metrics.set_pinned("llm", "proxy", &[("DATABASE_URL".into(), 1_767_225_600)]);
+    let exposition = metrics.encode();
+    let families: BTreeMap<String, String> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| {
+            let (name, kind) = l.split_once(' ').unwrap();
+            (name.to_owned(), kind.to_owned())
+        })
         .collect();
-    assert_eq!(entries, ["litellmdeployments.yaml"]);
+    assert!(
+        families.contains_key("litellm_operator_gcp_api_calls")
+            && families.contains_key("litellm_operator_reconciles"),
+        "{exposition}"
+    );
+    families
+        .into_iter()
+        .flat_map(|(name, kind)| {
+            let suffixes: &[&str] = match kind.as_str() {
+                "counter" => &["_total", "_created"],
+                "histogram" => &["_bucket", "_sum", "_count", "_created"],
+                "summary" => &["", "_sum", "_count", "_created"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            suffixes
+                .iter()
+                .map(move |s| format!("{name}{s}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The names in `exprs` (label, expression) that the operator does not expose.
+fn unknown_metrics<'a>(
+    exprs: impl IntoIterator<Item = (String, &'a str)>,
+    exposed: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut unknown = Vec::new();
+    for (what, expr) in exprs {
+        let names = promql_metric_names(expr);
+        assert!(!names.is_empty(), "{what}: no metric in {expr}");
+        for name in names.difference(exposed) {
+            unknown.push(format!("{what}: {name} in {expr}"));
+        }
+    }
+    unknown
+}
+
+#[test]
+fn promql_metric_names_skips_functions_keywords_labels_strings_and_variables() {
+    let names = |e: &str| promql_metric_names(e).into_iter().collect::<Vec<_>>();
+    assert_eq!(
+        names(
+            r#"max by (namespace, name) ((a_ready{job=~"$job",reason!="Paused"} == 0) and on (instance) (b_leader{job="x"} == 1))"#
+        ),
+        ["a_ready", "b_leader"]
+    );
+    assert_eq!(
+        names(
+            "histogram_quantile(0.95, sum by (le, method) (rate(c_seconds_bucket{job=~\"$job\"}[$__rate_interval])))"
+        ),
+        ["c_seconds_bucket"]
+    );
+    assert_eq!(
+        names("absent((d{job=\"a b\"} == 1)) or vector(0) > 1e3 unless e offset 5m"),
+        ["d", "e"]
+    );
+    assert_eq!(
+        names("sum(f) without (code) / ignoring (x) group_left (y) g"),
+        ["f", "g"]
+    );
+}
+
+/// The alert names the chart documents, in the order it renders them.
+const ALERTS: [&str; 6] = [
+    "LiteLLMDeploymentNotReady",
+    "LiteLLMDeploymentRolloutFailed",
+    "LiteLLMOperatorGooglePermissionDenied",
+    "LiteLLMOperatorGoogleQuotaExceeded",
+    "LiteLLMPinnedSecretVersionOld",
+    "LiteLLMOperatorNoLeader",
+];
+
+/// The rules of the rendered PrometheusRule, by alert name.
+fn alert_rules(docs: &[Value]) -> BTreeMap<String, Value> {
+    let rule = find(docs, "PrometheusRule");
+    let groups = rule["spec"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{rule}");
+    groups[0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["alert"].as_str().unwrap().to_owned(), r.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn alerts_query_only_the_operators_metrics_of_this_release_and_leader() {
+    let docs = documents(&template(
+        "ops",
+        "litellm-system",
+        &[
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ],
+    ));
+    let rules = alert_rules(&docs);
+    assert_eq!(
+        rules.keys().cloned().collect::<BTreeSet<_>>(),
+        ALERTS.map(str::to_owned).into()
+    );
+    let expr = |alert: &str| rules[alert]["expr"].as_str().unwrap().to_owned();
+
+    // Every selector names this release's scrape job (the ServiceMonitor's Service), so two releases never alert on
+    // each other's series.
+    let service = find(&docs, "Service")["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let selector = regex::Regex::new(r"[a-z_]+\{([^}]*)\}").unwrap();
+    for (alert, rule) in &rules {
+        let expr = rule["expr"].as_str().unwrap();
+        for m in selector.captures_iter(expr) {
+            assert!(m[1].contains(&format!("job=\"{service}\"")), "{alert}: {}", &m[0]);
+        }
+        assert!(rule["labels"]["severity"].is_string(), "{alert}");
+        assert!(
+            rule["annotations"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.ends_with('.')),
+            "{alert}"
+        );
+    }
+    // Per-deployment alerts read only the leader's series, and the NoLeader alert covers the time there is none.
+    for alert in [
+        "LiteLLMDeploymentNotReady",
+        "LiteLLMDeploymentRolloutFailed",
+        "LiteLLMOperatorGooglePermissionDenied",
+        "LiteLLMPinnedSecretVersionOld",
+    ] {
+        assert!(
+            expr(alert).contains("and on (instance) (litellm_operator_leader{"),
+            "{alert}"
+        );
+    }
+    assert!(expr("LiteLLMOperatorNoLeader").starts_with("absent((litellm_operator_leader{"));
+    assert!(expr("LiteLLMDeploymentNotReady").contains(r#"reason!="Paused""#));
+    assert!(expr("LiteLLMDeploymentRolloutFailed").contains(r#"reason="RevisionFailed""#));
+    assert!(expr("LiteLLMOperatorGooglePermissionDenied").contains(r#"reason="PermissionDenied""#));
+    assert!(expr("LiteLLMOperatorGoogleQuotaExceeded").contains(r#"code="RESOURCE_EXHAUSTED""#));
+    assert!(expr("LiteLLMPinnedSecretVersionOld").ends_with(&format!("> {}", 90 * 86400)));
+    assert_eq!(rules["LiteLLMDeploymentNotReady"]["for"], "15m");
+    // Prometheus' own template syntax reaches Prometheus instead of being taken by Helm.
+    assert!(
+        rules["LiteLLMDeploymentNotReady"]["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("{{ $labels.namespace }}/{{ $labels.name }}")
+    );
+
+    // Only metrics the operator exposes.
+    let exposed = exposed_sample_names().await;
+    let unknown = unknown_metrics(
+        rules
+            .iter()
+            .map(|(a, r)| (a.clone(), r["expr"].as_str().unwrap())),
+        &exposed,
+    );
+    assert!(
+        unknown.is_empty(),
+        "alerts query metrics the operator does not expose:\n{}",
+        unknown.join("\n")
+    );
+
+    // Runbook links lead to headings of the troubleshooting guide.
+    let guide = anchors(&std::fs::read_to_string(repo_path("docs/troubleshooting.md")).unwrap());
+    for (alert, rule) in &rules {
+        if let Some(url) = rule["annotations"]["runbook_url"].as_str() {
+            let (_, anchor) = url.split_once("/docs/troubleshooting.md#").unwrap();
+            assert!(guide.contains(anchor), "{alert}: {url}: no such heading");
+        }
+    }
+
+    // Values: thresholds, labels, a selector of one's own, and alerts left out.
+    let docs = documents(&template("ops", "litellm-system", &["--values", &all_options()]));
+    let rules = alert_rules(&docs);
+    assert!(!rules.contains_key("LiteLLMOperatorNoLeader"));
+    assert_eq!(rules["LiteLLMDeploymentNotReady"]["for"], "30m");
+    assert_eq!(rules["LiteLLMOperatorGoogleQuotaExceeded"]["for"], "1h");
+    assert_eq!(rules["LiteLLMDeploymentNotReady"]["labels"]["team"], "platform");
+    assert!(
+        rules["LiteLLMPinnedSecretVersionOld"]["expr"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("> {}", 30 * 86400))
+    );
+    assert!(
+        rules["LiteLLMDeploymentNotReady"]["expr"]
+            .as_str()
+            .unwrap()
+            .contains(
+                r#"litellm_operator_deployment_ready{job="litellm-operator-shard-a",reason!="Paused"}"#
+            )
+    );
+}
+
+/// `promtool check rules` on `groups` (a rules file's content) written into `dir`; panics with promtool's output.
+fn promtool_check(dir: &std::path::Path, file: &str, groups: &Value) -> String {
+    std::fs::write(dir.join(file), serde_yaml::to_string(groups).unwrap()).unwrap();
+    let (ok, output) = run_promtool(dir, &["check", "rules", "--lint=all", file]);
+    assert!(ok, "promtool check rules {file}:\n{output}");
+    output
+}
+
+/// The rules as Prometheus loads them: they parse, their templates expand, and promtool's unit tests
+/// (`tests/promtool/alerts-test.yaml`: series of a leader and a stale replica, paused, failed and old deployments,
+/// quota errors, no leader) fire exactly the alerts they should, with the labels and texts they should.
+#[test]
+fn alerts_pass_promtool_check_and_fire_on_the_series_they_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |args: &[&str]| {
+        find(
+            &documents(&template("ops", "litellm-system", args)),
+            "PrometheusRule",
+        )["spec"]
+            .clone()
+    };
+    let output = promtool_check(
+        dir.path(),
+        "rules.yaml",
+        &rule(&["--set", "metrics.prometheusRule.enabled=true"]),
+    );
+    assert!(output.contains("SUCCESS: 6 rules found"), "{output}");
+    let output = promtool_check(
+        dir.path(),
+        "all-options.yaml",
+        &rule(&["--values", &all_options()]),
+    );
+    assert!(output.contains("SUCCESS: 5 rules found"), "{output}");
+
+    std::fs::copy(
+        repo_path("tests/promtool/alerts-test.yaml"),
+        dir.path().join("alerts-test.yaml"),
+    )
+    .unwrap();
+    let (ok, output) = run_promtool(dir.path(), &["test", "rules", "alerts-test.yaml"]);
+    assert!(
+        ok,
+        "promtool test rules tests/promtool/alerts-test.yaml:\n{output}"
+    );
+}
+
+#[tokio::test]
+async fn grafana_dashboard_is_json_for_the_sidecar_on_the_operators_metrics() {
+    let docs = documents(&template(
+        "ops",
+        "litellm-system",
+        &["--set", "grafana.dashboard.enabled=true"],
+    ));
+    let config_map = all_of(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "ops-litellm-operator-dashboard")
+        .unwrap();
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(config_map["metadata"]["namespace"], "litellm-system");
+    let data = config_map["data"].as_object().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["litellm-operator.json"]);
+    let dashboard: Value = serde_json::from_str(data["litellm-operator.json"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("the dashboard is not JSON: {e}"));
+    // The file is served as it is: Helm did not touch Grafana's `{{label}}` legends.
+    let file = std::fs::read_to_string(repo_path(
+        "charts/litellm-operator/files/grafana/litellm-operator.json",
+    ))
+    .unwrap();
+    assert_eq!(dashboard, serde_json::from_str::<Value>(&file).unwrap());
+    assert_eq!(dashboard["uid"], "litellm-operator");
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "job"]);
+
+    // Every panel's queries: the operator's metrics only, each scoped to the chosen job.
+    let mut exprs = Vec::new();
+    let mut ids = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "duplicate panel id: {panel}"
+        );
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            assert!(expr.contains(r#"job=~"$job""#), "{}: {expr}", panel["title"]);
+            exprs.push((panel["title"].as_str().unwrap().to_owned(), expr));
+        }
+    }
+    let exposed = exposed_sample_names().await;
+    let unknown = unknown_metrics(exprs.iter().map(|(t, e)| (t.clone(), *e)), &exposed);
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries metrics the operator does not expose:\n{}",
+        unknown.join("\n")
+    );
+    // Valid PromQL, as Prometheus parses it: each query as a recording rule, Grafana's variables filled in.
+    let records: Vec<Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| {
+            let expr = e.replace("$__rate_interval", "5m").replace("$job", ".*");
+            json!({"record": format!("dashboard:query_{i}"), "expr": expr})
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let output = promtool_check(
+        dir.path(),
+        "dashboard.yaml",
+        &json!({"groups": [{"name": "dashboard", "rules": records}]}),
+    );
+    assert!(
+        output.contains(&format!("SUCCESS: {} rules found", exprs.len())),
+        "{output}"
+    );
+    // The panels the chart's README promises.
+    let queried: BTreeSet<String> = exprs.iter().flat_map(|(_, e)| promql_metric_names(e)).collect();
+    for metric in [
+        "litellm_operator_deployment_ready",
+        "litellm_operator_reconciles_total",
+        "litellm_operator_gcp_api_calls_total",
+        "litellm_operator_pinned_version_created_timestamp_seconds",
+        "litellm_operator_leader",
+        "litellm_operator_build_info",
+    ] {
+        assert!(queried.contains(metric), "no panel shows {metric}");
+    }
+    assert!(exprs.iter().any(|(_, e)| {
+        e.contains("sum by (service, method, code) (rate(litellm_operator_gcp_api_calls_total")
+    }));
+    assert!(
+        exprs
+            .iter()
+            .any(|(_, e)| e.contains(r#"litellm_operator_reconciles_total{job=~"$job",result!="ok"}"#))
+    );
+
+    // Off by default; a namespace of its own for a sidecar that watches one.
+    assert!(
+        !documents(&template("ops", "litellm-system", &[]))
+            .iter()
+            .any(|d| d["metadata"]["name"] == "ops-litellm-operator-dashboard")
+    );
+    let docs = documents(&template(
+        "ops",
+        "litellm-system",
+        &[
+            "--set",
+            "grafana.dashboard.enabled=true",
+            "--set",
+            "grafana.dashboard.namespace=monitoring",
+        ],
+    ));
+    let config_map = all_of(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "ops-litellm-operator-dashboard")
+        .unwrap();
+    assert_eq!(config_map["metadata"]["namespace"], "monitoring");
 }
 
 /// `[workspace.package] version` of the root Cargo.toml, after checking the operator crate inherits it.

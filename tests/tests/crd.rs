@@ -334,9 +334,11 @@ async fn kubectl_explain_shows_the_spec_docs() {
     }
 }
 
-#[tokio::test]
-async fn kubectl_get_llmd_shows_the_printer_columns() {
-    let (cp, client, ns) = setup("crd-columns").await;
+const READY_MESSAGE: &str = "Revision litellm-minimal-00002-xyz serves 100% of traffic";
+
+/// The minimal example, created in a fresh namespace with a Ready status; its name and namespace.
+async fn ready_example(test: &str) -> (&'static ControlPlane, String, String) {
+    let (cp, client, ns) = setup(test).await;
     let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource());
     let manifest = minimal_example();
     let name = manifest["metadata"]["name"].as_str().unwrap().to_owned();
@@ -349,7 +351,7 @@ async fn kubectl_get_llmd_shows_the_printer_columns() {
             "latestReadyRevision": "litellm-minimal-00002-xyz",
             "conditions": [{
                 "type": "Ready", "status": "True", "reason": "RevisionReady",
-                "message": "Revision litellm-minimal-00002-xyz serves 100% of traffic",
+                "message": READY_MESSAGE,
                 "lastTransitionTime": "2026-01-01T00:00:00Z",
             }],
         }
@@ -357,19 +359,45 @@ async fn kubectl_get_llmd_shows_the_printer_columns() {
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap();
+    (cp, name, ns)
+}
 
+/// `kubectl get llmd -n NS EXTRA...`'s stdout.
+async fn kubectl_get(cp: &ControlPlane, ns: &str, extra: &[&str]) -> String {
     let output = cp
         .kubectl()
-        .args(["get", "llmd", "-n", &ns])
+        .args(["get", "llmd", "-n", ns])
+        .args(extra)
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The CRD's printer columns: (upper-case name, priority).
+fn printer_columns() -> Vec<(String, u64)> {
+    crd()["spec"]["versions"][0]["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_uppercase(),
+                c["priority"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn kubectl_get_llmd_shows_the_printer_columns() {
+    let (cp, name, ns) = ready_example("crd-columns").await;
+    let stdout = kubectl_get(cp, &ns, &[]).await;
     let mut lines = stdout.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
@@ -391,14 +419,53 @@ async fn kubectl_get_llmd_shows_the_printer_columns() {
     );
     assert!(row[5].ends_with('s') || row[5].ends_with('m'), "age {}", row[5]);
 
-    // The columns come from the CRD, not from kubectl defaults.
-    let columns: Vec<String> = crd()["spec"]["versions"][0]["additionalPrinterColumns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap().to_uppercase())
+    // The columns come from the CRD, not from kubectl defaults; the wide ones stay out.
+    let columns: Vec<String> = printer_columns()
+        .into_iter()
+        .filter(|(_, priority)| *priority == 0)
+        .map(|(name, _)| name)
         .collect();
     assert_eq!(columns, header[1..]);
+}
+
+#[tokio::test]
+async fn kubectl_get_llmd_wide_shows_project_region_and_the_ready_message() {
+    let (cp, name, ns) = ready_example("crd-columns-wide").await;
+    let spec = &minimal_example()["spec"];
+    let stdout = kubectl_get(cp, &ns, &["-o", "wide"]).await;
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap();
+    let row = lines.next().unwrap();
+    let words: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        words,
+        [
+            "NAME", "READY", "REASON", "URL", "REVISION", "AGE", "PROJECT", "REGION", "MESSAGE"
+        ],
+        "{stdout}"
+    );
+    // kubectl aligns each value under its heading; the message, last, has spaces of its own.
+    let cell = |column: &str| {
+        let at = header.find(column).unwrap();
+        row[at..].split_whitespace().next().unwrap()
+    };
+    assert_eq!(cell("NAME"), name, "{stdout}");
+    assert_eq!(cell("PROJECT"), spec["project"].as_str().unwrap(), "{stdout}");
+    assert_eq!(cell("REGION"), spec["region"].as_str().unwrap(), "{stdout}");
+    assert_eq!(
+        row[header.find("MESSAGE").unwrap()..].trim_end(),
+        READY_MESSAGE,
+        "{stdout}"
+    );
+
+    // Exactly the CRD's columns, the wide ones only here.
+    let wide: Vec<String> = printer_columns()
+        .into_iter()
+        .filter(|(_, priority)| *priority > 0)
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(wide, ["PROJECT", "REGION", "MESSAGE"]);
+    assert_eq!(printer_columns().len() + 1, words.len());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -173,3 +173,11 @@ spec:
           values: {{ toJson .namespaces }}
   {{- end }}
 {{- end }}
+
+{{/*
+PromQL label matchers that select this release's operator series: metrics.prometheusRule.selector, or the job the
+chart's ServiceMonitor scrapes (Prometheus names the job after the Service).
+*/}}
+{{- define "litellm-operator.metricsSelector" -}}
+{{- .Values.metrics.prometheusRule.selector | default (printf "job=%q" (printf "%s-metrics" (include "litellm-operator.fullname" .))) -}}
+{{- end }}

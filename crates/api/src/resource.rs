@@ -34,6 +34,10 @@ use crate::names;
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.latestReadyRevision"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    // `kubectl get -o wide` only (priority 1): where it runs, and why it is (not) Ready.
+    printcolumn = r#"{"name":"Project","type":"string","priority":1,"jsonPath":".spec.project"}"#,
+    printcolumn = r#"{"name":"Region","type":"string","priority":1,"jsonPath":".spec.region"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
     // On the whole object, where `metadata.name` is visible: `spec.service.name` may be added or removed while it
     // equals `metadata.name` (the same Cloud Run service), never changed to another service.
     validation = kube::core::Rule::new(SERVICE_NAME_IMMUTABLE_RULE)
@@ -605,6 +609,11 @@ pub struct PinnedSecret {
     /// unchanged Secret never adds a version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_resource_version: Option<String>,
+
+    /// When Secret Manager created the pinned version (RFC 3339), so its age can be watched (a credential
+    /// pinned for a long time may be due for rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_create_time: Option<String>,
 }
 
 /// One IAM member the operator added to one role on one resource.

@@ -59,7 +59,12 @@ fn crd_has_printer_columns_short_name_and_status_subresource() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(columns, ["Ready", "Reason", "URL", "Revision", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            "Ready", "Reason", "URL", "Revision", "Age", "Project", "Region", "Message"
+        ]
+    );
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "llmd");
     assert_eq!(crd["spec"]["scope"], "Namespaced");
     assert!(version["subresources"]["status"].is_object());

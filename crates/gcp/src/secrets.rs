@@ -78,6 +78,8 @@ pub struct SecretVersion {
     pub state: VersionState,
     /// Etag of this state of the version.
     pub etag: String,
+    /// When it was created, in seconds since the Unix epoch (`None` when Google does not say).
+    pub created: Option<i64>,
 }
 
 /// A version's value, as read by [`SecretVersionStore::access_version`].
@@ -216,6 +218,7 @@ fn version_from(name: &SecretName, v: model::SecretVersion) -> Result<SecretVers
         number,
         state,
         etag: v.etag,
+        created: v.create_time.map(|t| t.seconds()),
     })
 }
 

@@ -154,3 +154,37 @@ impl Election {
         }
     }
 }
+
+/// This replica's identity when `--identity` / `POD_NAME` is not given: the host name, which in a container is the
+/// pod's name, else `litellm-operator-<pid>` (never alone in a container, where every pid is 1).
+pub fn default_identity(hostname_env: Option<String>, etc_hostname: Option<String>, pid: u32) -> String {
+    [hostname_env, etc_hostname]
+        .into_iter()
+        .flatten()
+        .map(|h| h.trim().to_owned())
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("litellm-operator-{pid}"))
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::default_identity;
+
+    #[test]
+    fn the_identity_is_the_host_name_then_the_pid() {
+        assert_eq!(
+            default_identity(Some("op-7d4b9c-x2x9k".into()), None, 1),
+            "op-7d4b9c-x2x9k"
+        );
+        assert_eq!(default_identity(None, Some("op-abc\n".into()), 1), "op-abc");
+        assert_eq!(
+            default_identity(Some(" ".into()), None, 42),
+            "litellm-operator-42"
+        );
+        // Two replicas in two containers, both pid 1, still differ by host name.
+        assert_ne!(
+            default_identity(Some("a".into()), None, 1),
+            default_identity(Some("b".into()), None, 1)
+        );
+    }
+}

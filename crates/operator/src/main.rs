@@ -5,19 +5,39 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 use litellm_operator::controller::{self, Context, Settings};
 use litellm_operator::leader::Election;
+use litellm_operator::logging::{self, LogFormat};
 use litellm_operator::metrics::{self, Health, Metrics};
 use litellm_operator::{gcp_config, resync};
 use tracing::{error, info};
 
+/// `--version`: the crate version and the source revision (`build.rs`), e.g. `0.1.0 (abc1234)`.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LITELLM_OPERATOR_REVISION"),
+    ")"
+);
+
+/// Exit code of a usage error (an unknown flag, a missing argument): 1 like any error, since clap's own 2 is what
+/// `plan` means by "changes".
+const EXIT_USAGE: u8 = 1;
+
 /// Runs the LiteLLM proxy on Google Cloud Run with every credential in Google Secret Manager.
 #[derive(Parser)]
-#[command(name = "litellm-operator", version, about)]
+#[command(name = "litellm-operator", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format, on stderr: `text`, or `json` (one object per line, as Cloud Logging reads it).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`) or a RUST_LOG-style filter such as
+    /// `info,litellm_operator=debug`. Default: RUST_LOG, else `info` for `run` and `warn` for the other commands.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -38,6 +58,11 @@ enum Command {
     Apply(litellm_operator::cli::ApplyArgs),
     /// Print a LiteLLMDeployment that adopts a Cloud Run service deployed with gcloud.
     Import(litellm_operator::cli::ImportArgs),
+    /// Print a shell completion script (`source <(litellm-operator completion bash)`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -55,9 +80,6 @@ struct RunArgs {
     /// `litellm.dev/resync-interval` overrides it).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     resync_interval: Duration,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
     /// Address of the metrics and health server (`/metrics`, `/healthz`, `/readyz`).
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -81,25 +103,41 @@ struct RunArgs {
     gcp: gcp_config::GcpArgs,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 fn parse_duration(text: &str) -> Result<Duration, String> {
     resync::parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration such as 90s, 10m or 1h"))
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
+    let default_filter = match cli.command {
+        Command::Run(_) => logging::DEFAULT_FILTER,
+        _ => "warn",
+    };
+    match logging::filter(cli.log_level.as_deref(), default_filter) {
+        Ok(filter) => logging::init(cli.log_format, filter),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
     match cli.command {
         Command::Crd { reference } => print_crd(reference),
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "litellm-operator",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Plan(args) => litellm_operator::cli::plan(args),
         Command::Apply(args) => litellm_operator::cli::apply(args),
         Command::Import(args) => litellm_operator::cli::import(args),
         Command::Run(args) => {
-            init_logging(args.log_format);
             // The Kubernetes client links rustls with ring and Google's clients with aws-lc-rs; rustls refuses to
             // choose between two providers, so pick one for the whole process.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -121,6 +159,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--help` and `--version` print to stdout and succeed; a usage error prints clap's message and exits
+/// [`EXIT_USAGE`].
+fn usage(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn print_crd(reference: bool) -> ExitCode {
     let rendered = if reference {
         litellm_operator_api::reference::markdown().map_err(|e| e.to_string())
@@ -139,17 +188,9 @@ fn print_crd(reference: bool) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 async fn run(args: RunArgs) -> Result<(), String> {
+    // First: a port that cannot be served stops the process here, not later as probes that never pass.
+    let listener = metrics::bind(args.metrics_addr).await?;
     let tenancy = match &args.tenancy_policy {
         Some(path) => litellm_operator::plan::tenancy::load(path)?,
         None => litellm_operator::plan::tenancy::TenancyPolicy::default(),
@@ -160,18 +201,21 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let mut metrics = Metrics::new();
     let gcp = args
         .gcp
-        .connect(&mut metrics.registry)
+        .connect(metrics.gcp_registry())
         .await
         .map_err(|e| format!("Google Cloud access: {e}"))?;
     let metrics = Arc::new(metrics);
     let health = Health::default();
-    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), health.clone()));
+    let server = tokio::spawn(metrics::serve(listener, metrics.clone(), health.clone()));
     info!(addr = %args.metrics_addr, "Serving metrics and health");
 
-    let identity = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| format!("litellm-operator-{}", std::process::id()));
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        litellm_operator::leader::default_identity(
+            std::env::var("HOSTNAME").ok(),
+            std::fs::read_to_string("/etc/hostname").ok(),
+            std::process::id(),
+        )
+    });
     let ctx = Arc::new(Context::new(
         client.clone(),
         gcp,
@@ -203,8 +247,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
                 .await
                 .map_err(|_| "leader election stopped".to_owned())?;
         }
+        ctx.metrics.leader.set(1);
         tokio::select! {
-            () = controller::run(ctx, health) => {
+            () = controller::run(ctx.clone(), health) => {
+                ctx.metrics.leader.set(0);
                 // Shut down (SIGTERM / Ctrl-C) after in-flight reconciles finished: hand over at once.
                 campaign.abort();
                 if let Err(e) = election.release(client).await {
@@ -216,6 +262,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             }
         }
     } else {
+        ctx.metrics.leader.set(1);
         controller::run(ctx, health).await;
     }
     server.abort();

@@ -200,6 +200,7 @@ async fn versions(gcp: &Gcp, name: &SecretName) -> Result<Option<Vec<VersionView
                 .map(|v| VersionView {
                     number: v.number,
                     state: v.state,
+                    created: v.created,
                 })
                 .collect(),
         )),

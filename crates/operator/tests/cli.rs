@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use gcp_emulator::Emulator;
 use litellm_operator_gcp::{
@@ -62,7 +63,9 @@ fn state_args(emu: &Emulator, args: &[&str]) -> Vec<String> {
 
 fn state_file(emu: &Emulator) -> PathBuf {
     let port = emu.url().rsplit(':').next().unwrap_or_default().to_owned();
-    std::env::temp_dir().join(format!("litellm-operator-cli-test-{port}.state.json"))
+    // The process id too: an earlier run's emulator may have had the same port, and its record is not ours.
+    let pid = std::process::id();
+    std::env::temp_dir().join(format!("litellm-operator-cli-test-{pid}-{port}.state.json"))
 }
 
 fn path(p: &Path) -> &str {
@@ -954,4 +957,245 @@ async fn a_missing_permission_is_an_error_with_the_command_that_grants_it() {
         run.stderr
     );
     assert!(!error.contains("secretmanager.admin"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLI in pipelines: exit codes, machine-readable output, progress, completions, version
+
+/// The binary with these arguments and nothing else (no emulator: these never reach Google).
+fn bare(args: &[&str]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = std::process::Command::new(env!("CARGO_BIN_EXE_litellm-operator"))
+        .args(args)
+        .env_remove("LITELLM_GCP_ENDPOINT")
+        .output()
+        .unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+    }
+}
+
+#[test]
+fn usage_errors_exit_1_never_2_which_means_changes() {
+    let stack = fixture("stack.yaml");
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["plan", "-f", path(&stack), "--no-such-flag"],
+            "unexpected argument '--no-such-flag'",
+        ),
+        (&["plan"], "required arguments were not provided"),
+        (
+            &["plan", "-f", path(&stack), "-o", "yaml"],
+            "invalid value 'yaml'",
+        ),
+        (
+            &["apply", "-f", path(&stack), "--timeout", "soon"],
+            "invalid value 'soon'",
+        ),
+        (
+            &["import", "--project", "p"],
+            "required arguments were not provided",
+        ),
+        (&["pln", "-f", path(&stack)], "unrecognized subcommand 'pln'"),
+        (&[], "Usage: litellm-operator"),
+    ];
+    for (args, message) in cases {
+        let run = bare(args);
+        assert_eq!(run.code, 1, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(message),
+            "{args:?}: want {message:?} in\n{}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+    // Asking for help or the version is no error.
+    for args in [&["--help"][..], &["plan", "--help"], &["help", "apply"], &["-h"]] {
+        let run = bare(args);
+        assert_eq!(run.code, 0, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout.contains("Usage: litellm-operator"),
+            "{args:?}: {}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn version_names_the_crate_version_and_the_source_revision() {
+    let run = bare(&["--version"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = run.stdout.trim_end();
+    let prefix = format!("litellm-operator {} (", env!("CARGO_PKG_VERSION"));
+    let revision = line
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("want `{prefix}REVISION)`, got {line:?}"));
+    assert!(
+        !revision.is_empty() && !revision.contains(char::is_whitespace),
+        "{line:?}"
+    );
+    // In a git checkout, with no revision given by the build, it is HEAD's: build.rs reran when HEAD moved.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match head {
+        _ if std::env::var_os("LITELLM_OPERATOR_REVISION").is_some() => {}
+        Ok(out) if out.status.success() => {
+            assert_eq!(revision, String::from_utf8_lossy(&out.stdout).trim(), "{line:?}");
+        }
+        _ => assert_eq!(revision, "unknown", "{line:?}"),
+    }
+}
+
+#[test]
+fn completion_scripts_cover_every_subcommand_and_bash_loads_its_own() {
+    for shell in ["bash", "zsh", "fish"] {
+        let run = bare(&["completion", shell]);
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        for word in [
+            "run",
+            "crd",
+            "plan",
+            "apply",
+            "import",
+            "completion",
+            "filename",
+            "timeout",
+        ] {
+            assert!(run.stdout.contains(word), "{shell} script lacks {word}");
+        }
+    }
+    let run = bare(&["completion", "tcsh"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+
+    let has_bash = std::process::Command::new("bash")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_bash {
+        eprintln!("bash not found: not loading the bash script");
+        return;
+    }
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"source <("$BIN" completion bash) && complete -p litellm-operator"#)
+        .env("BIN", env!("CARGO_BIN_EXE_litellm-operator"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("complete ") && stdout.trim_end().ends_with(" litellm-operator"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_and_import_print_json_and_apply_reports_progress_while_a_slow_revision_starts() {
+    let startup = Duration::from_secs(7);
+    let emu = gcp_emulator::spawn(gcp_emulator::Config {
+        revision_startup: startup,
+        ..gcp_emulator::Config::default()
+    })
+    .await
+    .unwrap();
+    let gcp = google(&emu).await;
+    seed_external(&gcp).await;
+
+    let started = std::time::Instant::now();
+    let apply = cli(&emu, &["apply", "-f", path(&fixture("stack.yaml")), "-o", "json"]).await;
+    let took = started.elapsed();
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(
+        took >= startup,
+        "apply returned before the revision could be Ready ({took:?})"
+    );
+
+    // stdout is one JSON document; what was done and the progress are lines on stderr.
+    let doc: Value = serde_json::from_str(&apply.stdout)
+        .unwrap_or_else(|e| panic!("apply -o json is not JSON ({e}):\n{}", apply.stdout));
+    assert_eq!(doc["mode"], "apply");
+    assert_eq!(doc["changes"], 9);
+    let deployment = &doc["deployments"][0];
+    assert_eq!(deployment["name"], "llm/litellm-proxy");
+    assert_eq!(deployment["service"]["action"], "create");
+    let status = &deployment["status"];
+    assert_eq!(status["ready"], true, "{status}");
+    assert!(
+        status["revision"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("litellm-proxy-00001-")),
+        "{status}"
+    );
+    assert!(
+        status["url"].as_str().is_some_and(|u| u.starts_with("https://")),
+        "{status}"
+    );
+    assert!(
+        apply.stderr.contains("Created Cloud Run service "),
+        "{}",
+        apply.stderr
+    );
+
+    // A progress line every few seconds: which revision, what it is doing, how long it has taken.
+    let progress: Vec<&str> = apply
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Still waiting for revision"))
+        .collect();
+    assert!(!progress.is_empty(), "no progress line in:\n{}", apply.stderr);
+    for line in &progress {
+        assert!(
+            line.starts_with("Still waiting for revision litellm-proxy-00001-")
+                && line.contains(": rolling out, ")
+                && line.contains("s elapsed (timeout 5m00s)"),
+            "{line}"
+        );
+    }
+    assert!(
+        progress.len() <= took.as_secs() as usize / 5 + 1,
+        "too chatty: {progress:#?}"
+    );
+
+    // Polling backs off to one look every 2 s (9 reads in 7 s here; 200 ms polling made 21).
+    let reads = emu.state().call_count("Services.GetService");
+    assert!(reads <= 14, "{reads} service reads while waiting {took:?}");
+
+    // import -o json: the same manifest as the YAML, as one JSON document.
+    let args = [
+        "import",
+        "--project",
+        "my-project",
+        "--region",
+        "us-central1",
+        "--service",
+        "litellm-proxy",
+        "--namespace",
+        "llm",
+    ];
+    let yaml = cli(&emu, &args).await;
+    assert_eq!(yaml.code, 0, "{}", yaml.stderr);
+    let json = cli(&emu, &[&args[..], &["-o", "json"]].concat()).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let manifest: Value = serde_json::from_str(&json.stdout)
+        .unwrap_or_else(|e| panic!("import -o json is not JSON ({e}):\n{}", json.stdout));
+    assert_eq!(manifest["kind"], "LiteLLMDeployment");
+    assert_eq!(manifest["spec"]["project"], "my-project");
+    assert_eq!(
+        manifest,
+        serde_yaml::from_str::<Value>(&yaml.stdout).unwrap(),
+        "JSON and YAML differ"
+    );
+    assert_eq!(json.stderr, yaml.stderr, "the warnings go to stderr either way");
 }

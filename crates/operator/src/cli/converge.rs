@@ -133,6 +133,42 @@ impl Report {
     }
 }
 
+/// How often `apply` looks while Google works: soon at first (most steps settle within a second), then less often,
+/// so a slow revision start costs a few reads rather than five a second.
+const POLL_FIRST: Duration = Duration::from_millis(200);
+const POLL_MAX: Duration = Duration::from_secs(2);
+
+/// How often `apply` says on stderr that it is still waiting, so a CI log shows it is alive and how long it took.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The next polling delay: doubled, at most [`POLL_MAX`].
+fn backoff(delay: Duration) -> Duration {
+    (delay * 2).min(POLL_MAX)
+}
+
+/// Where the service stands while `apply` waits, for the progress line.
+fn phase(state: &ServiceState) -> &'static str {
+    match state {
+        ServiceState::WaitingForSecrets => "pinning secrets",
+        ServiceState::Creating => "creating the service",
+        ServiceState::Updating => "updating the service",
+        ServiceState::Rolling { .. } => "rolling out",
+        ServiceState::Propagating { .. } => "waiting for an IAM grant to propagate",
+        ServiceState::Ready { .. } => "ready",
+        ServiceState::Failed { .. } => "failed",
+    }
+}
+
+/// A duration as people read it in a log: `45s`, `2m05s`, `1h00m00s`.
+fn elapsed(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+    }
+}
+
 /// IAM retry timing of the CLI (the controller's defaults).
 const IAM_RETRY_DELAY: Duration = Duration::from_secs(30);
 const IAM_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(600);
@@ -356,6 +392,8 @@ pub(crate) async fn apply(
         let start = Instant::now();
         let mut done: Vec<(Action, String)> = Vec::new();
         let mut waiting_for = None;
+        let mut delay = POLL_FIRST;
+        let mut said = Instant::now();
         let (after, model) = loop {
             let model = observe::deployment(gcp, &d.desired, &p.sources, p.record.clone(), false)
                 .await
@@ -371,6 +409,9 @@ pub(crate) async fn apply(
                 model,
                 error,
             } = execute::run(gcp, model, &Phase::APPLY, |m| plan::plan(&inputs, m).actions).await;
+            if !performed.is_empty() {
+                delay = POLL_FIRST; // Google has new work: look again soon.
+            }
             for x in &performed {
                 let line = report::done(&x.action, &x.effect);
                 eprintln!("{line}");
@@ -383,7 +424,7 @@ pub(crate) async fn apply(
             }
             let after = plan::plan(&inputs, &model);
             p.record = model.record.clone();
-            p.record.pins = after.pinned(&model.record);
+            p.record.pins = after.pinned(&model);
             save(&mut state, state_path, &p)?;
             if let Some(e) = error {
                 return Err(p.failed(&e));
@@ -403,16 +444,31 @@ pub(crate) async fn apply(
                             revision.as_deref().unwrap_or("(new)")
                         );
                         waiting_for = Some(revision);
+                        delay = POLL_FIRST;
+                        said = Instant::now();
+                    } else if said.elapsed() >= PROGRESS_EVERY {
+                        eprintln!(
+                            "Still waiting for revision {}: {}, {} elapsed (timeout {})",
+                            revision.as_deref().unwrap_or("(new)"),
+                            phase(state),
+                            elapsed(start.elapsed()),
+                            elapsed(timeout),
+                        );
+                        said = Instant::now();
                     }
                 }
             }
-            if start.elapsed() >= timeout {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
                 return Err(Problems::from(p.at(format!(
-                    "{}: the revision was not Ready after {timeout:?}",
-                    d.desired.service_resource
+                    "{}: the revision was not Ready after {}",
+                    d.desired.service_resource,
+                    elapsed(timeout)
                 ))));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Never past the timeout: its error comes on time.
+            tokio::time::sleep(delay.min(left)).await;
+            delay = backoff(delay);
         };
         report.changes += done.iter().filter(|(a, _)| a.writes_google()).count();
         let mut entry = deployment_report(&p, &done, &after);
@@ -444,4 +500,33 @@ fn save(state: &mut State, path: &Path, p: &Prepared<'_>) -> Result<(), Problems
         },
     );
     state.save(path).map_err(Problems::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_backs_off_from_200_ms_to_2_s() {
+        let delays: Vec<Duration> = std::iter::successors(Some(POLL_FIRST), |d| Some(backoff(*d)))
+            .take(7)
+            .collect();
+        let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [200, 400, 800, 1600, 2000, 2000, 2000]);
+    }
+
+    #[test]
+    fn elapsed_time_reads_like_a_clock() {
+        let cases = [
+            (0, "0s"),
+            (45, "45s"),
+            (60, "1m00s"),
+            (125, "2m05s"),
+            (3600, "1h00m00s"),
+            (3725, "1h02m05s"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(elapsed(Duration::from_secs(secs)), text);
+        }
+    }
 }

@@ -19,10 +19,30 @@ use crate::service_json::to_json;
 
 /// The manifest and what a person must know about it.
 pub(crate) struct Imported {
-    /// The LiteLLMDeployment, as YAML.
-    pub yaml: String,
+    /// The service read.
+    pub service: ServiceName,
+    /// The LiteLLMDeployment.
+    pub manifest: Value,
     /// One line per thing left out or needing attention.
     pub warnings: Vec<String>,
+}
+
+impl Imported {
+    /// The manifest as YAML, headed by a comment saying where it came from and what to do next.
+    pub fn yaml(&self) -> Result<String, Problems> {
+        let body = serde_yaml::to_string(&self.manifest)
+            .map_err(|e| Problems::from(format!("cannot write YAML: {e}")))?;
+        Ok(format!(
+            "# Imported from {} by litellm-operator import.\n# Secrets stay where they are (external, pinned as \
+             found); review, then `litellm-operator plan -f` this file.\n{body}",
+            self.service
+        ))
+    }
+
+    /// The manifest as one JSON document (what `kubectl apply -f` and `plan -f` read as well as the YAML).
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(&self.manifest).unwrap_or_default()
+    }
 }
 
 /// Label prefixes Google sets; not part of the spec.
@@ -264,13 +284,11 @@ pub(crate) async fn import(gcp: &Gcp, args: &ImportArgs) -> Result<Imported, Pro
         },
         Err(e) => warnings.push(format!("the manifest needs a fix: {e}")),
     }
-    let body =
-        serde_yaml::to_string(&manifest).map_err(|e| Problems::from(format!("cannot write YAML: {e}")))?;
-    let yaml = format!(
-        "# Imported from {name} by litellm-operator import.\n# Secrets stay where they are (external, pinned as \
-         found); review, then `litellm-operator plan -f` this file.\n{body}"
-    );
-    Ok(Imported { yaml, warnings })
+    Ok(Imported {
+        service: name,
+        manifest,
+        warnings,
+    })
 }
 
 /// Stands for the number `latest` will be pinned to (unknown until `plan` reads the versions): never equal to

@@ -31,6 +31,16 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Output format of `import`: the manifest, in either of the forms `kubectl apply -f` and `plan -f` read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManifestFormat {
+    /// YAML, with a comment naming the service it came from.
+    #[default]
+    Yaml,
+    /// One JSON document.
+    Json,
+}
+
 /// `litellm-operator plan`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct PlanArgs {
@@ -59,6 +69,9 @@ pub struct ApplyArgs {
     /// How long to wait for the new revision to become Ready.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+    /// Output format of the result (the actions performed and the progress go to stderr as lines either way).
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
     /// The record of what applies created and granted; rewritten after every pass.
     #[arg(long, default_value = state::DEFAULT_STATE_FILE)]
     pub state: PathBuf,
@@ -84,6 +97,9 @@ pub struct ImportArgs {
     /// Namespace of the LiteLLMDeployment written.
     #[arg(long, default_value = "default")]
     pub namespace: String,
+    /// Format of the LiteLLMDeployment written (warnings go to stderr either way).
+    #[arg(short = 'o', long, value_enum, default_value_t = ManifestFormat::Yaml)]
+    pub output: ManifestFormat,
     #[command(flatten)]
     pub gcp: GcpArgs,
 }
@@ -119,7 +135,10 @@ pub fn apply(args: ApplyArgs) -> ExitCode {
         check_tenancy(&manifests, args.tenancy_policy.as_deref())?;
         let gcp = connect(&args.gcp).await?;
         let report = converge::apply(&gcp, &manifests, &args.state, args.timeout).await?;
-        print!("{}", report.text());
+        match args.output {
+            OutputFormat::Text => print!("{}", report.text()),
+            OutputFormat::Json => println!("{}", report.json()),
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -132,7 +151,10 @@ pub fn import(args: ImportArgs) -> ExitCode {
         for warning in &imported.warnings {
             eprintln!("warning: {warning}");
         }
-        print!("{}", imported.yaml);
+        match args.output {
+            ManifestFormat::Yaml => print!("{}", imported.yaml()?),
+            ManifestFormat::Json => println!("{}", imported.json()),
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -17,7 +17,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
-use litellm_operator_api::names::{FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, reason};
+use litellm_operator_api::names::{FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, condition, reason};
 use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus, SecretSource};
 use litellm_operator_gcp::Gcp;
 use serde_json::json;
@@ -335,8 +335,8 @@ fn references(obj: &LiteLLMDeployment, name: &str) -> bool {
 
 async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let uid = obj.metadata.uid.clone().unwrap_or_default();
-    let _timer = ctx.metrics.reconcile_timer();
     let ns = obj.namespace().unwrap_or_default();
+    let _timer = ctx.metrics.reconcile_timer(&format!("{ns}/{}", obj.name_any()));
     let span = info_span!("reconcile", namespace = %ns, name = %obj.name_any());
     let api: Api<LiteLLMDeployment> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
@@ -351,6 +351,11 @@ async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Act
                     deletion::report(&obj, &deletion::deleting(&obj), &ctx).await
                 };
                 let result = pipeline::cleanup(&obj, &ctx).await;
+                if result.is_ok() {
+                    // The finalizer goes next, and the deployment with it.
+                    ctx.metrics
+                        .forget(&obj.namespace().unwrap_or_default(), &obj.name_any());
+                }
                 if let Err(error) = &result {
                     let outcome = deletion::after_cleanup(&obj, error);
                     deletion::report(&obj, &outcome, &ctx).await;
@@ -496,6 +501,24 @@ async fn write_status(
     status: LiteLLMDeploymentStatus,
     ctx: &Context,
 ) -> Result<bool, Error> {
+    if let Some(ready) = status.conditions.iter().find(|c| c.type_ == condition::READY) {
+        ctx.metrics.set_ready(
+            &obj.namespace().unwrap_or_default(),
+            &obj.name_any(),
+            &ready.reason,
+            ready.status == "True",
+        );
+    }
+    let pins: Vec<(String, i64)> = status
+        .secrets
+        .iter()
+        .filter_map(|p| {
+            let created = chrono::DateTime::parse_from_rfc3339(p.version_create_time.as_deref()?).ok()?;
+            Some((p.env.clone(), created.timestamp()))
+        })
+        .collect();
+    ctx.metrics
+        .set_pinned(&obj.namespace().unwrap_or_default(), &obj.name_any(), &pins);
     if obj.status.as_ref() == Some(&status) {
         return Ok(false);
     }

@@ -103,7 +103,7 @@ pub(super) async fn apply(
     ctx.report(obj, &performed).await;
 
     let after = plan::plan(&inputs, &model);
-    status.secrets = after.pinned(&model.record);
+    status.secrets = after.pinned(&model);
     status.applied_bindings = model.record.bindings.iter().cloned().collect();
     // Another deployment's service is not ours to report.
     let live = model.service.as_ref().filter(|_| after.conflict.is_none());

@@ -105,17 +105,39 @@ impl Plan {
     }
 
     /// The record's pins after this plan: new pins, and the old pin for a secret with a problem (its running
-    /// revision still uses it).
-    pub fn pinned(&self, old: &Record) -> Vec<PinnedSecret> {
+    /// revision still uses it). A pin's version creation time comes from the versions `model` read, else from the
+    /// record when it pinned the same version (a light pass reads no versions).
+    pub fn pinned(&self, model: &Model) -> Vec<PinnedSecret> {
+        let old = &model.record;
         self.secrets
             .iter()
             .filter_map(|s| match &s.pin {
-                Ok(pin) => Some(PinnedSecret {
-                    env: s.env.clone(),
-                    secret: s.resource.clone(),
-                    version: Some(pin.version.to_string()),
-                    source_resource_version: pin.source_revision.clone(),
-                }),
+                Ok(pin) => {
+                    let version = pin.version.to_string();
+                    let observed = match model.secrets.get(&s.resource) {
+                        Some(SecretView::Present(state)) => state
+                            .versions
+                            .iter()
+                            .find(|v| v.number == pin.version)
+                            .and_then(|v| v.created)
+                            .and_then(rfc3339),
+                        _ => None,
+                    };
+                    let recorded = old
+                        .pins
+                        .iter()
+                        .find(|p| {
+                            p.env == s.env && p.secret == s.resource && p.version.as_ref() == Some(&version)
+                        })
+                        .and_then(|p| p.version_create_time.clone());
+                    Some(PinnedSecret {
+                        env: s.env.clone(),
+                        secret: s.resource.clone(),
+                        version: Some(version),
+                        source_resource_version: pin.source_revision.clone(),
+                        version_create_time: observed.or(recorded),
+                    })
+                }
                 Err(_) => old
                     .pins
                     .iter()
@@ -383,3 +405,8 @@ pub fn predict(inputs: &Inputs<'_>, mut model: Model, phases: &[Phase]) -> (Vec<
 
 #[cfg(test)]
 mod tests;
+
+/// `seconds` since the Unix epoch as RFC 3339 (UTC, whole seconds), as Kubernetes writes times.
+fn rfc3339(seconds: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(seconds, 0).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}

@@ -96,6 +96,9 @@ pub struct VersionView {
     pub number: u64,
     /// Its state.
     pub state: VersionState,
+    /// When it was created, in seconds since the Unix epoch (`None` for one this pass added: the next full pass
+    /// reads it).
+    pub created: Option<i64>,
 }
 
 /// A secret as observed.
@@ -201,6 +204,7 @@ impl Model {
                         VersionView {
                             number: *number,
                             state: VersionState::Enabled,
+                            created: None,
                         },
                     );
                     s.newest_payload = value.payload().cloned();

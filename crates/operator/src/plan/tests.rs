@@ -132,12 +132,12 @@ fn serving(body: Value) -> Value {
 /// The front ends record the pins after each pass, as this does.
 fn converge(inputs: &Inputs<'_>, model: Model) -> Model {
     let (_, mut model) = predict(inputs, model, &Phase::APPLY);
-    model.record.pins = plan(inputs, &model).pinned(&model.record);
+    model.record.pins = plan(inputs, &model).pinned(&model);
     if let Some(live) = model.service.take() {
         model.service = Some(serving(live));
     }
     let (_, mut model) = predict(inputs, model, &Phase::APPLY);
-    model.record.pins = plan(inputs, &model).pinned(&model.record);
+    model.record.pins = plan(inputs, &model).pinned(&model);
     model
 }
 
@@ -170,6 +170,7 @@ fn granted_external(resource: String) -> Model {
                 versions: vec![VersionView {
                     number: 1,
                     state: VersionState::Enabled,
+                    created: None,
                 }],
                 ..SecretState::default()
             }),
@@ -233,7 +234,7 @@ fn an_unchanged_source_with_a_fresh_record_needs_no_value_read_and_adds_nothing(
     let mut unread = state.clone();
     unread.newest_payload = None;
     let mut record = model.record.clone();
-    record.pins = plan(&i, &model).pinned(&model.record);
+    record.pins = plan(&i, &model).pinned(&model);
     assert!(!secrets::needs_payload(
         secret,
         s.get(&secret.env),
@@ -284,6 +285,35 @@ fn a_rotated_source_adds_one_version_repins_and_retires_beyond_keep_once_serving
 }
 
 #[test]
+fn a_pin_carries_its_versions_creation_time_from_google_or_from_the_record() {
+    let d = desired(&[Kind::Generate], false);
+    let s = BTreeMap::new();
+    let peers = PeerSet::default();
+    let i = inputs(&d, &s, false, &peers);
+    let mut model = converge(&i, Model::default());
+    let resource = d.secrets[0].resource.clone();
+    // The version this pass added has no time yet; the next full pass reads it from Google.
+    assert_eq!(model.record.pins[0].version.as_deref(), Some("1"));
+    assert_eq!(model.record.pins[0].version_create_time, None);
+    if let Some(SecretView::Present(state)) = model.secrets.get_mut(&resource) {
+        state.versions[0].created = Some(1_767_225_600);
+    }
+    let pinned = plan(&i, &model).pinned(&model);
+    assert_eq!(
+        pinned[0].version_create_time.as_deref(),
+        Some("2026-01-01T00:00:00Z")
+    );
+    // A light pass reads no versions: the record's time for the same version stands.
+    model.record.pins = pinned;
+    model.secrets.insert(resource, SecretView::Trusted);
+    let light = plan(&i, &model).pinned(&model);
+    assert_eq!(
+        light[0].version_create_time.as_deref(),
+        Some("2026-01-01T00:00:00Z")
+    );
+}
+
+#[test]
 fn retire_runs_on_every_full_pass_while_serving_not_only_on_the_transition() {
     // Defect 3: a disable that failed once is planned again on the next pass.
     let d = desired(&[Kind::Generate], false);
@@ -299,6 +329,7 @@ fn retire_runs_on_every_full_pass_while_serving_not_only_on_the_transition() {
                 VersionView {
                     number: n,
                     state: VersionState::Enabled,
+                    created: None,
                 },
             );
         }
@@ -308,6 +339,7 @@ fn retire_runs_on_every_full_pass_while_serving_not_only_on_the_transition() {
         secret: resource,
         version: Some("1".into()),
         source_resource_version: None,
+        version_create_time: None,
     }];
     // Pinned to 1 (an old revision someone rolled back to): 1 stays, with the newest (3); 2 goes.
     let mut live = model.service.clone().unwrap();
@@ -432,6 +464,7 @@ fn a_generated_secret_never_gets_a_second_value() {
                 versions: vec![VersionView {
                     number: 1,
                     state: VersionState::Disabled,
+                    created: None,
                 }],
                 ..SecretState::default()
             }),
@@ -772,6 +805,7 @@ fn build(w: &World) -> Built {
                     1 => VersionState::Disabled,
                     _ => VersionState::Destroyed,
                 },
+                created: Some(1_700_000_000 + n as i64 * 86_400),
             })
             .collect();
         let state = SecretState {
