@@ -443,13 +443,7 @@ impl State {
             |t| Some(t.to_string()),
             true,
         )?;
-        let mut out = Map::new();
-        if !page.is_empty() {
-            out.insert("accounts".into(), Value::Array(page));
-        }
-        if let Some(n) = next {
-            out.insert("nextPageToken".into(), json!(n));
-        }
+        let out = wire::list_response("accounts", page, next);
         Ok(Value::Object(out))
     }
 

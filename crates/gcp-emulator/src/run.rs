@@ -1009,13 +1009,7 @@ impl State {
             |t| Some(t.to_string()),
             true,
         )?;
-        let mut out = Map::new();
-        if !page.is_empty() {
-            out.insert("services".into(), Value::Array(page));
-        }
-        if let Some(n) = next {
-            out.insert("nextPageToken".into(), json!(n));
-        }
+        let out = wire::list_response("services", page, next);
         Ok(Value::Object(out))
     }
 
@@ -1121,13 +1115,7 @@ impl State {
             |t| t.parse().ok(),
             true,
         )?;
-        let mut out = Map::new();
-        if !page.is_empty() {
-            out.insert("revisions".into(), Value::Array(page));
-        }
-        if let Some(n) = next {
-            out.insert("nextPageToken".into(), json!(n));
-        }
+        let out = wire::list_response("revisions", page, next);
         Ok(Value::Object(out))
     }
 
@@ -1208,13 +1196,7 @@ impl State {
             |t| t.parse().ok(),
             true,
         )?;
-        let mut out = Map::new();
-        if !page.is_empty() {
-            out.insert("operations".into(), Value::Array(page));
-        }
-        if let Some(n) = next {
-            out.insert("nextPageToken".into(), json!(n));
-        }
+        let out = wire::list_response("operations", page, next);
         Ok(Value::Object(out))
     }
 

@@ -371,13 +371,7 @@ impl State {
             |t| Some(t.to_string()),
             true,
         )?;
-        let mut out = Map::new();
-        if !page.is_empty() {
-            out.insert("secrets".into(), Value::Array(page));
-        }
-        if let Some(n) = next {
-            out.insert("nextPageToken".into(), json!(n));
-        }
+        let mut out = wire::list_response("secrets", page, next);
         out.insert("totalSize".into(), json!(total));
         Ok(Value::Object(out))
     }
@@ -552,13 +546,7 @@ impl State {
             |t| t.parse().ok(),
             false,
         )?;
-        let mut out = Map::new();
-        if !page.is_empty() {
-            out.insert("versions".into(), Value::Array(page));
-        }
-        if let Some(n) = next {
-            out.insert("nextPageToken".into(), json!(n));
-        }
+        let mut out = wire::list_response("versions", page, next);
         out.insert("totalSize".into(), json!(total));
         Ok(Value::Object(out))
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult, Code};
 use crate::model::State;
@@ -129,13 +129,7 @@ impl State {
             |t| Some(t.to_string()),
             true,
         )?;
-        let mut out = Map::new();
-        if !page.is_empty() {
-            out.insert("services".into(), Value::Array(page));
-        }
-        if let Some(n) = next {
-            out.insert("nextPageToken".into(), json!(n));
-        }
+        let out = wire::list_response("services", page, next);
         Ok(Value::Object(out))
     }
 

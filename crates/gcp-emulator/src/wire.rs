@@ -167,6 +167,19 @@ pub fn etag_bytes(counter: &mut u64) -> Vec<u8> {
     bytes
 }
 
+/// A list method's response: the page under `field` (left out when empty, as Google does) and `nextPageToken`
+/// when there is another page.
+pub fn list_response(field: &str, page: Vec<Value>, next: Option<String>) -> Map<String, Value> {
+    let mut out = Map::new();
+    if !page.is_empty() {
+        out.insert(field.into(), Value::Array(page));
+    }
+    if let Some(n) = next {
+        out.insert("nextPageToken".into(), Value::String(n));
+    }
+    out
+}
+
 /// A page of `items` after the token; the token is the base64 of the last key returned.
 pub fn paginate<K: Clone + Ord, T>(
     items: Vec<(K, T)>,
