@@ -343,7 +343,7 @@ impl State {
             &["name", "labels.", "replication", "create_time", "createTime"],
         )?;
         let prefix = format!("projects/{project}/secrets/");
-        let items: Vec<(String, Value)> = self
+        let mut items: Vec<((DateTime<Utc>, String), Value)> = self
             .secrets
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -359,17 +359,25 @@ impl State {
                     f => f.strip_prefix("labels.").and_then(|k| s.labels.get(k).cloned()),
                 })
             })
-            .map(|(k, s)| (k.clone(), s.render()))
+            // Newest first, as Google lists secrets; the name orders secrets created in the same instant.
+            .map(|(k, s)| ((s.create_time, k.clone()), s.render()))
             .collect();
+        items.sort_by(|a, b| b.0.cmp(&a.0));
         let total = items.len();
         let (page, next) = wire::paginate(
             items,
             req.int_param("pageSize")?,
             req.param("pageToken"),
             MAX_PAGE_SIZE,
-            |k| k.clone(),
-            |t| Some(t.to_string()),
-            true,
+            |(time, name)| format!("{}|{name}", time.timestamp_nanos_opt().unwrap_or_default()),
+            |t| {
+                let (nanos, name) = t.split_once('|')?;
+                Some((
+                    DateTime::from_timestamp_nanos(nanos.parse().ok()?),
+                    name.to_owned(),
+                ))
+            },
+            false,
         )?;
         let mut out = wire::list_response("secrets", page, next);
         out.insert("totalSize".into(), json!(total));

@@ -154,14 +154,15 @@ async fn gcloud_secret_lifecycle() {
     let table = rows(&list);
     assert!(list.starts_with("NAME"), "{list}");
     assert_eq!(table.len(), 2, "{list}");
-    assert_eq!(table[0][0], "db-url");
-    assert_eq!(table[0][2], "automatic");
-    assert_eq!(table[1][0], "plain");
-    assert_eq!(table[1][2], "user_managed");
+    // Newest first, as Google lists secrets.
+    assert_eq!(table[0][0], "plain");
+    assert_eq!(table[0][2], "user_managed");
     assert!(
-        table[1][3].contains("us-east1") && table[1][3].contains("europe-west1"),
+        table[0][3].contains("us-east1") && table[0][3].contains("europe-west1"),
         "{list}"
     );
+    assert_eq!(table[1][0], "db-url");
+    assert_eq!(table[1][2], "automatic");
 
     let filtered = g
         .ok(&[

@@ -154,7 +154,8 @@ async fn secret_lifecycle_and_errors() {
 }
 
 #[tokio::test]
-async fn list_paginates_and_filters_by_label() {
+async fn list_paginates_newest_first_and_filters_by_label() {
+    // Google lists secrets newest first (the order paging follows too).
     let api = Api::default().await;
     for i in 0..5 {
         let env = if i % 2 == 0 { "prod" } else { "dev" };
@@ -183,6 +184,7 @@ async fn list_paginates_and_filters_by_label() {
     assert_eq!(
         names,
         (0..5)
+            .rev()
             .map(|i| format!("projects/p/secrets/s{i}"))
             .collect::<Vec<_>>()
     );
@@ -198,9 +200,9 @@ async fn list_paginates_and_filters_by_label() {
     assert_eq!(
         prod,
         [
-            "projects/p/secrets/s0",
+            "projects/p/secrets/s4",
             "projects/p/secrets/s2",
-            "projects/p/secrets/s4"
+            "projects/p/secrets/s0"
         ]
     );
     let none = api
