@@ -458,7 +458,7 @@ impl State {
         let revision = Revision {
             name: name.clone(),
             service: service.name.clone(),
-            uid: format!("{:08x}-rev-{:012x}", self.counter, project_number(&name)),
+            uid: uuid(self.counter, project_number(&name), 0xa),
             generation: 1,
             create_time: now,
             labels: template.get("labels").cloned().unwrap_or(Value::Null),
@@ -919,7 +919,7 @@ impl State {
                 self.counter += 1;
                 Service {
                     name: name.to_string(),
-                    uid: format!("{:08x}-svc-{:012x}", self.counter, project_number(name)),
+                    uid: uuid(self.counter, project_number(name), 0xb),
                     generation: 1,
                     observed_generation: 0,
                     create_time: now,
@@ -1318,4 +1318,18 @@ impl App {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// A version-4-shaped UUID, as Cloud Run gives services and revisions (`uid`), unique per `counter` and stable for
+/// a given state: the counter, the project number and a kind nibble, not randomness.
+fn uuid(counter: u64, project_number: u64, kind: u64) -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:x}{:03x}-{:012x}",
+        counter & 0xffff_ffff,
+        (counter >> 32) & 0xffff,
+        project_number & 0xfff,
+        0x8 | (kind & 0x3),
+        (project_number >> 12) & 0xfff,
+        project_number & 0xffff_ffff_ffff,
+    )
 }

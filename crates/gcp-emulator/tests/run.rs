@@ -130,6 +130,21 @@ async fn create_runs_a_long_running_operation_and_fills_defaults() {
         svc["traffic"],
         json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}])
     );
+    // uid is a UUID, as Cloud Run's (version 4 layout), for the service and its revision.
+    let is_uuid = |v: &Value| {
+        let parts: Vec<&str> = v.as_str().unwrap_or_default().split('-').collect();
+        parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+            && parts.iter().all(|p| {
+                p.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            })
+            && parts[2].starts_with('4')
+            && parts[3].starts_with(['8', '9', 'a', 'b'])
+    };
+    assert!(is_uuid(&svc["uid"]), "{}", svc["uid"]);
+    let revision = api.ok("GET", &format!("/v2/{}", rev), None).await;
+    assert!(is_uuid(&revision["uid"]), "{}", revision["uid"]);
+    assert_ne!(revision["uid"], svc["uid"]);
     assert!(svc["uri"].as_str().unwrap().starts_with("https://llm-"), "{svc}");
     assert!(svc["uri"].as_str().unwrap().ends_with("-uc.a.run.app"), "{svc}");
     assert!(svc["etag"].is_string());
