@@ -7,7 +7,7 @@
 //!
 //! Directives in the pages say what cannot run here and why (real Google, a node, an editor), which placeholder
 //! stands for what, and which block is a watch: see `tests/src/doctest.rs`. The runner prints every block it
-//! skips, with the page's reason. `DOC_TEST_SHOW=1` prints every block's output as well.
+//! skips, with the page's reason, on stderr past the test harness's capture, so `make test` shows them. `DOC_TEST_SHOW=1` prints every block's output as well.
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stdout)]
 
@@ -132,11 +132,14 @@ async fn gitops_argocd() {
 async fn run_page(page: &str) {
     let text = std::fs::read_to_string(repo_path(page)).unwrap();
     let blocks = doctest::blocks(&text).unwrap_or_else(|bad| panic!("{page}:{}: {}", bad.line, bad.problem));
+    // Straight to stderr, not through the test harness's capture: `make test` shows what the docs leave out.
+    let mut report = String::new();
     for block in &blocks {
         if let Mode::Skip(reason) = &block.mode {
-            println!("{page}:{}: skipped: {reason}", block.line);
+            report.push_str(&format!("doc block {page}:{} skipped: {reason}\n", block.line));
         }
     }
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), report.as_bytes());
     if blocks.iter().all(|b| matches!(b.mode, Mode::Skip(_))) {
         return;
     }
