@@ -217,7 +217,6 @@ impl LocalWorld {
         let gcloud = home.join("gcloud");
         std::fs::create_dir_all(&gcloud).unwrap();
         std::fs::write(gcloud.join("token"), "doc-test-token\n").unwrap();
-        let port = emulator.addr().port().to_string();
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let at = |p: &Path| p.display().to_string();
         let env: Vec<(String, String)> = [
@@ -227,30 +226,11 @@ impl LocalWorld {
             ("HELM_CONFIG_HOME", at(&home.join("helm-config"))),
             ("HELM_DATA_HOME", at(&home.join("helm-data"))),
             ("LITELLM_GCP_ENDPOINT", endpoint.clone()),
-            // gcloud, as the demo prints it: Secret Manager and IAM at the emulator, `gcloud run` (Cloud Run v1 on a
-            // regional host) through the emulator acting as an HTTP proxy.
-            ("CLOUDSDK_CONFIG", at(&gcloud)),
-            ("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", at(&gcloud.join("token"))),
-            ("CLOUDSDK_CORE_DISABLE_PROMPTS", "1".into()),
-            ("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true".into()),
-            ("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false".into()),
-            ("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true".into()),
-            (
-                "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER",
-                format!("{endpoint}/"),
-            ),
-            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", format!("{endpoint}/")),
-            (
-                "CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE",
-                format!("{endpoint}/"),
-            ),
-            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN", "http://run.fake/".into()),
-            ("CLOUDSDK_PROXY_TYPE", "http".into()),
-            ("CLOUDSDK_PROXY_ADDRESS", "127.0.0.1".into()),
-            ("CLOUDSDK_PROXY_PORT", port),
             ("NO_COLOR", "1".into()),
         ]
         .into_iter()
+        // gcloud, as the demo prints it.
+        .chain(emulator.gcloud_env(&gcloud))
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         LocalWorld {

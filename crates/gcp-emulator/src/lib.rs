@@ -198,6 +198,34 @@ impl Emulator {
         self.addr
     }
 
+    /// Every setting that points gcloud at this emulator, with `config` as gcloud's configuration directory (it
+    /// must hold a file `token` with any text: gcloud's access token). Secret Manager, IAM and Service Usage take
+    /// the emulator's URL. `gcloud run` speaks the older Cloud Run v1 API on a regional host it derives by
+    /// prefixing the region to the override's host (`us-central1-run.fake`), which no DNS resolves: gcloud sends
+    /// every request through the emulator as its HTTP proxy, and the emulator answers the absolute-form requests
+    /// itself.
+    pub fn gcloud_env(&self, config: &std::path::Path) -> Vec<(&'static str, String)> {
+        let url = format!("{}/", self.url());
+        vec![
+            ("CLOUDSDK_CONFIG", config.display().to_string()),
+            (
+                "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
+                config.join("token").display().to_string(),
+            ),
+            ("CLOUDSDK_CORE_DISABLE_PROMPTS", "1".into()),
+            ("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true".into()),
+            ("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false".into()),
+            ("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true".into()),
+            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER", url.clone()),
+            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", url.clone()),
+            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE", url),
+            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN", "http://run.fake/".into()),
+            ("CLOUDSDK_PROXY_TYPE", "http".into()),
+            ("CLOUDSDK_PROXY_ADDRESS", self.addr.ip().to_string()),
+            ("CLOUDSDK_PROXY_PORT", self.addr.port().to_string()),
+        ]
+    }
+
     /// A handle to inspect and change the emulated world directly.
     pub fn state(&self) -> StateHandle {
         StateHandle(self.app.clone())

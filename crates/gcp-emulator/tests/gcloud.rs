@@ -8,8 +8,8 @@ use tokio::io::AsyncWriteExt;
 
 struct Gcloud {
     config: tempfile::TempDir,
-    url: String,
-    port: u16,
+    /// The emulator's settings for gcloud (`Emulator::gcloud_env`).
+    env: Vec<(&'static str, String)>,
 }
 
 struct Output {
@@ -39,33 +39,15 @@ impl Gcloud {
     fn new(emu: &gcp_emulator::Emulator) -> Gcloud {
         let config = tempfile::tempdir().unwrap();
         std::fs::write(config.path().join("token"), "fake-token").unwrap();
-        Gcloud {
-            config,
-            url: format!("{}/", emu.url()),
-            port: emu.addr().port(),
-        }
+        let env = emu.gcloud_env(config.path());
+        Gcloud { config, env }
     }
 
     async fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let dir = self.config.path();
         let mut cmd = tokio::process::Command::new("gcloud");
         cmd.args(args)
-            .env("CLOUDSDK_CONFIG", dir)
-            .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", dir.join("token"))
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .env("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true")
-            .env("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false")
-            .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true")
-            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER", &self.url)
-            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", &self.url)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("NO_COLOR", "1")
-            // `gcloud run` speaks Cloud Run v1 on a regional host (REGION-run.fake) that only a proxy can reach:
-            // the emulator serves absolute-form requests as that proxy. Service Usage says every API is enabled.
-            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN", "http://run.fake/")
-            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE", &self.url)
-            .env("CLOUDSDK_PROXY_TYPE", "http")
-            .env("CLOUDSDK_PROXY_ADDRESS", "127.0.0.1")
-            .env("CLOUDSDK_PROXY_PORT", self.port.to_string())
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {

@@ -6,7 +6,6 @@
 //! until Ctrl-C (or exits at once with `--once`), stopping every process it started.
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -151,7 +150,7 @@ async fn run(once: bool) -> Result<(), Failure> {
     )
     .await?;
 
-    let gcloud = Gcloud::new(&endpoint, emulator.addr().port())?;
+    let gcloud = Gcloud::new(&emulator)?;
     step("gcloud secrets list --project my-project   (gcloud talking to the emulator)");
     gcloud
         .run(&["secrets", "list", "--project", "my-project"])
@@ -251,71 +250,25 @@ async fn reqwest_json(url: &str) -> Result<serde_json::Value, Failure> {
 
 /// gcloud with an isolated config pointed at the emulator.
 struct Gcloud {
-    config: PathBuf,
-    endpoint: String,
-    /// The emulator's port, where gcloud's HTTP proxy points.
-    port: u16,
+    /// Every setting that points gcloud at the emulator (`Emulator::gcloud_env`); the demo runs gcloud with
+    /// exactly these and prints them.
+    env: Vec<(&'static str, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl Gcloud {
-    fn new(endpoint: &str, port: u16) -> Result<Self, Failure> {
+    fn new(emulator: &gcp_emulator::Emulator) -> Result<Self, Failure> {
         let dir = tempfile::tempdir()?;
-        let config = dir.path().to_path_buf();
-        std::fs::write(config.join("token"), "demo-token\n")?;
+        std::fs::write(dir.path().join("token"), "demo-token\n")?;
         Ok(Self {
-            config,
-            endpoint: endpoint.to_owned(),
-            port,
+            env: emulator.gcloud_env(dir.path()),
             _dir: dir,
         })
     }
 
-    /// Every setting that points gcloud at the emulator; the demo runs gcloud with exactly these and prints them.
-    /// Secret Manager and IAM take the emulator's URL. `gcloud run` speaks the older Cloud Run v1 API on a
-    /// regional host it derives by prefixing the region to the override's host (`us-central1-run.fake`), which no
-    /// DNS resolves: gcloud sends every request through the emulator as its HTTP proxy, and the emulator answers
-    /// the absolute-form requests itself. Service Usage (asked whether the Run API is enabled) says yes.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        let port = self.port.to_string();
-        vec![
-            ("CLOUDSDK_CONFIG", self.config.display().to_string()),
-            (
-                "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
-                self.config.join("token").display().to_string(),
-            ),
-            ("CLOUDSDK_CORE_DISABLE_PROMPTS", "1".to_owned()),
-            ("CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true".to_owned()),
-            ("CLOUDSDK_CORE_CHECK_GCE_METADATA", "false".to_owned()),
-            (
-                "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK",
-                "true".to_owned(),
-            ),
-            (
-                "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER",
-                format!("{}/", self.endpoint),
-            ),
-            (
-                "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM",
-                format!("{}/", self.endpoint),
-            ),
-            (
-                "CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN",
-                "http://run.fake/".to_owned(),
-            ),
-            (
-                "CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE",
-                format!("{}/", self.endpoint),
-            ),
-            ("CLOUDSDK_PROXY_TYPE", "http".to_owned()),
-            ("CLOUDSDK_PROXY_ADDRESS", "127.0.0.1".to_owned()),
-            ("CLOUDSDK_PROXY_PORT", port),
-        ]
-    }
-
     /// [`Gcloud::env`] as `export` lines for another shell.
     fn exports(&self) -> String {
-        self.env()
+        self.env
             .iter()
             .map(|(k, v)| format!("  export {k}={v}"))
             .collect::<Vec<_>>()
@@ -325,7 +278,7 @@ impl Gcloud {
     async fn run(&self, args: &[&str]) -> Result<(), Failure> {
         let status = Command::new("gcloud")
             .args(args)
-            .envs(self.env())
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .status()
             .await?;
         if status.success() {
