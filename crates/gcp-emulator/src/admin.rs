@@ -132,6 +132,8 @@ pub struct LogEntry {
     pub status: String,
     pub http_status: u16,
     pub latency_ms: f64,
+    /// The caller's IAM member (`serviceAccount:...`), empty for calls without a token the emulator minted.
+    pub caller: String,
 }
 
 /// Glob match where `*` matches any run of characters.
@@ -275,6 +277,13 @@ pub fn handle(
             }
             app.mark_dirty();
             ok(json!({}))
+        }
+        ("POST", ["tokens"]) => {
+            let body = req.json()?;
+            let principal = wire::str_field(&body, "principal").unwrap_or("");
+            let token = app.lock().mint_token(principal, None)?;
+            app.mark_dirty();
+            ok(json!({ "token": token, "principal": principal }))
         }
         ("GET", ["faults"]) => {
             let st = app.lock();

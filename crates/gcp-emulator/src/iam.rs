@@ -142,6 +142,13 @@ pub fn set_policy(
     Ok(())
 }
 
+/// Adds `member` to `role` in `policy` (unconditioned), as `gcloud ... add-iam-policy-binding` would.
+pub fn add_binding(policy: &mut Policy, role: &str, member: &str, counter: &mut u64) {
+    merge_binding(&mut policy.bindings, json!({"role": role, "members": [member]}));
+    policy.version = policy.version.max(1);
+    policy.etag = wire::etag_bytes(counter);
+}
+
 /// Google normalises a policy: bindings of the same role and condition become one, whose members are
 /// deduplicated and sorted.
 fn merge_binding(bindings: &mut Vec<Value>, binding: Value) {
@@ -515,7 +522,7 @@ fn render_account(account: &ServiceAccount) -> Value {
     out
 }
 
-fn project_of_account(email: &str) -> String {
+pub(crate) fn project_of_account(email: &str) -> String {
     let domain = email.split_once('@').map(|(_, d)| d).unwrap_or("");
     match domain.strip_suffix(".iam.gserviceaccount.com") {
         Some(p) => p.to_string(),
@@ -530,28 +537,6 @@ fn fnv(text: &str) -> u128 {
         h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
     }
     h
-}
-
-/// Whether `bindings` let `member` read secret payloads.
-pub fn grants_secret_access(bindings: &[Value], member: &str) -> bool {
-    const ROLES: [&str; 3] = [
-        "roles/secretmanager.secretAccessor",
-        "roles/secretmanager.admin",
-        "roles/owner",
-    ];
-    bindings.iter().any(|b| {
-        let role_ok = b
-            .get("role")
-            .and_then(Value::as_str)
-            .is_some_and(|r| ROLES.contains(&r));
-        let member_ok = b.get("members").and_then(Value::as_array).is_some_and(|ms| {
-            ms.iter().any(|m| {
-                let m = m.as_str().unwrap_or("");
-                m == member || m == "allUsers" || m == "allAuthenticatedUsers"
-            })
-        });
-        role_ok && member_ok
-    })
 }
 
 /// The bindings in force at `at`, from a history of changes ordered by time.

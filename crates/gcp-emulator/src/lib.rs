@@ -12,11 +12,14 @@
 //! ```
 
 pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod iam;
 pub mod knative;
 pub mod model;
 pub mod quota;
+pub mod resourcemanager;
+pub mod roles;
 pub mod run;
 pub mod secretmanager;
 mod server;
@@ -58,6 +61,9 @@ pub struct Config {
     pub service_accounts: Vec<String>,
     /// Container images whose revisions fail to start.
     pub crashing_images: Vec<String>,
+    /// Callers must present a token the emulator minted, and hold the permission each call needs (project and
+    /// resource IAM policies, predefined and custom roles). Off: every caller may do everything.
+    pub enforce_auth: bool,
 }
 
 impl Default for Config {
@@ -71,6 +77,7 @@ impl Default for Config {
             state_file: None,
             service_accounts: Vec::new(),
             crashing_images: Vec::new(),
+            enforce_auth: false,
         }
     }
 }
@@ -331,6 +338,53 @@ impl StateHandle {
                 tracing::warn!(error = %e, "Refused to seed service account");
             }
         });
+    }
+
+    /// A token that authenticates as `principal` (`serviceAccount:EMAIL` or `user:EMAIL`) until the emulator
+    /// stops; an error for a malformed principal.
+    pub fn mint_token(&self, principal: &str) -> Result<String, ApiError> {
+        self.with(|st| st.mint_token(principal, None))
+    }
+
+    /// Grants `role` to `member` on project `project`, as `gcloud projects add-iam-policy-binding` does.
+    pub fn grant_on_project(&self, project: &str, role: &str, member: &str) {
+        self.with(|st| {
+            let mut policy = st.project_policy(project);
+            iam::add_binding(&mut policy, role, member, &mut st.counter);
+            st.project_policies.insert(project.to_string(), policy);
+        });
+    }
+
+    /// Grants `role` to `member` on service account `email`, as `gcloud iam service-accounts
+    /// add-iam-policy-binding` does.
+    pub fn grant_on_service_account(&self, email: &str, role: &str, member: &str) {
+        self.with(|st| {
+            let mut policy = st
+                .service_account_policies
+                .get(email)
+                .cloned()
+                .unwrap_or_default();
+            iam::add_binding(&mut policy, role, member, &mut st.counter);
+            st.service_account_policies.insert(email.to_string(), policy);
+        });
+    }
+
+    /// Creates (or replaces) custom role `projects/{project}/roles/{id}` with exactly `permissions`; returns its
+    /// name.
+    pub fn put_custom_role(&self, project: &str, id: &str, permissions: &[&str]) -> String {
+        let name = format!("projects/{project}/roles/{id}");
+        self.with(|st| {
+            st.custom_roles.insert(
+                name.clone(),
+                auth::CustomRole {
+                    title: id.to_string(),
+                    included_permissions: permissions.iter().map(|p| p.to_string()).collect(),
+                    stage: "GA".into(),
+                    ..auth::CustomRole::default()
+                },
+            )
+        });
+        name
     }
 
     /// The payload of a secret version (`latest`, an alias or a number), if it exists and was not destroyed.

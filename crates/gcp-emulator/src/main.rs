@@ -34,6 +34,10 @@ struct Args {
     /// A container image whose revisions fail to start (repeatable).
     #[arg(long = "crashing-image")]
     crashing_images: Vec<String>,
+    /// Require a token minted by the emulator (`POST /emulator/v1/tokens`) on every call, and check each call's
+    /// IAM permission against project and resource policies.
+    #[arg(long)]
+    enforce_auth: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -71,6 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         state_file: args.state,
         service_accounts: args.service_accounts,
         crashing_images: args.crashing_images,
+        enforce_auth: args.enforce_auth,
     };
     let emulator = gcp_emulator::spawn(config).await?;
     println!("gcp-emulator listening on {}", emulator.url());

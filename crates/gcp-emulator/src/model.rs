@@ -30,6 +30,12 @@ pub struct State {
     pub operations: BTreeMap<String, Operation>,
     /// Container images whose revisions fail to start.
     pub crashing_images: BTreeSet<String>,
+    /// Access tokens the emulator minted (admin API, `generateAccessToken`), by token.
+    pub tokens: BTreeMap<String, crate::auth::Token>,
+    /// IAM policies of projects, by project id (Resource Manager).
+    pub project_policies: BTreeMap<String, Policy>,
+    /// Custom roles by full name (`projects/P/roles/ID`).
+    pub custom_roles: BTreeMap<String, crate::auth::CustomRole>,
     /// Source of etags and unique ids.
     pub counter: u64,
     #[serde(skip)]

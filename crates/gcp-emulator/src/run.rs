@@ -528,7 +528,11 @@ impl State {
                     format!("{path}.name: Secret {full}/versions/{version} was not found"),
                 );
             };
-            if !iam::grants_secret_access(iam::bindings_at(&s.policy_history, judged_at), &member) {
+            let secret_policy = Policy {
+                bindings: iam::bindings_at(&s.policy_history, judged_at).to_vec(),
+                ..Policy::default()
+            };
+            if !self.holds(&member, "secretmanager.versions.access", &project, Some(&secret_policy)) {
                 return fail(
                     "SECRETS_ACCESS_CHECK_FAILED",
                     format!(

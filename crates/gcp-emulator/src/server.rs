@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use crate::App;
 use crate::admin::{self, LogEntry};
+use crate::auth;
 use crate::error::{ApiError, ApiResult, Code, json_response};
+use crate::model::{Policy, State};
 use crate::quota::QuotaKind;
 use crate::wire::{self, Request};
 
@@ -81,6 +83,17 @@ enum Target {
         namespace: String,
         region: String,
     },
+    /// Resource Manager's project (`api` is `v1` or `v3`).
+    Project {
+        project: String,
+        api: String,
+    },
+    Roles {
+        project: String,
+    },
+    Role {
+        name: String,
+    },
     KnativeService {
         namespace: String,
         region: String,
@@ -121,6 +134,16 @@ fn resolve(req: &Request) -> ApiResult<Call> {
         ["v1", "projects", p, "secrets", x, "versions", v] => Target::Version {
             secret: format!("projects/{p}/secrets/{x}"),
             version: v.to_string(),
+        },
+        [api @ ("v1" | "v3"), "projects", p] => Target::Project {
+            project: p.to_string(),
+            api: api.to_string(),
+        },
+        ["v1", "projects", p, "roles"] => Target::Roles {
+            project: p.to_string(),
+        },
+        ["v1", "projects", p, "roles", r] => Target::Role {
+            name: format!("projects/{p}/roles/{r}"),
         },
         ["v1", "projects", p, "serviceAccounts"] => Target::ServiceAccounts {
             project: p.to_string(),
@@ -275,6 +298,18 @@ fn resolve(req: &Request) -> ApiResult<Call> {
         (Target::ServiceAccount { .. }, "POST", Some("testIamPermissions")) => {
             ("IAM.TestIamPermissions", None)
         }
+        (Target::ServiceAccount { .. }, "POST", Some("generateAccessToken")) => {
+            ("IAMCredentials.GenerateAccessToken", None)
+        }
+        (Target::Project { .. }, "GET", None) => ("Projects.GetProject", None),
+        (Target::Project { .. }, "POST", Some("getIamPolicy")) => ("Projects.GetIamPolicy", None),
+        (Target::Project { .. }, "POST", Some("setIamPolicy")) => ("Projects.SetIamPolicy", None),
+        (Target::Project { .. }, "POST", Some("testIamPermissions")) => ("Projects.TestIamPermissions", None),
+        (Target::Roles { .. }, "GET", None) => ("IAM.ListRoles", None),
+        (Target::Roles { .. }, "POST", None) => ("IAM.CreateRole", None),
+        (Target::Role { .. }, "GET", None) => ("IAM.GetRole", None),
+        (Target::Role { .. }, "PATCH", None) => ("IAM.UpdateRole", None),
+        (Target::Role { .. }, "DELETE", None) => ("IAM.DeleteRole", None),
         (Target::Services { .. }, "GET", None) => ("Services.ListServices", None),
         (Target::Services { .. }, "POST", None) => ("Services.CreateService", None),
         (Target::Service { .. }, "GET", None) => ("Services.GetService", None),
@@ -354,7 +389,26 @@ async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
             "" => app.lock().get_service_account(project, email),
             "getIamPolicy" => app.lock().sa_get_policy(project, email, req),
             "setIamPolicy" => app.lock().sa_set_policy(project, email, req),
+            "generateAccessToken" => app.lock().generate_access_token(email, req, now),
             _ => app.lock().sa_test_permissions(project, email, req),
+        },
+        Target::Project { project, api } => match verb {
+            "" => Ok(app.lock().rm_get_project(project, api)),
+            "getIamPolicy" => app.lock().rm_get_policy(project, req),
+            "setIamPolicy" => app.lock().rm_set_policy(project, req),
+            _ => crate::secretmanager::test_permissions(req),
+        },
+        Target::Roles { project } => {
+            if req.method == Method::GET {
+                Ok(app.lock().iam_list_roles(project, req))
+            } else {
+                app.lock().iam_create_role(project, req)
+            }
+        }
+        Target::Role { name } => match req.method.as_str() {
+            "GET" => app.lock().iam_get_role(name),
+            "PATCH" => app.lock().iam_update_role(name, req),
+            _ => app.lock().iam_delete_role(name),
         },
         Target::Services { parent } => {
             if req.method == Method::GET {
@@ -472,6 +526,10 @@ pub async fn handle(
             Err(e) => axum::response::IntoResponse::into_response(e),
         };
     }
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    req.caller = app.lock().caller(authorization, Utc::now());
     let resolved = resolve(&req);
     let rpc = resolved.as_ref().map(|c| c.rpc).unwrap_or("Unknown");
     if !app.config.latency.is_zero() {
@@ -495,12 +553,150 @@ pub async fn handle(
         status: code.name().to_string(),
         http_status: code.http(),
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        caller: req.caller.principal().unwrap_or("").to_string(),
     };
     app.lock().record_call(rpc, code, entry);
     response
 }
 
+/// What a call acts on, for its permission check: the resource's name, the project whose policy applies, and the
+/// resource's own policy (secret, service or service account), when it has one.
+fn scope<'a>(st: &'a State, call: &Call) -> (String, String, Option<&'a Policy>) {
+    let project = call.project.clone();
+    let secret_policy = |name: &str| st.secrets.get(name).map(|s| &s.policy);
+    let service_policy = |name: &str| st.services.get(name).map(|s| &s.policy);
+    match &call.target {
+        Target::Secrets { project } | Target::ServiceAccounts { project } | Target::Roles { project } => {
+            (format!("projects/{project}"), project.clone(), None)
+        }
+        Target::ServiceUsageServices { project } | Target::Project { project, .. } => {
+            (format!("projects/{project}"), project.clone(), None)
+        }
+        Target::Secret { name } | Target::Versions { secret: name } => {
+            (name.clone(), project, secret_policy(name))
+        }
+        Target::Version { secret, version } => (
+            format!("{secret}/versions/{version}"),
+            project,
+            secret_policy(secret),
+        ),
+        Target::ServiceAccount { project: p, email } => (
+            format!("projects/{p}/serviceAccounts/{email}"),
+            crate::iam::project_of_account(email),
+            st.service_account_policies.get(email),
+        ),
+        Target::Services { parent } | Target::Operations { parent } => (parent.clone(), project, None),
+        Target::Service { name } | Target::Revisions { service: name } => {
+            (name.clone(), project, service_policy(name))
+        }
+        Target::Revision { name } => {
+            let service = name.split("/revisions/").next().unwrap_or("");
+            (name.clone(), project, service_policy(service))
+        }
+        Target::Operation { name } | Target::Role { name } | Target::ServiceUsageOperation { name } => {
+            (name.clone(), project, None)
+        }
+        Target::ServiceUsage { project, service } => (
+            format!("projects/{project}/services/{service}"),
+            project.clone(),
+            None,
+        ),
+        Target::KnativeServices { namespace, .. } | Target::KnativeRevisions { namespace, .. } => {
+            (format!("namespaces/{namespace}"), namespace.clone(), None)
+        }
+        Target::KnativeService {
+            namespace,
+            region,
+            name,
+        } => (
+            format!("namespaces/{namespace}/services/{name}"),
+            namespace.clone(),
+            service_policy(&format!(
+                "projects/{namespace}/locations/{region}/services/{name}"
+            )),
+        ),
+        Target::KnativeRevision { namespace, name, .. } => (
+            format!("namespaces/{namespace}/revisions/{name}"),
+            namespace.clone(),
+            None,
+        ),
+    }
+}
+
+/// Google's checks before a call runs: a known token, then the call's permission on its resource.
+fn authorize(st: &State, call: &Call, req: &Request) -> ApiResult<()> {
+    let principal = match &req.caller {
+        auth::Caller::Anonymous => return Err(auth::missing_credentials()),
+        auth::Caller::Unknown => return Err(auth::invalid_credentials()),
+        auth::Caller::Principal(p) => p,
+    };
+    let Some(permission) = auth::permission_of(call.rpc) else {
+        return Ok(());
+    };
+    let (resource, project, policy) = scope(st, call);
+    if !st.holds(principal, permission, &project, policy) {
+        return Err(auth::denied(permission, &resource));
+    }
+    match call.rpc {
+        "Services.CreateService" | "Services.UpdateService" => {
+            let body = req.json()?;
+            let account = body.get("template").and_then(|t| t.get("serviceAccount"));
+            act_as(st, principal, &project, account.and_then(Value::as_str))
+        }
+        "KnativeServices.CreateService" | "KnativeServices.ReplaceService" => {
+            let body = req.json()?;
+            let account = Value::Object(body);
+            let account = account.pointer("/spec/template/spec/serviceAccountName");
+            act_as(st, principal, &project, account.and_then(Value::as_str))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Deploying a revision that runs as an account needs `iam.serviceAccounts.actAs` on it (the project's default
+/// compute account when the template names none), granted on the project or on the account.
+fn act_as(st: &State, principal: &str, project: &str, account: Option<&str>) -> ApiResult<()> {
+    let default_account;
+    let account = match account.filter(|a| !a.is_empty()) {
+        Some(a) => a,
+        None => {
+            default_account = format!(
+                "{}-compute@developer.gserviceaccount.com",
+                crate::run::project_number(project)
+            );
+            &default_account
+        }
+    };
+    let account_project = if account.ends_with("@developer.gserviceaccount.com") {
+        project.to_string()
+    } else {
+        crate::iam::project_of_account(account)
+    };
+    let policy = st.service_account_policies.get(account);
+    if st.holds(principal, "iam.serviceAccounts.actAs", &account_project, policy) {
+        Ok(())
+    } else {
+        Err(auth::act_as_denied(account))
+    }
+}
+
+/// `testIamPermissions` answers only the permissions the caller holds.
+fn held_permissions(st: &State, call: &Call, req: &Request, mut answer: Value) -> Value {
+    let principal = req.caller.principal().unwrap_or("");
+    let (_, project, policy) = scope(st, call);
+    if let Some(Value::Array(list)) = answer.get_mut("permissions") {
+        list.retain(|p| {
+            p.as_str()
+                .is_some_and(|p| st.holds(principal, p, &project, policy))
+        });
+    }
+    answer
+}
+
 async fn run_call(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
+    if app.config.enforce_auth {
+        authorize(&app.lock(), call, req)?;
+    }
     let decision = {
         let mut rng = rand::rng();
         let mut roll = || rand::Rng::random::<f64>(&mut rng);
@@ -521,7 +717,10 @@ async fn run_call(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
     {
         return Err(err.clone());
     }
-    let result = execute(app, call, req).await;
+    let mut result = execute(app, call, req).await;
+    if app.config.enforce_auth && call.rpc.ends_with(".TestIamPermissions") {
+        result = result.map(|answer| held_permissions(&app.lock(), call, req, answer));
+    }
     if result.is_ok() && req.method != Method::GET {
         app.mark_dirty();
     }

@@ -19,6 +19,8 @@ pub struct Request {
     pub body: bytes::Bytes,
     /// The host the client addressed (absolute-form URI or `Host` header); regional v1 hosts carry the region.
     pub host: Option<String>,
+    /// Who sent it, from the `Authorization` header.
+    pub caller: crate::auth::Caller,
 }
 
 impl Request {
@@ -44,6 +46,7 @@ impl Request {
             query: parse_query(query.unwrap_or("")),
             body,
             host: None,
+            caller: crate::auth::Caller::Anonymous,
         }
     }
 

@@ -6,6 +6,8 @@ use serde_json::Value;
 pub struct Api {
     pub emu: gcp_emulator::Emulator,
     pub http: reqwest::Client,
+    /// The bearer token calls carry, if any.
+    pub token: std::sync::Mutex<Option<String>>,
 }
 
 impl Api {
@@ -14,6 +16,7 @@ impl Api {
         Api {
             emu,
             http: reqwest::Client::new(),
+            token: std::sync::Mutex::new(None),
         }
     }
 
@@ -21,11 +24,19 @@ impl Api {
         Self::start(gcp_emulator::Config::default()).await
     }
 
+    /// From now on, calls carry `token` (`None`: no `Authorization` header).
+    pub fn use_token(&self, token: Option<&str>) {
+        *self.token.lock().unwrap() = token.map(str::to_owned);
+    }
+
     /// Sends a request and returns the status and the JSON body (Null when empty).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}{}", self.emu.url(), path);
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(method, url);
+        if let Some(token) = self.token.lock().unwrap().clone() {
+            req = req.bearer_auth(token);
+        }
         if let Some(b) = body {
             req = req
                 .header("content-type", "application/json")
