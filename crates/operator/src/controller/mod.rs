@@ -14,7 +14,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::{Predicate, predicates};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
 use litellm_operator_api::names::{FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, condition, reason};
@@ -280,8 +281,22 @@ pub async fn run(ctx: Arc<Context>, health: Health) {
     if let Some(selector) = &settings.selector {
         wc = wc.labels(selector);
     }
-    let controller = Controller::new(deployments, wc);
-    let store = controller.store();
+    // A pass runs when the spec (generation), an annotation, a label or the finalizers change, not when only status
+    // does: the operator's own status write must not repeat a pass (and its Google calls) that just failed.
+    // Deletion bumps the generation; resync, Secret changes and hand-overs trigger the rest.
+    let (store, writer) = reflector::store();
+    let deployment_changes = watcher(deployments, wc)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::labels)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    let controller = Controller::for_stream(deployment_changes, store.clone());
     let _ = ctx.store.set(store.clone());
     let triggered = ctx
         .triggered
