@@ -17,6 +17,22 @@ pub const REGION: &str = "us-central1";
 /// The runtime service account every fixture's service runs as (and every secret is granted to).
 pub const RUNTIME_SA: &str = "litellm-run@my-project.iam.gserviceaccount.com";
 
+/// The operator's own Google service account, as docs/security.md names it, in [`PROJECT`].
+pub const OPERATOR_ACCOUNT: &str = "litellm-operator@my-project.iam.gserviceaccount.com";
+
+/// The permissions of the custom role docs/security.md creates for the operator (its `--permissions=` line), so
+/// the tests run the operator with exactly what the guide grants.
+pub fn documented_operator_permissions() -> Vec<String> {
+    let doc = read_repo_file("docs/security.md").unwrap_or_else(|e| panic!("{e}"));
+    doc.lines()
+        .find_map(|l| l.trim().strip_prefix("--permissions="))
+        .unwrap_or_else(|| panic!("docs/security.md has no `--permissions=` line"))
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 /// The LiteLLM image of the fixtures.
 pub const IMAGE: &str = "ghcr.io/berriai/litellm:main-stable";
 

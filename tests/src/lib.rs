@@ -35,4 +35,4 @@ pub use manifests::{
     FIELD_MANAGER, LITELLM_CRD, install_crd, install_litellm_crd, read_repo_file, repo_path, yaml_documents,
 };
 pub use tools::{bin_dir, kubernetes_version};
-pub use world::{World, WorldBuilder, condition, is_ready, pinned};
+pub use world::{OperatorGrants, World, WorldBuilder, condition, is_ready, pinned};

@@ -18,14 +18,17 @@ use litellm_operator::metrics::{Health, Metrics};
 use litellm_operator::plan::tenancy::{Rules, TenancyPolicy};
 use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus};
 use litellm_operator_gcp::{
-    CloudRun, Gcp, GcpConfig, SecretName, SecretPayload, SecretStore, SecretVersionStore, ServiceName,
+    AccessToken, CloudRun, CredentialsSource, Gcp, GcpConfig, SecretName, SecretPayload, SecretStore,
+    SecretVersionStore, ServiceName,
 };
 use serde_json::{Value, json};
 
 use crate::calls::Calls;
 use crate::control_plane::ControlPlane;
 use crate::eventually::eventually;
-use crate::fixtures::{PROJECT, REGION, RUNBOOK_CREDENTIAL_KEYS};
+use crate::fixtures::{
+    OPERATOR_ACCOUNT, PROJECT, REGION, RUNBOOK_CREDENTIAL_KEYS, RUNTIME_SA, documented_operator_permissions,
+};
 use crate::manifests::install_litellm_crd;
 
 /// The field manager of the Kubernetes Secrets a [`World`] writes.
@@ -34,12 +37,54 @@ const SECRET_FIELD_MANAGER: &str = "flows-test";
 /// How long [`World::wait_ready`] waits for Ready=True.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The emulator a [`World`] starts unless told otherwise: defaults, with revisions starting in 300 ms.
+/// The emulator a [`World`] starts unless told otherwise: defaults, with revisions starting in 300 ms and
+/// callers' permissions checked (see [`grant_operator`]).
 pub fn fast_emulator() -> gcp_emulator::Config {
     gcp_emulator::Config {
         revision_startup: Duration::from_millis(300),
+        enforce_auth: true,
         ..gcp_emulator::Config::default()
     }
+}
+
+/// What [`OPERATOR_ACCOUNT`] is granted in a [`World`] whose emulator checks callers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum OperatorGrants {
+    /// The guide's custom role on [`PROJECT`], and `roles/iam.serviceAccountUser` on the project, so it covers
+    /// every runtime account a test names.
+    #[default]
+    Tests,
+    /// Exactly what docs/security.md grants: the custom role on the project and `roles/iam.serviceAccountUser` on
+    /// [`RUNTIME_SA`] only, less `without` (one permission of the role, or `iam.serviceAccounts.actAs`).
+    Guide { without: Option<String> },
+}
+
+/// Grants [`OPERATOR_ACCOUNT`] the guide's custom role (the exact permission list of docs/security.md) and
+/// `actAs` as `grants` says, and returns a token that authenticates as it.
+pub fn grant_operator(state: &gcp_emulator::StateHandle, grants: &OperatorGrants) -> String {
+    let without = match grants {
+        OperatorGrants::Tests => None,
+        OperatorGrants::Guide { without } => without.as_deref(),
+    };
+    let permissions = documented_operator_permissions();
+    let permissions: Vec<&str> = permissions
+        .iter()
+        .map(String::as_str)
+        .filter(|p| Some(*p) != without)
+        .collect();
+    let role = state.put_custom_role(PROJECT, "litellmOperator", &permissions);
+    let member = format!("serviceAccount:{OPERATOR_ACCOUNT}");
+    state.grant_on_project(PROJECT, &role, &member);
+    match grants {
+        OperatorGrants::Tests => state.grant_on_project(PROJECT, "roles/iam.serviceAccountUser", &member),
+        OperatorGrants::Guide { .. } if without != Some("iam.serviceAccounts.actAs") => {
+            state.grant_on_service_account(RUNTIME_SA, "roles/iam.serviceAccountUser", &member);
+        }
+        OperatorGrants::Guide { .. } => {}
+    }
+    state
+        .mint_token(&member)
+        .unwrap_or_else(|e| panic!("token for {member}: {e}"))
 }
 
 /// The controller settings of a [`World`]'s operator unless told otherwise: the binary's defaults with a 2 s resync
@@ -93,6 +138,7 @@ pub struct WorldBuilder {
     emulator: gcp_emulator::Config,
     settings: Settings,
     operator_client: Option<Client>,
+    grants: OperatorGrants,
 }
 
 impl std::fmt::Debug for WorldBuilder {
@@ -102,6 +148,7 @@ impl std::fmt::Debug for WorldBuilder {
             .field("emulator", &self.emulator)
             .field("settings", &self.settings)
             .field("operator_client", &self.operator_client.is_some())
+            .field("grants", &self.grants)
             .finish()
     }
 }
@@ -117,6 +164,12 @@ impl WorldBuilder {
     /// replaced by the world's own.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// What the operator's Google account is granted when the emulator checks callers.
+    pub fn grants(mut self, grants: OperatorGrants) -> Self {
+        self.grants = grants;
         self
     }
 
@@ -137,17 +190,21 @@ impl WorldBuilder {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let ns = cp.namespace(&self.test).await.unwrap_or_else(|e| panic!("{e}"));
+        let enforce_auth = self.emulator.enforce_auth;
         let emulator = gcp_emulator::spawn(self.emulator)
             .await
             .unwrap_or_else(|e| panic!("emulator: {e}"));
+        let token = enforce_auth.then(|| grant_operator(&emulator.state(), &self.grants));
         let settings = Settings {
             namespace: Some(ns.clone()),
             ..self.settings
         };
         let operator_client = self.operator_client.unwrap_or_else(|| client.clone());
-        let (gcp, metrics, operator) =
-            spawn_operator(&operator_client, &emulator.url(), settings.clone()).await;
+        let (metrics, operator) =
+            spawn_operator(&operator_client, &emulator.url(), token.clone(), settings.clone()).await;
+        let gcp = owner_client(&emulator).await;
         World {
+            token,
             client,
             ns,
             gcp,
@@ -167,8 +224,8 @@ pub struct World {
     pub client: Client,
     /// The world's namespace.
     pub ns: String,
-    /// A Google client of the running operator instance (its calls show in [`metrics`](Self::metrics) and in the
-    /// emulator's counters like the operator's).
+    /// The test's own Google client, acting as the project's owner (so a test may inspect and change what the
+    /// operator's narrower role may not). Its calls show in the emulator's counters like the operator's.
     pub gcp: Gcp,
     /// The running operator instance's metrics.
     pub metrics: Arc<Metrics>,
@@ -177,6 +234,8 @@ pub struct World {
     settings: Settings,
     /// The client operator instances use.
     operator_client: Client,
+    /// The operator's Google token, when the emulator checks callers.
+    token: Option<String>,
     operator: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -201,13 +260,17 @@ impl Drop for World {
 async fn spawn_operator(
     client: &Client,
     url: &str,
+    token: Option<String>,
     settings: Settings,
-) -> (Gcp, Arc<Metrics>, tokio::task::JoinHandle<()>) {
+) -> (Arc<Metrics>, tokio::task::JoinHandle<()>) {
     let endpoint = url.parse().unwrap_or_else(|e| panic!("emulator URL {url}: {e}"));
-    let config = GcpConfig {
+    let mut config = GcpConfig {
         rate_limits: litellm_operator::gcp_config::rate_limits(0.8),
         ..GcpConfig::emulator(endpoint)
     };
+    if let Some(token) = token {
+        config.credentials = CredentialsSource::StaticToken(AccessToken::new(token));
+    }
     let mut metrics = Metrics::new();
     let gcp = Gcp::connect(&config, metrics.gcp_registry())
         .await
@@ -223,11 +286,28 @@ async fn spawn_operator(
         metrics.clone(),
         settings,
     ));
-    (
-        gcp,
-        metrics,
-        tokio::spawn(controller::run(ctx, Health::default())),
-    )
+    (metrics, tokio::spawn(controller::run(ctx, Health::default())))
+}
+
+/// The project owner of [`PROJECT`] (`user:owner@example.com`), for the test's own Google calls.
+pub async fn owner_client(emulator: &gcp_emulator::Emulator) -> Gcp {
+    let member = "user:owner@example.com";
+    let state = emulator.state();
+    state.grant_on_project(PROJECT, "roles/owner", member);
+    let token = state
+        .mint_token(member)
+        .unwrap_or_else(|e| panic!("token for {member}: {e}"));
+    let endpoint = emulator
+        .url()
+        .parse()
+        .unwrap_or_else(|e| panic!("emulator URL: {e}"));
+    let config = GcpConfig {
+        credentials: CredentialsSource::StaticToken(AccessToken::new(token)),
+        ..GcpConfig::emulator(endpoint)
+    };
+    Gcp::connect(&config, &mut Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("Google clients: {e}"))
 }
 
 impl World {
@@ -243,6 +323,7 @@ impl World {
             emulator: fast_emulator(),
             settings: fast_settings(),
             operator_client: None,
+            grants: OperatorGrants::default(),
         }
     }
 
@@ -264,13 +345,17 @@ impl World {
         }
     }
 
-    /// Starts a new operator instance with fresh memory, stopping the running one first. [`gcp`](Self::gcp) and
-    /// [`metrics`](Self::metrics) become the new instance's.
+    /// Starts a new operator instance with fresh memory, stopping the running one first. [`metrics`](Self::metrics)
+    /// become the new instance's.
     pub async fn start_operator(&mut self) {
         self.stop_operator();
-        let (gcp, metrics, operator) =
-            spawn_operator(&self.operator_client, &self.emulator.url(), self.settings.clone()).await;
-        self.gcp = gcp;
+        let (metrics, operator) = spawn_operator(
+            &self.operator_client,
+            &self.emulator.url(),
+            self.token.clone(),
+            self.settings.clone(),
+        )
+        .await;
         self.metrics = metrics;
         self.operator = Some(operator);
     }

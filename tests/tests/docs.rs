@@ -319,13 +319,8 @@ fn security_doc_custom_role_grants_exactly_what_the_operator_calls() {
     }
     assert!(called.contains("create_secret"), "{called:?}");
 
-    let doc = std::fs::read_to_string(repo_path("docs/security.md")).unwrap();
-    let granted: BTreeSet<String> = doc
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("--permissions="))
-        .expect("docs/security.md has the gcloud iam roles create --permissions= line")
-        .split(',')
-        .map(|p| p.trim().to_owned())
+    let granted: BTreeSet<String> = litellm_operator_tests::fixtures::documented_operator_permissions()
+        .into_iter()
         .collect();
     let missing: Vec<_> = required.difference(&granted).collect();
     let unused: Vec<_> = granted.difference(&required).collect();

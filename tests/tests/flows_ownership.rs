@@ -19,16 +19,13 @@ async fn an_existing_secret_that_is_not_ours_is_a_conflict_until_adopted() {
     let w = World::new("adopt").await;
     w.put_secret("creds", &[("database-url", "postgres://db")]).await;
     // Someone created adopt-database-url (the default id of its DATABASE_URL) by hand: no labels at all.
-    let created = reqwest::Client::new()
-        .post(format!(
-            "{}/v1/projects/{PROJECT}/secrets?secretId=adopt-database-url",
-            w.emulator_url()
-        ))
-        .json(&json!({"replication": {"automatic": {}}}))
-        .send()
+    w.gcp
+        .create_secret(
+            &SecretName::new(PROJECT, "adopt-database-url"),
+            &Default::default(),
+        )
         .await
         .unwrap();
-    assert!(created.status().is_success());
 
     let name = w.create(minimal("adopt")).await;
     let status = w

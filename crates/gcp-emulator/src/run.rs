@@ -532,7 +532,12 @@ impl State {
                 bindings: iam::bindings_at(&s.policy_history, judged_at).to_vec(),
                 ..Policy::default()
             };
-            if !self.holds(&member, "secretmanager.versions.access", &project, Some(&secret_policy)) {
+            if !self.holds(
+                &member,
+                "secretmanager.versions.access",
+                &project,
+                Some(&secret_policy),
+            ) {
                 return fail(
                     "SECRETS_ACCESS_CHECK_FAILED",
                     format!(
