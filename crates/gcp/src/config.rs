@@ -53,7 +53,7 @@ impl GcpConfig {
 }
 
 /// The clients append `/v1/...` themselves; a trailing slash would double it.
-fn endpoint_string(url: &Url) -> String {
+pub(crate) fn endpoint_string(url: &Url) -> String {
     url.as_str().trim_end_matches('/').to_owned()
 }
 

@@ -27,6 +27,7 @@ mod call;
 mod config;
 mod error;
 mod iam;
+mod impersonate;
 mod limits;
 mod metrics;
 mod names;
@@ -70,7 +71,16 @@ struct Inner {
     secret_manager: SecretManagerService,
     services: Services,
     revisions: Revisions,
-    caller: call::Caller,
+    caller: Arc<call::Caller>,
+    /// What [`Gcp::impersonating`] needs to build clients acting as another account.
+    origin: Origin,
+}
+
+/// The process's own credentials and where the clients point.
+#[derive(Clone, Debug)]
+struct Origin {
+    credentials: google_cloud_auth::credentials::Credentials,
+    config: GcpConfig,
 }
 
 impl Gcp {
@@ -81,10 +91,6 @@ impl Gcp {
     /// server shows up on the first call (as [`Error::Unavailable`]).
     pub async fn connect(config: &GcpConfig, registry: &mut Registry) -> Result<Self> {
         let metrics = metrics::CallMetrics::register(registry);
-        Self::build(config, metrics).await
-    }
-
-    async fn build(config: &GcpConfig, metrics: metrics::CallMetrics) -> Result<Self> {
         // The clients' own request/response logging prints secret payloads at DEBUG level.
         if std::env::var("GOOGLE_CLOUD_RUST_LOGGING").is_ok_and(|v| v == "true") {
             return Err(Error::Config {
@@ -92,6 +98,36 @@ impl Gcp {
             });
         }
         let credentials = config.credentials.build()?;
+        let caller = Arc::new(call::Caller::new(
+            config.retry.clone(),
+            limits::RateLimiter::new(config.rate_limits.clone()),
+            metrics,
+        ));
+        let origin = Origin {
+            credentials: credentials.clone(),
+            config: config.clone(),
+        };
+        Self::build(credentials, caller, origin).await
+    }
+
+    /// The same Google access, acting as service account `account`: every call carries a token minted for it
+    /// through IAM Credentials `generateAccessToken` with this handle's credentials (which need
+    /// `iam.serviceAccounts.getAccessToken` on it, `roles/iam.serviceAccountTokenCreator`). Retries, rate
+    /// limits and metrics are shared with this handle. No token is minted until the first call.
+    pub async fn impersonating(&self, account: &str) -> Result<Self> {
+        let origin = self.inner.origin.clone();
+        let endpoint = origin.config.endpoint.as_ref().map(config::endpoint_string);
+        let credentials =
+            impersonate::Impersonated::credentials(origin.credentials.clone(), account, endpoint).await?;
+        Self::build(credentials, self.inner.caller.clone(), origin).await
+    }
+
+    async fn build(
+        credentials: google_cloud_auth::credentials::Credentials,
+        caller: Arc<call::Caller>,
+        origin: Origin,
+    ) -> Result<Self> {
+        let config = &origin.config;
         let timeout = config.retry.attempt_timeout;
 
         let mut builder = SecretManagerService::builder()
@@ -130,17 +166,13 @@ impl Gcp {
             source,
         })?;
 
-        let caller = call::Caller::new(
-            config.retry.clone(),
-            limits::RateLimiter::new(config.rate_limits.clone()),
-            metrics,
-        );
         Ok(Self {
             inner: Arc::new(Inner {
                 secret_manager,
                 services,
                 revisions,
                 caller,
+                origin,
             }),
         })
     }
