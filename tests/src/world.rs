@@ -345,6 +345,15 @@ impl World {
         }
     }
 
+    /// Replaces the operator's settings (the namespace stays the world's own), for the next
+    /// [`start_operator`](Self::start_operator): settings that name the namespace can only be written once it exists.
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = Settings {
+            namespace: Some(self.ns.clone()),
+            ..settings
+        };
+    }
+
     /// Starts a new operator instance with fresh memory, stopping the running one first. [`metrics`](Self::metrics)
     /// become the new instance's.
     pub async fn start_operator(&mut self) {

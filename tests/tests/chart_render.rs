@@ -381,6 +381,35 @@ fn leader_election_off_renders_one_replica_without_lease_rbac() {
 }
 
 #[test]
+fn a_tenants_account_to_impersonate_reaches_the_operators_policy_file() {
+    let docs = documents(&template(
+        "ops",
+        "litellm-system",
+        &[
+            "--set",
+            "tenancy.tenants[0].name=a",
+            "--set",
+            "tenancy.tenants[0].namespaces={team-a}",
+            "--set",
+            "tenancy.tenants[0].impersonate=tenant-a@p.iam.gserviceaccount.com",
+            "--set",
+            "tenancy.tenants[1].name=b",
+            "--set",
+            "tenancy.tenants[1].namespaces={team-b}",
+        ],
+    ));
+    let tenancy: litellm_operator::plan::tenancy::TenancyPolicy =
+        serde_yaml::from_str(find(&docs, "ConfigMap")["data"]["tenancy.yaml"].as_str().unwrap()).unwrap();
+    assert!(tenancy.problems().is_empty(), "{:?}", tenancy.problems());
+    assert_eq!(
+        tenancy.rules_for("team-a").1.impersonate.as_deref(),
+        Some("tenant-a@p.iam.gserviceaccount.com")
+    );
+    assert_eq!(tenancy.rules_for("team-b").1.impersonate, None);
+    assert_eq!(tenancy.rules_for("elsewhere").1.impersonate, None);
+}
+
+#[test]
 fn watched_namespaces_are_created_only_when_asked_and_kept_on_uninstall() {
     let plain = documents(&template(
         "ops",
@@ -465,6 +494,10 @@ fn values_schema_and_chart_refuse_bad_values_with_a_clear_message() {
         (
             "tenancy: {tenants: [{name: a, namespaces: [llm], allowPublic: true}]}",
             &["additional properties 'allowPublic' not allowed"],
+        ),
+        (
+            "tenancy: {tenants: [{name: a, namespaces: [llm], impersonate: alice@example.com}]}",
+            &["/tenancy/tenants/0/impersonate", "does not match pattern"],
         ),
         (
             "tenancy: {default: {externalSecrets: tavily-api-key}}",

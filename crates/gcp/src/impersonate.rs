@@ -20,6 +20,16 @@ const LIFETIME: Duration = Duration::from_secs(3600);
 /// A token is replaced this long before it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
+/// The start of the message of a refused impersonation, before the account.
+const CANNOT_ACT_AS: &str = "cannot act as ";
+
+/// The account a failed call could not act as, when its message says so (a refused `generateAccessToken`:
+/// the source credentials lack `iam.serviceAccounts.getAccessToken` on it, or it does not exist).
+pub fn refused_impersonation(message: &str) -> Option<&str> {
+    let rest = &message[message.find(CANNOT_ACT_AS)? + CANNOT_ACT_AS.len()..];
+    rest.split(':').next().filter(|a| a.contains('@'))
+}
+
 /// Tokens for `account`, minted with the source credentials.
 #[derive(Debug)]
 pub(crate) struct Impersonated {
@@ -120,5 +130,25 @@ impl CredentialsProvider for Impersonated {
 
     async fn universe_domain(&self) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_impersonation_names_its_account() {
+        let message = format!(
+            "unauthenticated calling Google for x: {CANNOT_ACT_AS}t@p.iam.gserviceaccount.com: denied"
+        );
+        assert_eq!(
+            refused_impersonation(&message),
+            Some("t@p.iam.gserviceaccount.com")
+        );
+        assert_eq!(
+            refused_impersonation("Request had invalid authentication credentials."),
+            None
+        );
     }
 }

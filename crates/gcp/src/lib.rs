@@ -45,6 +45,7 @@ use prometheus_client::registry::Registry;
 pub use config::{AccessToken, CredentialsSource, GcpConfig, RetrySettings};
 pub use error::{Error, Result};
 pub use iam::{IamPolicies, PolicyChange, with_member, without_member};
+pub use impersonate::refused_impersonation;
 pub use limits::{QuotaClass, RateLimits};
 pub use names::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PolicyTarget, SecretName, ServiceName, VersionRef};
 pub use payload::{MAX_PAYLOAD_BYTES, SecretPayload};

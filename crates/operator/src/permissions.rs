@@ -132,7 +132,15 @@ pub fn hint(error: &Error, runtime_sa: &str) -> Option<String> {
     }
     match error.google() {
         Some(GcpError::ServiceDisabled { .. }) => return None,
-        Some(GcpError::Unauthenticated { .. }) => {
+        Some(GcpError::Unauthenticated { message, .. }) => {
+            if let Some(account) = litellm_operator_gcp::refused_impersonation(message) {
+                return Some(format!(
+                    "the tenancy policy has the operator act as {account} for this namespace; grant the operator's \
+                     Google service account (OPERATOR_SA) iam.serviceAccounts.getAccessToken on it: gcloud iam \
+                     service-accounts add-iam-policy-binding {account} --member=serviceAccount:{OPERATOR_SA} \
+                     --role=roles/iam.serviceAccountTokenCreator"
+                ));
+            }
             return Some(
                 "Google refused the operator's credentials: check the Workload Identity setup in docs/security.md \
                  (or GOOGLE_APPLICATION_CREDENTIALS for the CLI)"
@@ -301,6 +309,27 @@ mod tests {
             assert_eq!(error.reason(), "PermissionDenied");
         }
         assert_eq!(seen.len(), 17, "every ActionKind is in ActionKind::ALL");
+    }
+
+    #[test]
+    fn a_refused_impersonation_says_which_account_and_how_to_grant_it() {
+        let error = Error::Observe {
+            resource: "projects/p/secrets/s".into(),
+            source: GcpError::Unauthenticated {
+                resource: "projects/p/secrets/s".into(),
+                message: "cannot act as tenant@p.iam.gserviceaccount.com: Permission \
+                          'iam.serviceAccounts.getAccessToken' denied"
+                    .into(),
+            },
+        };
+        let text = explain(&error, RUNTIME);
+        assert!(
+            text.ends_with(
+                "gcloud iam service-accounts add-iam-policy-binding tenant@p.iam.gserviceaccount.com \
+                 --member=serviceAccount:OPERATOR_SA --role=roles/iam.serviceAccountTokenCreator"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -74,8 +74,10 @@ impl Default for Settings {
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Google Cloud access.
+    /// Google Cloud access, as the operator's own account.
     pub gcp: Gcp,
+    /// Google Cloud access acting as the accounts the tenancy policy names, by email (built on first use).
+    impersonated: tokio::sync::Mutex<std::collections::HashMap<String, Gcp>>,
     /// Event reporter identity.
     pub reporter: Reporter,
     /// Metrics.
@@ -110,6 +112,7 @@ impl Context {
             recorder,
             client,
             gcp,
+            impersonated: Default::default(),
             reporter,
             metrics,
             settings,
@@ -167,6 +170,35 @@ impl Context {
                 let _ = self.triggers.send(ObjectRef::from_obj(&*other));
             }
         }
+    }
+
+    /// The Google access for deployments in `namespace`: acting as the account the tenancy policy names for it,
+    /// else the operator's own.
+    pub(crate) async fn gcp_for(&self, namespace: &str) -> Result<Gcp, Error> {
+        let Some(account) = self
+            .settings
+            .tenancy
+            .rules_for(namespace)
+            .1
+            .impersonate
+            .as_deref()
+        else {
+            return Ok(self.gcp.clone());
+        };
+        let mut built = self.impersonated.lock().await;
+        if let Some(gcp) = built.get(account) {
+            return Ok(gcp.clone());
+        }
+        let gcp = self
+            .gcp
+            .impersonating(account)
+            .await
+            .map_err(|source| Error::Observe {
+                resource: format!("projects/-/serviceAccounts/{account}"),
+                source,
+            })?;
+        built.insert(account.to_owned(), gcp.clone());
+        Ok(gcp)
     }
 
     /// The planner's clock.

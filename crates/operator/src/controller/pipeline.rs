@@ -82,7 +82,11 @@ pub(super) async fn apply(
         pins: old.secrets.clone(),
         bindings: old.applied_bindings.iter().cloned().collect(),
     };
-    let model = match observe::deployment(&ctx.gcp, desired, &sources, record, light).await {
+    let gcp = match ctx.gcp_for(&obj.namespace().unwrap_or_default()).await {
+        Ok(g) => g,
+        Err(e) => return stopped(status, e),
+    };
+    let model = match observe::deployment(&gcp, desired, &sources, record, light).await {
         Ok(m) => m,
         Err(e) => return stopped(status, e),
     };
@@ -99,7 +103,7 @@ pub(super) async fn apply(
         performed,
         model,
         error,
-    } = execute::run(&ctx.gcp, model, &Phase::APPLY, |m| plan::plan(&inputs, m).actions).await;
+    } = execute::run(&gcp, model, &Phase::APPLY, |m| plan::plan(&inputs, m).actions).await;
     ctx.report(obj, &performed).await;
 
     let after = plan::plan(&inputs, &model);
@@ -227,7 +231,8 @@ pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Re
         pins: status.secrets.clone(),
         bindings: status.applied_bindings.iter().cloned().collect(),
     };
-    let model = observe::teardown(&ctx.gcp, &teardown, record).await?;
+    let gcp = ctx.gcp_for(&obj.namespace().unwrap_or_default()).await?;
+    let model = observe::teardown(&gcp, &teardown, record).await?;
     let peers = ctx.peers(obj);
     let first = cleanup::plan(&teardown, &model, &peers);
     if first.service_deleting {
@@ -239,7 +244,7 @@ pub(super) async fn cleanup(obj: &LiteLLMDeployment, ctx: &Context) -> Result<Re
         ctx.event(obj, EventType::Warning, "ResourceKept", kept.clone())
             .await;
     }
-    let Execution { performed, error, .. } = execute::run(&ctx.gcp, model, &Phase::CLEANUP, |m| {
+    let Execution { performed, error, .. } = execute::run(&gcp, model, &Phase::CLEANUP, |m| {
         cleanup::plan(&teardown, m, &peers).actions
     })
     .await;

@@ -70,6 +70,12 @@ pub struct Rules {
     /// Whether the `litellm.dev/adopt` annotation is honoured.
     #[serde(default)]
     pub allow_adoption: bool,
+    /// A Google service account the operator acts as for these namespaces (per-namespace impersonation, like
+    /// Config Connector's namespaced mode): every Google call of their deployments carries a token minted for it
+    /// with `generateAccessToken`, so Google's IAM limits each tenant even if a rule above were wrong. The
+    /// operator's own account needs `roles/iam.serviceAccountTokenCreator` on it. Unset: the operator's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonate: Option<String>,
 }
 
 fn any() -> Vec<String> {
@@ -96,6 +102,7 @@ impl Default for Rules {
             external_secrets: Vec::new(),
             allow_unauthenticated: true,
             allow_adoption: false,
+            impersonate: None,
         }
     }
 }
@@ -110,6 +117,7 @@ impl Rules {
             external_secrets: any(),
             allow_unauthenticated: true,
             allow_adoption: true,
+            impersonate: None,
         }
     }
 }
@@ -135,10 +143,25 @@ impl std::fmt::Display for Forbidden {
 }
 
 impl TenancyPolicy {
-    /// A policy that is not coherent: a namespace named by two tenants, an empty name.
+    /// A policy that is not coherent: a namespace named by two tenants, an empty name, an account to impersonate
+    /// that is not a service account's email.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut seen = std::collections::BTreeMap::new();
+        let rules = self
+            .tenants
+            .iter()
+            .map(|t| (t.name.as_str(), &t.rules))
+            .chain([("default", &self.default)]);
+        for (name, rules) in rules {
+            if let Some(account) = &rules.impersonate
+                && !service_account_email(account)
+            {
+                out.push(format!(
+                    "{name}: impersonate {account:?} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)"
+                ));
+            }
+        }
         for tenant in &self.tenants {
             if tenant.name.is_empty() || tenant.name == "default" {
                 out.push(format!("tenant name {:?} is empty or reserved", tenant.name));
@@ -231,6 +254,18 @@ impl TenancyPolicy {
             })
         }
     }
+}
+
+/// `NAME@DOMAIN.gserviceaccount.com`, lower case.
+fn service_account_email(text: &str) -> bool {
+    let Some((name, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !name.is_empty()
+        && domain.ends_with(".gserviceaccount.com")
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '@'))
 }
 
 fn matches_any(patterns: &[String], value: &str, project: &str) -> bool {
@@ -396,5 +431,33 @@ tenants:
             default: Rules::default(),
         };
         assert_eq!(policy.problems().len(), 1);
+    }
+
+    #[test]
+    fn an_account_to_impersonate_must_be_a_service_account_email() {
+        let yaml = "tenants:\n- name: a\n  namespaces: [team-a]\n  impersonate: tenant-a@p.iam.gserviceaccount.com\n";
+        let policy: TenancyPolicy = serde_yaml::from_str(yaml).unwrap();
+        assert!(policy.problems().is_empty(), "{:?}", policy.problems());
+        assert_eq!(
+            policy.rules_for("team-a").1.impersonate.as_deref(),
+            Some("tenant-a@p.iam.gserviceaccount.com")
+        );
+        assert_eq!(policy.rules_for("elsewhere").1.impersonate, None);
+        for bad in [
+            "alice@example.com",
+            "Tenant@p.iam.gserviceaccount.com",
+            "tenant-a",
+        ] {
+            let policy = TenancyPolicy {
+                default: Rules {
+                    impersonate: Some(bad.to_owned()),
+                    ..Rules::default()
+                },
+                ..TenancyPolicy::default()
+            };
+            let problems = policy.problems();
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(problems[0].starts_with("default: impersonate"), "{problems:?}");
+        }
     }
 }
