@@ -278,6 +278,22 @@ pub fn handle(
             app.mark_dirty();
             ok(json!({}))
         }
+        ("GET", ["projects", project]) => {
+            let number = app.lock().project_number(project);
+            ok(json!({ "projectId": project, "projectNumber": number.to_string() }))
+        }
+        ("PUT", ["projects", project]) => {
+            let body = req.json()?;
+            let number = body
+                .get("projectNumber")
+                .and_then(wire::int64_value)
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ApiError::invalid("Give \"projectNumber\", a positive number."))?;
+            app.lock().set_project_number(project, number)?;
+            app.mark_dirty();
+            ok(json!({ "projectId": project, "projectNumber": number.to_string() }))
+        }
         ("POST", ["tokens"]) => {
             let body = req.json()?;
             let principal = wire::str_field(&body, "principal").unwrap_or("");

@@ -385,9 +385,12 @@ impl State {
         Ok(json!({ "accessToken": token, "expireTime": wire::timestamp(expire) }))
     }
 
-    /// The IAM policy of project `project` (its id), empty when never set.
+    /// The IAM policy of project `project` (its id or number), empty when never set.
     pub fn project_policy(&self, project: &str) -> Policy {
-        self.project_policies.get(project).cloned().unwrap_or_default()
+        self.project_policies
+            .get(&self.project_number(project).to_string())
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether `principal` holds `permission` through the project's policy or `resource_policy`.

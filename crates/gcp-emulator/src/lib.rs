@@ -269,6 +269,7 @@ pub async fn spawn(config: Config) -> Result<Emulator, Error> {
         loaded
             .crashing_images
             .extend(std::mem::take(&mut state.crashing_images));
+        loaded.number_secret_names();
         state = loaded;
     }
     let addr = config
@@ -351,7 +352,8 @@ impl StateHandle {
         self.with(|st| {
             let mut policy = st.project_policy(project);
             iam::add_binding(&mut policy, role, member, &mut st.counter);
-            st.project_policies.insert(project.to_string(), policy);
+            let key = st.project_number(project).to_string();
+            st.project_policies.insert(key, policy);
         });
     }
 
@@ -390,19 +392,29 @@ impl StateHandle {
     /// The payload of a secret version (`latest`, an alias or a number), if it exists and was not destroyed.
     pub fn secret_payload(&self, secret: &str, version: &str) -> Option<Vec<u8>> {
         let st = self.0.lock();
-        let s = st.secrets.get(secret)?;
+        let s = st.secrets.get(&st.numbered(secret))?;
         let id = s.resolve_version(version).ok()?;
         let v = s.versions.get(&id)?;
         (v.state != model::VersionState::Destroyed).then(|| v.data.clone())
     }
 
-    /// The bindings of a secret's IAM policy.
+    /// The bindings of a secret's IAM policy (`projects/P/secrets/ID`, by project id or number).
     pub fn secret_bindings(&self, secret: &str) -> Option<Vec<serde_json::Value>> {
-        self.0
-            .lock()
-            .secrets
-            .get(secret)
+        let st = self.0.lock();
+        st.secrets
+            .get(&st.numbered(secret))
             .map(|s| s.policy.bindings.clone())
+    }
+
+    /// Gives project `project` (an id) the number `number`, as Google would have assigned it; refused once
+    /// resources are named by its current number.
+    pub fn set_project_number(&self, project: &str, number: u64) -> Result<(), ApiError> {
+        self.with(|st| st.set_project_number(project, number))
+    }
+
+    /// The number of project `project` (an id, or already a number).
+    pub fn project_number(&self, project: &str) -> u64 {
+        self.0.lock().project_number(project)
     }
 
     /// Makes revisions using `image` fail to start.

@@ -32,7 +32,9 @@ pub struct State {
     pub crashing_images: BTreeSet<String>,
     /// Access tokens the emulator minted (admin API, `generateAccessToken`), by token.
     pub tokens: BTreeMap<String, crate::auth::Token>,
-    /// IAM policies of projects, by project id (Resource Manager).
+    /// Project numbers set through the admin API, by project id; other projects get a stable hashed number.
+    pub project_numbers: BTreeMap<String, u64>,
+    /// IAM policies of projects, by project number (Resource Manager).
     pub project_policies: BTreeMap<String, Policy>,
     /// Custom roles by full name (`projects/P/roles/ID`).
     pub custom_roles: BTreeMap<String, crate::auth::CustomRole>,

@@ -116,8 +116,8 @@ fn valid_service_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// A stable pseudo project number, used in the default compute service account.
-pub(crate) fn project_number(project: &str) -> u64 {
+/// A stable pseudo project number for a project id no number was set for ([`State::project_number`]).
+pub(crate) fn hashed_project_number(project: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in project.bytes() {
         h ^= u64::from(b);
@@ -201,7 +201,7 @@ fn normalize_spec(body: &Map<String, Value>) -> Map<String, Value> {
 }
 
 /// Fills in the defaults the real API adds, so a get returns what Google would return.
-fn apply_defaults(spec: &mut Map<String, Value>, project: &str) {
+fn apply_defaults(spec: &mut Map<String, Value>, project_number: u64) {
     let unset = |v: Option<&Value>, unspecified: &str| match v {
         None | Some(Value::Null) => true,
         Some(Value::String(s)) => s.is_empty() || s == unspecified,
@@ -236,10 +236,7 @@ fn apply_defaults(spec: &mut Map<String, Value>, project: &str) {
     {
         t.insert(
             "serviceAccount".into(),
-            json!(format!(
-                "{}-compute@developer.gserviceaccount.com",
-                project_number(project)
-            )),
+            json!(format!("{project_number}-compute@developer.gserviceaccount.com")),
         );
     }
     t.entry("maxInstanceRequestConcurrency")
@@ -458,7 +455,7 @@ impl State {
         let revision = Revision {
             name: name.clone(),
             service: service.name.clone(),
-            uid: uuid(self.counter, project_number(&name), 0xa),
+            uid: uuid(self.counter, hashed_project_number(&name), 0xa),
             generation: 1,
             create_time: now,
             labels: template.get("labels").cloned().unwrap_or(Value::Null),
@@ -518,9 +515,9 @@ impl State {
         let judged_at = revision.ready_at - propagation;
         for (path, secret, version) in secret_refs(t) {
             let full = if secret.starts_with("projects/") {
-                secret.clone()
+                self.numbered(&secret)
             } else {
-                format!("projects/{project}/secrets/{secret}")
+                self.numbered(&format!("projects/{project}/secrets/{secret}"))
             };
             let Some(s) = self.secrets.get(&full) else {
                 return fail(
@@ -701,14 +698,12 @@ impl State {
             out.insert("latestCreatedRevision".into(), json!(r));
         }
         out.insert("trafficStatuses".into(), Value::Array(self.traffic_statuses(s)));
-        let hash = format!("{:010x}", project_number(project) % 0xff_ffff_ffff);
+        let number = self.project_number(project);
+        let hash = format!("{:010x}", number % 0xff_ffff_ffff);
         let uri = format!("https://{id}-{hash}-{}.a.run.app", region_code(location));
         out.insert(
             "urls".into(),
-            json!([
-                format!("https://{id}-{}.{location}.run.app", project_number(project)),
-                uri
-            ]),
+            json!([format!("https://{id}-{number}.{location}.run.app"), uri]),
         );
         out.insert("uri".into(), json!(uri));
         out.insert("reconciling".into(), json!(pending));
@@ -895,7 +890,7 @@ impl State {
             }
             _ => normalize_spec(body),
         };
-        apply_defaults(&mut spec, &project);
+        apply_defaults(&mut spec, self.project_number(&project));
         self.validate_spec(&spec, &id)?;
         if let Some(Value::Array(traffic)) = spec.get("traffic") {
             for t in traffic {
@@ -928,7 +923,7 @@ impl State {
                 self.counter += 1;
                 Service {
                     name: name.to_string(),
-                    uid: uuid(self.counter, project_number(name), 0xb),
+                    uid: uuid(self.counter, hashed_project_number(name), 0xb),
                     generation: 1,
                     observed_generation: 0,
                     create_time: now,

@@ -526,6 +526,15 @@ pub async fn handle(
             Err(e) => axum::response::IntoResponse::into_response(e),
         };
     }
+    // Secret Manager names a project by its number, whichever form the caller used.
+    if let [api, projects, project, secrets, ..] = req.segments.as_slice()
+        && api == "v1"
+        && projects == "projects"
+        && secrets == "secrets"
+    {
+        let number = app.lock().project_number(project);
+        req.segments[2] = number.to_string();
+    }
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
@@ -662,7 +671,7 @@ fn act_as(st: &State, principal: &str, project: &str, account: Option<&str>) -> 
         None => {
             default_account = format!(
                 "{}-compute@developer.gserviceaccount.com",
-                crate::run::project_number(project)
+                st.project_number(project)
             );
             &default_account
         }

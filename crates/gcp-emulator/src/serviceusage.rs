@@ -41,22 +41,12 @@ const DONE_OPERATION: &str = "operations/noop.DONE_OPERATION";
 const MAX_BATCH: usize = 20;
 const MAX_PAGE_SIZE: i64 = 200;
 
-/// Google names a project's services by project number; `project` may already be one.
-fn project_key(project: &str) -> String {
-    if !project.is_empty() && project.bytes().all(|b| b.is_ascii_digit()) {
-        project.to_string()
-    } else {
-        crate::run::project_number(project).to_string()
-    }
-}
-
 fn title_of(service: &str) -> Option<&'static str> {
     CATALOGUE.iter().find(|(n, _)| *n == service).map(|(_, t)| *t)
 }
 
 /// A `google.api.serviceusage.v1.Service`, always `ENABLED`.
-fn render(project: &str, service: &str) -> Value {
-    let number = project_key(project);
+fn render(number: u64, service: &str) -> Value {
     let mut config = json!({"name": service});
     if let Some(title) = title_of(service) {
         config["title"] = json!(title);
@@ -92,7 +82,7 @@ fn check_name(name: &str) -> ApiResult<()> {
 impl State {
     /// `GET /v1/projects/{p}/services/{name}`.
     pub fn su_get_service(&self, project: &str, name: &str) -> ApiResult<Value> {
-        Ok(render(project, name))
+        Ok(render(self.project_number(project), name))
     }
 
     /// `GET /v1/projects/{p}/services`: the catalogue and every API enabled by name, sorted. The only filters
@@ -109,13 +99,16 @@ impl State {
             }
         };
         let mut names: BTreeSet<&str> = CATALOGUE.iter().map(|(n, _)| *n).collect();
-        if let Some(enabled) = self.enabled_services.get(&project_key(project)) {
+        if let Some(enabled) = self
+            .enabled_services
+            .get(&self.project_number(project).to_string())
+        {
             names.extend(enabled.iter().map(String::as_str));
         }
         let items: Vec<(String, Value)> = if wanted {
             names
                 .into_iter()
-                .map(|n| (n.to_string(), render(project, n)))
+                .map(|n| (n.to_string(), render(self.project_number(project), n)))
                 .collect()
         } else {
             Vec::new()
@@ -135,7 +128,7 @@ impl State {
 
     fn remember_enabled(&mut self, project: &str, names: &[String]) {
         self.enabled_services
-            .entry(project_key(project))
+            .entry(self.project_number(project).to_string())
             .or_default()
             .extend(names.iter().cloned());
     }
@@ -149,7 +142,7 @@ impl State {
             "done": true,
             "response": {
                 "@type": "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse",
-                "service": render(project, name),
+                "service": render(self.project_number(project), name),
             },
         }))
     }
@@ -197,7 +190,10 @@ impl State {
             ));
         }
         self.remember_enabled(project, &ids);
-        let services: Vec<Value> = ids.iter().map(|n| render(project, n)).collect();
+        let services: Vec<Value> = ids
+            .iter()
+            .map(|n| render(self.project_number(project), n))
+            .collect();
         Ok(json!({
             "name": DONE_OPERATION,
             "done": true,

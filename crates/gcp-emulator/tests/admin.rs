@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, b64};
+use common::{Api, P_NUMBER, b64};
 use serde_json::json;
 
 #[tokio::test]
@@ -342,6 +342,12 @@ async fn state_file_persists_across_restarts() {
         common::unb64(access["payload"]["data"].as_str().unwrap()),
         b"kept"
     );
+    assert_eq!(access["name"], "projects/123456789/secrets/k/versions/1");
+    // By number, the same version.
+    let by_number = api
+        .ok("GET", "/v1/projects/123456789/secrets/k/versions/1:access", None)
+        .await;
+    assert_eq!(by_number, access);
     let policy = api.ok("GET", "/v1/projects/p/secrets/k:getIamPolicy", None).await;
     assert_eq!(policy["bindings"][0]["members"][0], "user:a@example.com");
     api.err(
@@ -356,7 +362,176 @@ async fn state_file_persists_across_restarts() {
     assert_eq!(svc["terminalCondition"]["state"], "CONDITION_SUCCEEDED");
     // Version numbering continues.
     let v2 = api.add_version("projects/p/secrets/k", b"next").await;
-    assert_eq!(v2["name"], "projects/p/secrets/k/versions/2");
+    assert_eq!(v2["name"], "projects/123456789/secrets/k/versions/2");
+}
+
+#[tokio::test]
+async fn a_state_file_naming_secrets_by_project_id_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let config = gcp_emulator::Config {
+        state_file: Some(file.clone()),
+        ..Default::default()
+    };
+    {
+        let api = Api::start(config.clone()).await;
+        api.create_secret("p", "old").await;
+        api.add_version("projects/p/secrets/old", b"kept").await;
+    }
+    // Written before names carried numbers: keys and names by project id.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let numbered = format!("projects/{P_NUMBER}/secrets/");
+    assert!(text.contains(&numbered));
+    std::fs::write(&file, text.replace(&numbered, "projects/p/secrets/")).unwrap();
+    let api = Api::start(config).await;
+    let secret = api.ok("GET", "/v1/projects/p/secrets/old", None).await;
+    assert_eq!(secret["name"], format!("{numbered}old"));
+    let access = api
+        .ok("GET", "/v1/projects/p/secrets/old/versions/1:access", None)
+        .await;
+    assert_eq!(
+        common::unb64(access["payload"]["data"].as_str().unwrap()),
+        b"kept"
+    );
+}
+
+#[tokio::test]
+async fn a_project_is_never_renumbered_once_it_has_resources() {
+    let api = Api::default().await;
+    api.create_secret("p", "k").await;
+    let message = api
+        .err(
+            "PUT",
+            "/_emulator/projects/p",
+            Some(json!({"projectNumber": "42"})),
+            400,
+            "FAILED_PRECONDITION",
+        )
+        .await;
+    assert!(message.contains("already has resources"), "{message}");
+    // Setting the number it already has is fine.
+    api.ok(
+        "PUT",
+        "/_emulator/projects/p",
+        Some(json!({"projectNumber": P_NUMBER.to_string()})),
+    )
+    .await;
+    api.ok("GET", "/v1/projects/p/secrets/k", None).await;
+}
+
+#[tokio::test]
+async fn project_numbers_are_set_and_read_through_the_admin_api() {
+    let api = Api::default().await;
+    // Api::start gives `p` its fixed number; a project nobody numbered gets a stable hashed one.
+    let p = api.ok("GET", "/_emulator/projects/p", None).await;
+    assert_eq!(
+        p,
+        json!({"projectId": "p", "projectNumber": P_NUMBER.to_string()})
+    );
+    let other = api.ok("GET", "/_emulator/projects/other", None).await;
+    assert_eq!(other["projectId"], "other");
+    let hashed: u64 = other["projectNumber"].as_str().unwrap().parse().unwrap();
+    assert!(hashed > 0);
+    assert_eq!(api.emu.state().project_number("other"), hashed);
+    assert_eq!(
+        api.ok("GET", "/_emulator/projects/other", None).await,
+        other,
+        "stable"
+    );
+
+    // Set a number (as a string, the int64 JSON form, or as a plain number) and read it back.
+    let set = api
+        .ok(
+            "PUT",
+            "/_emulator/projects/other",
+            Some(json!({"projectNumber": "555000111"})),
+        )
+        .await;
+    assert_eq!(set, json!({"projectId": "other", "projectNumber": "555000111"}));
+    assert_eq!(api.ok("GET", "/_emulator/projects/other", None).await, set);
+    assert_eq!(api.emu.state().project_number("other"), 555_000_111);
+    api.ok(
+        "PUT",
+        "/_emulator/projects/third",
+        Some(json!({"projectNumber": 42})),
+    )
+    .await;
+    assert_eq!(
+        api.ok("GET", "/_emulator/projects/third", None).await["projectNumber"],
+        "42"
+    );
+
+    // Bad bodies are 400 INVALID_ARGUMENT and change nothing.
+    for body in [
+        json!({}),
+        json!({"projectNumber": "abc"}),
+        json!({"projectNumber": 0}),
+        json!({"projectNumber": -7}),
+        json!({"projectNumber": true}),
+        json!({"number": "1"}),
+    ] {
+        let msg = api
+            .err(
+                "PUT",
+                "/_emulator/projects/other",
+                Some(body.clone()),
+                400,
+                "INVALID_ARGUMENT",
+            )
+            .await;
+        assert!(msg.contains("projectNumber"), "{body}: {msg}");
+    }
+    let resp = api
+        .http
+        .put(format!("{}/_emulator/projects/other", api.emu.url()))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT", "{v}");
+    // A project id is never a number.
+    api.err(
+        "PUT",
+        "/_emulator/projects/987",
+        Some(json!({"projectNumber": "1"})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    assert_eq!(api.emu.state().project_number("other"), 555_000_111);
+
+    // A secret created afterwards is named with the set number, and is reachable by id or by number.
+    let created = api.create_secret("other", "after").await;
+    assert_eq!(created["name"], "projects/555000111/secrets/after");
+    let v1 = api.add_version("projects/other/secrets/after", b"x").await;
+    assert_eq!(v1["name"], "projects/555000111/secrets/after/versions/1");
+    assert_eq!(
+        api.ok("GET", "/v1/projects/555000111/secrets/after", None).await,
+        created
+    );
+    assert_eq!(
+        api.ok("GET", "/v1/projects/other/secrets/after", None).await,
+        created
+    );
+    let msg = api
+        .err(
+            "GET",
+            "/v1/projects/other/secrets/missing",
+            None,
+            404,
+            "NOT_FOUND",
+        )
+        .await;
+    assert_eq!(msg, "Secret [projects/555000111/secrets/missing] not found.");
+    assert_eq!(
+        api.emu
+            .state()
+            .secret_payload("projects/555000111/secrets/after", "1")
+            .as_deref(),
+        Some(&b"x"[..])
+    );
 }
 
 #[cfg(unix)]
@@ -392,12 +567,21 @@ async fn binary_prints_its_address_and_saves_state_on_sigterm() {
     );
     let http = reqwest::Client::new();
     let resp = http
+        .put(format!("{url}/_emulator/projects/p"))
+        .body(r#"{"projectNumber": "123456789"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = http
         .post(format!("{url}/v1/projects/p/secrets?secretId=from-binary"))
         .body(r#"{"replication": {"automatic": {}}}"#)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+    let created: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(created["name"], "projects/123456789/secrets/from-binary");
     let pid = child.id().unwrap().to_string();
     let killed = tokio::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -411,7 +595,13 @@ async fn binary_prints_its_address_and_saves_state_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     let saved = std::fs::read_to_string(&file).unwrap();
-    assert!(saved.contains("projects/p/secrets/from-binary"));
+    assert!(
+        saved.contains("projects/123456789/secrets/from-binary"),
+        "{saved}"
+    );
+    // The number set through the admin API is saved too.
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(saved["projectNumbers"]["p"], 123456789, "{saved}");
 }
 
 #[tokio::test]

@@ -79,17 +79,21 @@ async fn a_call_without_its_permission_is_denied_the_way_google_denies_it() {
     assert_eq!(body["error"]["status"], "PERMISSION_DENIED");
     assert_eq!(
         body["error"]["message"],
-        "Permission 'secretmanager.secrets.get' denied on resource 'projects/p/secrets/k' (or it may not exist)."
+        "Permission 'secretmanager.secrets.get' denied on resource 'projects/123456789/secrets/k' (or it may not exist)."
     );
     let info = error_info(&body);
     assert_eq!(info["reason"], "IAM_PERMISSION_DENIED");
     assert_eq!(info["metadata"]["permission"], "secretmanager.secrets.get");
+    // By number, the same secret is denied the same way.
+    let (status, by_number) = api.call("GET", "/v1/projects/123456789/secrets/k", None).await;
+    assert_eq!(status, 403, "{by_number}");
+    assert_eq!(by_number["error"]["message"], body["error"]["message"]);
     // A secret that does not exist is denied alike: existence does not leak.
     let (status, _) = api.call("GET", "/v1/projects/p/secrets/absent", None).await;
     assert_eq!(status, 403);
     // Denied calls change nothing and are counted under PERMISSION_DENIED.
     let calls = api.emu.state().calls();
-    assert_eq!(calls["SecretManagerService.GetSecret"]["PERMISSION_DENIED"], 2);
+    assert_eq!(calls["SecretManagerService.GetSecret"]["PERMISSION_DENIED"], 3);
 }
 
 #[tokio::test]
@@ -114,6 +118,23 @@ async fn project_grants_cover_every_resource_and_resource_grants_only_their_own(
     api.use_token(Some(&api.emu.state().mint_token(OPERATOR).unwrap()));
     api.ok("GET", "/v1/projects/p/secrets/mine/versions/1:access", None)
         .await;
+    // The grant is on the secret, whichever form of the project names it.
+    let by_number = api
+        .ok(
+            "GET",
+            "/v1/projects/123456789/secrets/mine/versions/1:access",
+            None,
+        )
+        .await;
+    assert_eq!(by_number["name"], "projects/123456789/secrets/mine/versions/1");
+    api.err(
+        "GET",
+        "/v1/projects/123456789/secrets/theirs/versions/1:access",
+        None,
+        403,
+        "PERMISSION_DENIED",
+    )
+    .await;
     api.err(
         "GET",
         "/v1/projects/p/secrets/theirs/versions/1:access",

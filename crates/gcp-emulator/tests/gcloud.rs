@@ -6,6 +6,10 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 
+/// The number project `p` is given in the tests that assert on Secret Manager names: Google returns names with
+/// the project number (`projects/123456789/secrets/x`) even when called with the id, and gcloud prints them so.
+const P_NUMBER: u64 = 123456789;
+
 struct Gcloud {
     config: tempfile::TempDir,
     /// The emulator's settings for gcloud (`Emulator::gcloud_env`).
@@ -101,6 +105,7 @@ async fn gcloud_secret_lifecycle() {
     let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
         .await
         .unwrap();
+    emu.state().set_project_number("p", P_NUMBER).unwrap();
     let g = Gcloud::new(&emu);
 
     let out = g
@@ -162,7 +167,10 @@ async fn gcloud_secret_lifecycle() {
         .ok(&["secrets", "describe", "db-url", "--project=p"])
         .await
         .stdout;
-    assert!(describe.contains("name: projects/p/secrets/db-url"), "{describe}");
+    assert!(
+        describe.contains("name: projects/123456789/secrets/db-url"),
+        "{describe}"
+    );
     assert!(describe.contains("env: prod"), "{describe}");
     assert!(describe.contains("automatic: {}"), "{describe}");
     let json: serde_json::Value = serde_json::from_str(
@@ -171,12 +179,36 @@ async fn gcloud_secret_lifecycle() {
             .stdout,
     )
     .unwrap();
-    assert_eq!(json["name"], "projects/p/secrets/db-url");
+    assert_eq!(json["name"], "projects/123456789/secrets/db-url");
     assert_eq!(json["labels"]["env"], "prod");
+    // The printed name, with the number, is a name gcloud can use: the same secret.
+    let by_number: serde_json::Value = serde_json::from_str(
+        &g.ok(&[
+            "secrets",
+            "describe",
+            "projects/123456789/secrets/db-url",
+            "--format=json",
+        ])
+        .await
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(by_number, json);
+    assert_eq!(
+        g.ok(&[
+            "secrets",
+            "versions",
+            "access",
+            "projects/123456789/secrets/db-url/versions/1",
+        ])
+        .await
+        .stdout,
+        "postgres://u:pw@h/db"
+    );
 
     let err = g.fails(&["secrets", "describe", "missing", "--project=p"]).await;
     assert!(
-        err.contains("NOT_FOUND") && err.contains("Secret [projects/p/secrets/missing] not found."),
+        err.contains("NOT_FOUND") && err.contains("Secret [projects/123456789/secrets/missing] not found."),
         "{err}"
     );
     let err = g
@@ -189,7 +221,7 @@ async fn gcloud_secret_lifecycle() {
         !err.ok
             && err
                 .stderr
-                .contains("Secret [projects/p/secrets/db-url] already exists."),
+                .contains("Secret [projects/123456789/secrets/db-url] already exists."),
         "{}",
         err.stderr
     );
@@ -242,6 +274,12 @@ async fn gcloud_secret_lifecycle() {
     assert_eq!(
         emu.state()
             .secret_payload("projects/p/secrets/db-url", "1")
+            .unwrap(),
+        b"postgres://u:pw@h/db"
+    );
+    assert_eq!(
+        emu.state()
+            .secret_payload(&format!("projects/{P_NUMBER}/secrets/db-url"), "1")
             .unwrap(),
         b"postgres://u:pw@h/db"
     );
@@ -491,6 +529,13 @@ async fn gcloud_iam_bindings_and_service_accounts() {
             .len(),
         1
     );
+    // No number was set for `p` here: the derived one names the same secret.
+    let number = emu.state().project_number("p");
+    assert_eq!(
+        emu.state()
+            .secret_bindings(&format!("projects/{number}/secrets/key")),
+        emu.state().secret_bindings("projects/p/secrets/key")
+    );
 
     let err = g
         .fails(&[
@@ -558,6 +603,7 @@ async fn gcloud_run_deploy_describe_and_delete() {
     })
     .await
     .unwrap();
+    emu.state().set_project_number("p", P_NUMBER).unwrap();
     let g = Gcloud::new(&emu);
     assert!(
         g.run(
@@ -581,7 +627,7 @@ async fn gcloud_run_deploy_describe_and_delete() {
     // Without access to the secret the revision fails, and gcloud shows Cloud Run's message.
     let err = g.fails(&deploy).await;
     assert!(err.contains("Revision 'llm-00001-"), "{err}");
-    assert!(err.contains("Permission denied on secret: projects/p/secrets/db/versions/1 for Revision service account run@p.iam.gserviceaccount.com"), "{err}");
+    assert!(err.contains("Permission denied on secret: projects/123456789/secrets/db/versions/1 for Revision service account run@p.iam.gserviceaccount.com"), "{err}");
 
     g.ok(&[
         "secrets",

@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The number project `p` gets, as Google would have assigned it; the suite expects it in Secret Manager names.
+const P_NUMBER: u64 = 123456789;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_python_clients_pass_the_conformance_suite() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -25,10 +28,12 @@ async fn google_python_clients_pass_the_conformance_suite() {
     })
     .await
     .unwrap();
+    emu.state().set_project_number("p", P_NUMBER).unwrap();
     let out = tokio::process::Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(manifest.join("tests/conformance"))
         .env("EMULATOR_URL", emu.url())
+        .env("EMULATOR_PROJECT_NUMBER", P_NUMBER.to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true)
         .output()

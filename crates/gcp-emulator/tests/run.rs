@@ -462,7 +462,8 @@ async fn revision_without_secret_access_fails_and_traffic_stays_on_the_last_read
     assert_eq!(done["error"]["code"], 9, "{done}");
     let msg = done["error"]["message"].as_str().unwrap();
     assert!(msg.contains("is not ready and cannot serve traffic."), "{msg}");
-    assert!(msg.contains("Permission denied on secret: projects/p/secrets/db/versions/1 for Revision service account run@p.iam.gserviceaccount.com"), "{msg}");
+    // Cloud Run names the secret the way Secret Manager does: by project number.
+    assert!(msg.contains("Permission denied on secret: projects/123456789/secrets/db/versions/1 for Revision service account run@p.iam.gserviceaccount.com"), "{msg}");
     assert!(msg.contains("roles/secretmanager.secretAccessor"), "{msg}");
 
     let svc = api.ok("GET", &format!("{PARENT}/services/app"), None).await;
@@ -497,6 +498,17 @@ async fn revision_without_secret_access_fails_and_traffic_stays_on_the_last_read
     let svc = api.ok("GET", &format!("{PARENT}/services/app"), None).await;
     assert_eq!(svc["terminalCondition"]["state"], "CONDITION_SUCCEEDED");
     assert_eq!(svc["latestReadyRevision"], svc["latestCreatedRevision"]);
+
+    // The grant holds for a reference to the secret by project number too.
+    let op = api
+        .ok(
+            "POST",
+            &format!("{PARENT}/services?serviceId=bynumber"),
+            Some(service_with_secret("projects/123456789/secrets/db", "1")),
+        )
+        .await;
+    let done = wait(&api, &op).await;
+    assert!(done.get("error").is_none(), "{done}");
 }
 
 #[tokio::test]
@@ -549,18 +561,29 @@ async fn missing_disabled_and_destroyed_versions_and_crashing_images_fail_start_
         (
             "nosecret",
             service_with_secret("absent", "1"),
-            "Secret projects/p/secrets/absent/versions/1 was not found",
+            "Secret projects/123456789/secrets/absent/versions/1 was not found",
         ),
         (
             "noversion",
             service_with_secret("k", "7"),
-            "Secret projects/p/secrets/k/versions/7 was not found",
+            "Secret projects/123456789/secrets/k/versions/7 was not found",
         ),
         ("disabled", service_with_secret("k", "1"), "is in DISABLED state"),
         (
             "destroyed",
             service_with_secret("projects/p/secrets/k", "latest"),
             "is in DESTROYED state",
+        ),
+        // A reference by project number reaches the same secret as one by id.
+        (
+            "bynumber",
+            service_with_secret("projects/123456789/secrets/k", "1"),
+            "Secret Version projects/123456789/secrets/k/versions/1 is in DISABLED state",
+        ),
+        (
+            "bynumbermissing",
+            service_with_secret("projects/123456789/secrets/k", "7"),
+            "Secret projects/123456789/secrets/k/versions/7 was not found",
         ),
     ];
     for (id, body, expected) in cases {

@@ -35,6 +35,9 @@ async fn secret_manager_client_lifecycle() {
         .await
         .unwrap();
     let client = secret_manager(&emu).await;
+    // No number was set for `p`: the emulator derives a stable one, and Google-style names carry it.
+    let number = emu.state().project_number("p");
+    assert_ne!(number.to_string(), "p");
 
     let secret = client
         .create_secret()
@@ -48,7 +51,7 @@ async fn secret_manager_client_lifecycle() {
         .send()
         .await
         .unwrap();
-    assert_eq!(secret.name, "projects/p/secrets/api-key");
+    assert_eq!(secret.name, format!("projects/{number}/secrets/api-key"));
     assert_eq!(secret.labels.get("env").map(String::as_str), Some("prod"));
     assert!(secret.create_time.is_some());
 
@@ -77,7 +80,10 @@ async fn secret_manager_client_lifecycle() {
         .send()
         .await
         .unwrap();
-    assert_eq!(version.name, "projects/p/secrets/api-key/versions/1");
+    assert_eq!(
+        version.name,
+        format!("projects/{number}/secrets/api-key/versions/1")
+    );
     assert_eq!(version.state, sm::secret_version::State::Enabled);
 
     let bad = client
@@ -95,10 +101,28 @@ async fn secret_manager_client_lifecycle() {
         .send()
         .await
         .unwrap();
-    assert_eq!(access.name, "projects/p/secrets/api-key/versions/1");
-    let payload = access.payload.unwrap();
+    assert_eq!(
+        access.name,
+        format!("projects/{number}/secrets/api-key/versions/1")
+    );
+    let payload = access.payload.clone().unwrap();
     assert_eq!(payload.data, data);
     assert_eq!(payload.data_crc32c, Some(i64::from(crc32c::crc32c(&data))));
+    // By number, the same version.
+    let by_number = client
+        .access_secret_version()
+        .set_name(format!("projects/{number}/secrets/api-key/versions/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_number, access);
+    let by_id = client
+        .get_secret()
+        .set_name("projects/p/secrets/api-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_id.name, secret.name);
 
     let disabled = client
         .disable_secret_version()
@@ -195,6 +219,14 @@ async fn secret_manager_client_lifecycle() {
         .await
         .unwrap();
     assert_eq!(listed.secrets.len(), 1);
+    assert_eq!(listed.secrets[0].name, secret.name);
+    let listed_by_number = client
+        .list_secrets()
+        .set_parent(format!("projects/{number}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed_by_number.secrets, listed.secrets);
     client
         .delete_secret()
         .set_name(&secret.name)

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Api, b64, unb64};
+use common::{Api, P_NUMBER, b64, p_name, unb64};
 use serde_json::json;
 
 const P: &str = "/v1/projects/p";
@@ -18,7 +18,9 @@ async fn secret_lifecycle_and_errors() {
             Some(json!({"replication": {"automatic": {}}, "labels": {"env": "prod"}, "annotations": {"owner": "me"}})),
         )
         .await;
-    assert_eq!(created["name"], "projects/p/secrets/db-url");
+    // Google names the secret by project number even when it was created by project id.
+    assert_eq!(created["name"], "projects/123456789/secrets/db-url");
+    assert_eq!(P_NUMBER, 123456789);
     assert_eq!(created["labels"]["env"], "prod");
     assert_eq!(created["annotations"]["owner"], "me");
     assert!(created["createTime"].as_str().unwrap().ends_with('Z'));
@@ -88,10 +90,13 @@ async fn secret_lifecycle_and_errors() {
         )
         .await;
     assert_eq!(got, created);
+    // Either form of the project reaches the same secret.
+    let by_number = api.ok("GET", "/v1/projects/123456789/secrets/db-url", None).await;
+    assert_eq!(by_number, created);
     let msg = api
         .err("GET", &format!("{P}/secrets/missing"), None, 404, "NOT_FOUND")
         .await;
-    assert_eq!(msg, "Secret [projects/p/secrets/missing] not found.");
+    assert_eq!(msg, "Secret [projects/123456789/secrets/missing] not found.");
 
     // Patch needs an update mask; a stale etag is 400 FAILED_PRECONDITION.
     api.err(
@@ -185,9 +190,20 @@ async fn list_paginates_newest_first_and_filters_by_label() {
         names,
         (0..5)
             .rev()
-            .map(|i| format!("projects/p/secrets/s{i}"))
+            .map(|i| format!("projects/123456789/secrets/s{i}"))
             .collect::<Vec<_>>()
     );
+    // Listing by number is the same list.
+    let by_number = api
+        .ok("GET", &format!("/v1/projects/{P_NUMBER}/secrets"), None)
+        .await;
+    let by_number: Vec<&str> = by_number["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(by_number, names);
     let prod = api
         .ok("GET", &format!("{P}/secrets?filter=labels.env%3Dprod"), None)
         .await;
@@ -200,9 +216,9 @@ async fn list_paginates_newest_first_and_filters_by_label() {
     assert_eq!(
         prod,
         [
-            "projects/p/secrets/s4",
-            "projects/p/secrets/s2",
-            "projects/p/secrets/s0"
+            "projects/123456789/secrets/s4",
+            "projects/123456789/secrets/s2",
+            "projects/123456789/secrets/s0"
         ]
     );
     let none = api
@@ -232,27 +248,32 @@ async fn versions_add_access_states_and_checksums() {
     let api = Api::default().await;
     api.create_secret("p", "key").await;
     let s = "projects/p/secrets/key";
+    // What Google returns: the project as a number.
+    let n = p_name("secrets/key");
     let v1 = api.add_version(s, b"first").await;
     assert_eq!(
-        v1["name"], "projects/p/secrets/key/versions/1",
+        v1["name"], "projects/123456789/secrets/key/versions/1",
         "no leading slash"
     );
     assert_eq!(v1["state"], "ENABLED");
     assert_eq!(v1["clientSpecifiedPayloadChecksum"], true);
     let v2 = api.add_version(s, b"second").await;
-    assert_eq!(v2["name"], "projects/p/secrets/key/versions/2");
+    assert_eq!(v2["name"], "projects/123456789/secrets/key/versions/2");
 
     let latest = api
         .ok("GET", &format!("/v1/{s}/versions/latest:access"), None)
         .await;
-    assert_eq!(latest["name"], "projects/p/secrets/key/versions/2");
+    assert_eq!(latest["name"], "projects/123456789/secrets/key/versions/2");
     assert_eq!(unb64(latest["payload"]["data"].as_str().unwrap()), b"second");
     assert_eq!(
         latest["payload"]["dataCrc32c"],
         crc32c::crc32c(b"second").to_string()
     );
     let got = api.ok("GET", &format!("/v1/{s}/versions/latest"), None).await;
-    assert_eq!(got["name"], "projects/p/secrets/key/versions/2");
+    assert_eq!(got["name"], "projects/123456789/secrets/key/versions/2");
+    // The returned (numbered) name is usable as is.
+    let again = api.ok("GET", &format!("/v1/{n}/versions/2:access"), None).await;
+    assert_eq!(again, latest);
 
     // Checksum and size limits.
     let msg = api
@@ -334,7 +355,7 @@ async fn versions_add_access_states_and_checksums() {
         .await;
     assert_eq!(
         msg,
-        "Secret Version [projects/p/secrets/key/versions/1] is in DISABLED state."
+        "Secret Version [projects/123456789/secrets/key/versions/1] is in DISABLED state."
     );
     let enabled = api
         .ok("POST", &format!("/v1/{s}/versions/1:enable"), Some(json!({})))
@@ -374,6 +395,10 @@ async fn versions_add_access_states_and_checksums() {
         api.emu.state().secret_payload(s, "1").as_deref(),
         Some(&b"first"[..])
     );
+    assert_eq!(
+        api.emu.state().secret_payload(&n, "1").as_deref(),
+        Some(&b"first"[..])
+    );
 
     api.err("GET", &format!("/v1/{s}/versions/9"), None, 404, "NOT_FOUND")
         .await;
@@ -397,9 +422,9 @@ async fn versions_add_access_states_and_checksums() {
     assert_eq!(
         names,
         [
-            format!("{s}/versions/3"),
-            format!("{s}/versions/2"),
-            format!("{s}/versions/1")
+            format!("{n}/versions/3"),
+            format!("{n}/versions/2"),
+            format!("{n}/versions/1")
         ]
     );
     assert_eq!(all["totalSize"], 3);
@@ -412,7 +437,7 @@ async fn versions_add_access_states_and_checksums() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, [format!("{s}/versions/3"), format!("{s}/versions/1")]);
+    assert_eq!(names, [format!("{n}/versions/3"), format!("{n}/versions/1")]);
     let page = api.ok("GET", &format!("/v1/{s}/versions?pageSize=1"), None).await;
     let token = page["nextPageToken"].as_str().unwrap();
     let page2 = api
@@ -422,7 +447,7 @@ async fn versions_add_access_states_and_checksums() {
             None,
         )
         .await;
-    assert_eq!(page2["versions"][0]["name"], format!("{s}/versions/2"));
+    assert_eq!(page2["versions"][0]["name"], format!("{n}/versions/2"));
 
     // latest of a secret without versions.
     api.create_secret("p", "empty").await;
@@ -449,7 +474,7 @@ async fn latest_is_the_most_recently_created_version_even_when_disabled() {
     let got = api
         .ok("GET", "/v1/projects/p/secrets/k/versions/latest", None)
         .await;
-    assert_eq!(got["name"], "projects/p/secrets/k/versions/2");
+    assert_eq!(got["name"], "projects/123456789/secrets/k/versions/2");
     api.err(
         "GET",
         "/v1/projects/p/secrets/k/versions/latest:access",
@@ -595,6 +620,21 @@ async fn secret_iam_policy_with_etags() {
             .len(),
         1
     );
+    assert_eq!(
+        api.emu.state().secret_bindings(&p_name("secrets/k")),
+        api.emu.state().secret_bindings("projects/p/secrets/k")
+    );
+    let by_number = api
+        .ok(
+            "GET",
+            "/v1/projects/123456789/secrets/k:getIamPolicy?options.requestedPolicyVersion=3",
+            None,
+        )
+        .await;
+    assert_eq!(
+        by_number["bindings"][0]["members"][0],
+        "serviceAccount:known@p.iam.gserviceaccount.com"
+    );
 }
 
 #[tokio::test]
@@ -721,7 +761,7 @@ async fn hundreds_of_concurrent_writes_get_distinct_versions() {
     let latest = api
         .ok("GET", "/v1/projects/p/secrets/busy/versions/latest", None)
         .await;
-    assert_eq!(latest["name"], "projects/p/secrets/busy/versions/200");
+    assert_eq!(latest["name"], "projects/123456789/secrets/busy/versions/200");
 }
 
 #[tokio::test]

@@ -106,6 +106,7 @@ pub trait SecretStore {
 
     /// Secrets of a project, optionally restricted by a Secret Manager filter (e.g.
     /// `labels.managed-by=litellm-operator`).
+    /// Names are in `project`'s form (Google answers with the project number; this keeps the id the caller used).
     fn list_secrets(
         &self,
         project: &str,
@@ -309,10 +310,12 @@ impl SecretStore for Gcp {
                 )
                 .await?;
             for s in page.secrets {
-                let name = SecretName::parse(&s.name).ok_or_else(|| Error::UnexpectedResponse {
+                let listed = SecretName::parse(&s.name).ok_or_else(|| Error::UnexpectedResponse {
                     resource: parent.clone(),
                     message: format!("secret name {:?} is not projects/*/secrets/*", s.name),
                 })?;
+                // Google names the project by number; keep the caller's form so names compare equal.
+                let name = SecretName::new(project, &listed.secret);
                 secrets.push(secret_from(&name, s));
             }
             if page.next_page_token.is_empty() {

@@ -3,6 +3,15 @@
 
 use serde_json::Value;
 
+/// The number the test project `p` has in every emulator [`Api::start`] starts, as Google would have assigned it.
+/// Secret Manager returns names with it (`projects/123456789/secrets/x`) even when called with the id.
+pub const P_NUMBER: u64 = 123456789;
+
+/// `rest` (e.g. `secrets/x/versions/1`) under project `p`, in the numbered form Google returns.
+pub fn p_name(rest: &str) -> String {
+    format!("projects/{P_NUMBER}/{rest}")
+}
+
 pub struct Api {
     pub emu: gcp_emulator::Emulator,
     pub http: reqwest::Client,
@@ -13,6 +22,7 @@ pub struct Api {
 impl Api {
     pub async fn start(config: gcp_emulator::Config) -> Api {
         let emu = gcp_emulator::spawn(config).await.unwrap();
+        emu.state().set_project_number("p", P_NUMBER).unwrap();
         Api {
             emu,
             http: reqwest::Client::new(),

@@ -1,10 +1,13 @@
 """Conformance of the emulator with Google's Python client libraries over REST.
 
-Run by tests/python_clients.rs, which starts the emulator and sets EMULATOR_URL.
+Run by tests/python_clients.rs, which starts the emulator, gives project `p` a number and sets EMULATOR_URL and
+EMULATOR_PROJECT_NUMBER.
 """
 
+import json
 import os
 import time
+import urllib.request
 
 import pytest
 from google.api_core import exceptions
@@ -14,6 +17,8 @@ from google.cloud import run_v2, secretmanager_v1
 
 URL = os.environ.get("EMULATOR_URL", "")
 PARENT = "projects/p/locations/us-central1"
+# Secret Manager returns names with the project number, even when called with the project id.
+P_NUMBER = os.environ.get("EMULATOR_PROJECT_NUMBER", "")
 
 
 def _crc32c_table():
@@ -76,10 +81,19 @@ def test_crc32c_helper_matches_the_standard_check_value():
     assert crc32c(b"123456789") == 0xE3069283
 
 
+def test_the_admin_api_reports_the_project_number():
+    assert P_NUMBER, "EMULATOR_PROJECT_NUMBER must be the number of project p"
+    with urllib.request.urlopen(f"{options().api_endpoint}/_emulator/projects/p") as resp:
+        assert json.load(resp) == {"projectId": "p", "projectNumber": P_NUMBER}
+
+
 def test_secret_and_version_lifecycle(sm):
     sid = unique("py")
     secret = create_secret(sm, sid, {"env": "prod"})
-    assert secret.name == f"projects/p/secrets/{sid}"
+    assert secret.name == f"projects/{P_NUMBER}/secrets/{sid}"
+    # Either form of the project reaches the same secret.
+    assert sm.get_secret(name=f"projects/p/secrets/{sid}") == secret
+    assert sm.get_secret(name=f"projects/{P_NUMBER}/secrets/{sid}") == secret
     assert secret.labels["env"] == "prod"
     assert secret.replication.automatic is not None
     with pytest.raises(exceptions.Conflict) as err:
@@ -104,6 +118,10 @@ def test_secret_and_version_lifecycle(sm):
     assert latest.name == v2.name
     assert latest.payload.data == b"two"
     assert latest.payload.data_crc32c == crc32c(b"two")
+    assert latest.name == f"projects/{P_NUMBER}/secrets/{sid}/versions/2"
+    by_id = sm.access_secret_version(name=f"projects/p/secrets/{sid}/versions/2")
+    assert by_id.name == latest.name
+    assert by_id.payload.data == b"two"
 
     disabled = sm.disable_secret_version(request={"name": v1.name, "etag": v1.etag})
     assert disabled.state == secretmanager_v1.SecretVersion.State.DISABLED
@@ -139,9 +157,14 @@ def test_secret_and_version_lifecycle(sm):
 
     names = [s.name for s in sm.list_secrets(request={"parent": "projects/p", "filter": "labels.env=dev"})]
     assert secret.name in names
+    by_number = [
+        s.name for s in sm.list_secrets(request={"parent": f"projects/{P_NUMBER}", "filter": "labels.env=dev"})
+    ]
+    assert by_number == names
     sm.delete_secret(name=secret.name)
-    with pytest.raises(exceptions.NotFound):
-        sm.get_secret(name=secret.name)
+    with pytest.raises(exceptions.NotFound) as err:
+        sm.get_secret(name=f"projects/p/secrets/{sid}")
+    assert err.value.response.json()["error"]["message"] == f"Secret [projects/{P_NUMBER}/secrets/{sid}] not found."
 
 
 def test_secret_iam_etag_conflict(sm):
@@ -161,6 +184,9 @@ def test_secret_iam_etag_conflict(sm):
     assert status_of(err.value) == "ABORTED"
     again = sm.get_iam_policy(request={"resource": secret.name, "options": {"requested_policy_version": 3}})
     assert again.etag == updated.etag
+    assert secret.name.startswith(f"projects/{P_NUMBER}/secrets/")
+    by_id = secret.name.replace(f"projects/{P_NUMBER}/", "projects/p/", 1)
+    assert sm.get_iam_policy(request={"resource": by_id, "options": {"requested_policy_version": 3}}) == again
 
 
 def test_run_service_lifecycle_through_operations(services):
@@ -229,6 +255,6 @@ def test_run_revision_failure_surfaces_through_the_operation(services):
     )
     with pytest.raises(exceptions.GoogleAPICallError) as err:
         op.result(timeout=30)
-    assert "Secret projects/p/secrets/absent/versions/1 was not found" in str(err.value)
+    assert f"Secret projects/{P_NUMBER}/secrets/absent/versions/1 was not found" in str(err.value)
     svc = services.get_service(name=f"{PARENT}/services/{sid}")
     assert svc.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
