@@ -281,9 +281,16 @@ fn to_v1(svc: &Value, namespace: &str, region: &str) -> Value {
     let generation: i64 = str_of(svc, &["generation"])
         .and_then(|g| g.parse().ok())
         .unwrap_or(1);
-    let observed: i64 = str_of(svc, &["observedGeneration"])
-        .and_then(|g| g.parse().ok())
-        .unwrap_or(0);
+    // Knative's observedGeneration is the generation its controller has reconciled, served or failed (gcloud waits
+    // for it); v2's advances only when a generation serves.
+    let settled = !svc.get("reconciling").and_then(Value::as_bool).unwrap_or(false);
+    let observed: i64 = if settled {
+        generation
+    } else {
+        str_of(svc, &["observedGeneration"])
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0)
+    };
     let mut status = json!({
         "observedGeneration": observed,
         "conditions": conditions,

@@ -588,10 +588,12 @@ impl State {
             if let Some(s) = self.services.get_mut(&service_name)
                 && s.latest_created.as_deref() == Some(name.as_str())
             {
-                s.observed_generation = s.generation;
                 s.last_transition = at;
                 match &outcome {
                     Outcome::Ready => {
+                        // Only a generation that serves counts as observed: a failed one leaves the last
+                        // served generation (none, for a new service whose first revision failed).
+                        s.observed_generation = s.generation;
                         s.latest_ready = Some(name.clone());
                         s.failure = None;
                     }

@@ -471,7 +471,10 @@ async fn revision_without_secret_access_fails_and_traffic_stays_on_the_last_read
     assert_eq!(svc["terminalCondition"]["message"], msg);
     assert_eq!(svc["latestReadyRevision"], ready.as_str());
     assert_ne!(svc["latestCreatedRevision"], ready.as_str());
-    assert_eq!(svc["observedGeneration"], "2");
+    // observedGeneration stays at the last generation that serves.
+    assert_eq!(svc["generation"], "2");
+    assert_eq!(svc["observedGeneration"], "1");
+    assert_eq!(svc["reconciling"], false);
     let short = ready.rsplit('/').next().unwrap();
     assert_eq!(
         svc["trafficStatuses"],
@@ -597,6 +600,10 @@ async fn missing_disabled_and_destroyed_versions_and_crashing_images_fail_start_
             msg.contains("spec.template.spec.containers[0].env[1].value_from.secret_key_ref"),
             "{msg}"
         );
+        // A new service whose first revision failed has served no generation: no observedGeneration.
+        let svc = api.ok("GET", &format!("{PARENT}/services/{id}"), None).await;
+        assert!(svc.get("observedGeneration").is_none(), "{id}: {svc}");
+        assert_eq!(svc["terminalCondition"]["state"], "CONDITION_FAILED");
     }
 
     api.ok(

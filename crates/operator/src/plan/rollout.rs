@@ -38,15 +38,19 @@ pub fn rollout(live: &Value) -> Rollout {
     let created = short(&live["latestCreatedRevision"]);
     let ready = short(&live["latestReadyRevision"]);
     let reconciling = live["reconciling"].as_bool().unwrap_or(false);
+    // Cloud Run advances observedGeneration only when a generation serves: after a failed revision it stays
+    // behind (absent for a new service whose first revision failed), so a failure is read from the terminal
+    // condition, and only success needs the generation caught up.
     let caught_up = number(&live["observedGeneration"]) >= number(&live["generation"]);
     let state = live["terminalCondition"]["state"].as_str().unwrap_or_default();
-    if reconciling || !caught_up {
+    if reconciling {
         return Rollout::InProgress { revision: created };
     }
     match state {
-        "CONDITION_SUCCEEDED" if created == ready => Rollout::Ready {
+        "CONDITION_SUCCEEDED" if created == ready && caught_up => Rollout::Ready {
             revision: ready.unwrap_or_default(),
         },
+        "CONDITION_SUCCEEDED" if !caught_up => Rollout::InProgress { revision: created },
         "CONDITION_FAILED" | "CONDITION_SUCCEEDED" => Rollout::Failed {
             message: format!(
                 "revision {} failed, traffic stays on {}: {}",
@@ -85,11 +89,30 @@ mod tests {
         let mut failed = base;
         failed["terminalCondition"] = json!({"state": "CONDITION_FAILED", "message": "boom"});
         failed["latestCreatedRevision"] = json!("s-00003-xyz");
+        // Cloud Run leaves observedGeneration at the last generation that served.
+        failed["generation"] = json!("3");
         let Rollout::Failed { message } = rollout(&failed) else {
             panic!()
         };
         assert!(
             message.contains("traffic stays on s-00002-abc: boom"),
+            "{message}"
+        );
+        let mut reconciling = failed.clone();
+        reconciling["reconciling"] = json!(true);
+        assert!(matches!(rollout(&reconciling), Rollout::InProgress { .. }));
+    }
+
+    #[test]
+    fn a_new_service_whose_first_revision_failed_has_no_observed_generation_and_reads_failed() {
+        let live = json!({"generation": "1",
+            "terminalCondition": {"state": "CONDITION_FAILED", "message": "denied"},
+            "latestCreatedRevision": "s-00001-abc"});
+        let Rollout::Failed { message } = rollout(&live) else {
+            panic!("{:?}", rollout(&live))
+        };
+        assert!(
+            message.contains("traffic stays on no revision: denied"),
             "{message}"
         );
     }
