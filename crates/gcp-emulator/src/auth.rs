@@ -210,6 +210,7 @@ pub fn permission_of(rpc: &str) -> Option<&'static str> {
         "IAM.ListServiceAccounts" => "iam.serviceAccounts.list",
         "IAM.CreateServiceAccount" => "iam.serviceAccounts.create",
         "IAM.GetServiceAccount" => "iam.serviceAccounts.get",
+        "IAM.DeleteServiceAccount" => "iam.serviceAccounts.delete",
         "IAM.GetIamPolicy" => "iam.serviceAccounts.getIamPolicy",
         "IAM.SetIamPolicy" => "iam.serviceAccounts.setIamPolicy",
         "IAMCredentials.GenerateAccessToken" => "iam.serviceAccounts.getAccessToken",

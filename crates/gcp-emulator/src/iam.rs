@@ -1,11 +1,11 @@
 //! IAM: resource policies (shared by Secret Manager, Cloud Run and service accounts) and
-//! `projects.serviceAccounts` (create, get, list and the account's own IAM policy).
+//! `projects.serviceAccounts` (create, get, list, delete and the account's own IAM policy).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult, Code};
-use crate::model::{Policy, ServiceAccount, State};
+use crate::model::{Policy, PolicyChange, ServiceAccount, State};
 use crate::wire::{self, Request};
 
 /// The etag Google reports for a policy that was never set (base64 of 0x00 0x20 0x01).
@@ -293,10 +293,11 @@ pub fn well_formed_account(email: &str) -> bool {
 }
 
 impl State {
-    /// Whether a service account exists: seeded ones only, or any well-formed one while none are seeded.
+    /// Whether a service account exists: seeded ones only, or any well-formed one that was not deleted while none
+    /// are seeded.
     pub fn account_exists(&self, email: &str) -> bool {
         if self.service_accounts.is_empty() {
-            well_formed_account(email)
+            well_formed_account(email) && !self.deleted_service_accounts.contains_key(email)
         } else {
             self.service_accounts.contains_key(email)
         }
@@ -311,6 +312,7 @@ impl State {
         self.counter += 1;
         let unique_id = format!("1{:020}", self.counter);
         let project_id = project_of_account(email);
+        self.deleted_service_accounts.remove(email);
         self.service_accounts.insert(
             email.to_string(),
             ServiceAccount {
@@ -341,7 +343,7 @@ impl State {
             None => ServiceAccount {
                 email: email.to_string(),
                 project_id: project_of_account(email),
-                unique_id: format!("1{:020}", fnv(email) % 100_000_000_000_000_000_000u128),
+                unique_id: implicit_unique_id(email),
                 display_name: String::new(),
                 description: String::new(),
             },
@@ -433,6 +435,57 @@ impl State {
         Ok(render_account(account))
     }
 
+    /// `DELETE /v1/projects/{p}/serviceAccounts/{email}`: removes the account and its own policy, revokes the
+    /// tokens minted for it, and rewrites every policy that named it (`serviceAccount:EMAIL`) to name the deleted
+    /// account instead (`deleted:serviceAccount:EMAIL?uid=UNIQUE_ID`), as Google does. An account re-created with
+    /// the same email gets a new unique id and none of those grants. An account that exists only because none are
+    /// seeded is remembered as deleted, so it stops existing without changing that mode.
+    pub fn delete_service_account(
+        &mut self,
+        project: &str,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Value> {
+        let account = self.account(project, email)?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Service account projects/{project}/serviceAccounts/{email} does not exist."
+            ))
+        })?;
+        let email = account.email.as_str();
+        self.service_accounts.remove(email);
+        self.service_account_policies.remove(email);
+        self.deleted_service_accounts
+            .insert(email.to_string(), account.unique_id.clone());
+        let member = format!("serviceAccount:{email}");
+        let deleted = format!("deleted:{member}?uid={}", account.unique_id);
+        self.tokens.retain(|_, t| t.principal != member);
+        let mut counter = self.counter;
+        for secret in self.secrets.values_mut() {
+            // Earlier policies named this account too (a re-created account never held their grants), and revision
+            // start-up judges access by the policy as it stood up to `iam_propagation` ago.
+            for change in &mut secret.policy_history {
+                replace_in_bindings(&mut change.bindings, &member, &deleted);
+            }
+            if replace_member(&mut secret.policy, &member, &deleted, &mut counter) {
+                secret.policy_history.push(PolicyChange {
+                    at: now,
+                    bindings: secret.policy.bindings.clone(),
+                });
+            }
+        }
+        for service in self.services.values_mut() {
+            replace_member(&mut service.policy, &member, &deleted, &mut counter);
+        }
+        for policy in self.service_account_policies.values_mut() {
+            replace_member(policy, &member, &deleted, &mut counter);
+        }
+        for policy in self.project_policies.values_mut() {
+            replace_member(policy, &member, &deleted, &mut counter);
+        }
+        self.counter = counter;
+        Ok(json!({}))
+    }
+
     /// `GET /v1/projects/{p}/serviceAccounts`: the seeded and created accounts of the project, by email.
     pub fn list_service_accounts(&self, project: &str, req: &Request) -> ApiResult<Value> {
         let items: Vec<(String, Value)> = self
@@ -480,16 +533,13 @@ impl State {
     pub fn sa_set_policy(&mut self, project: &str, email: &str, req: &Request) -> ApiResult<Value> {
         let body = req.json()?;
         let account = self.account_for_policy(project, email)?;
-        let accounts_seeded = !self.service_accounts.is_empty();
-        let seeded: std::collections::BTreeSet<String> = self.service_accounts.keys().cloned().collect();
-        let exists = move |e: &str| !accounts_seeded || seeded.contains(e);
         let mut counter = self.counter;
         let mut policy = self
             .service_account_policies
             .get(&account.email)
             .cloned()
             .unwrap_or_default();
-        set_policy(&mut policy, &body, &mut counter, &exists)?;
+        set_policy(&mut policy, &body, &mut counter, &|e| self.account_exists(e))?;
         let out = render_policy(&policy, 3)?;
         self.service_account_policies.insert(account.email, policy);
         self.counter = counter;
@@ -501,6 +551,46 @@ impl State {
         self.account_for_policy(project, email)?;
         crate::secretmanager::test_permissions(req)
     }
+}
+
+/// Replaces `member` by `replacement` in every binding of `policy`, keeping members sorted and deduplicated, and
+/// gives the policy a new etag when it changed. Returns whether it did.
+fn replace_member(policy: &mut Policy, member: &str, replacement: &str, counter: &mut u64) -> bool {
+    let changed = replace_in_bindings(&mut policy.bindings, member, replacement);
+    if changed {
+        policy.etag = wire::etag_bytes(counter);
+    }
+    changed
+}
+
+fn replace_in_bindings(bindings: &mut [Value], member: &str, replacement: &str) -> bool {
+    let mut changed = false;
+    for binding in bindings {
+        let Some(list) = binding.get_mut("members").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        if !list.iter().any(|m| m.as_str() == Some(member)) {
+            continue;
+        }
+        let mut members: Vec<String> = list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|m| {
+                let kept = if m == member { replacement } else { m };
+                kept.to_string()
+            })
+            .collect();
+        members.sort();
+        members.dedup();
+        *list = members.into_iter().map(Value::String).collect();
+        changed = true;
+    }
+    changed
+}
+
+/// The stable made-up unique id of an account that exists only because none are seeded.
+fn implicit_unique_id(email: &str) -> String {
+    format!("1{:020}", fnv(email) % 100_000_000_000_000_000_000u128)
 }
 
 /// Google's JSON for a service account.

@@ -61,6 +61,9 @@ pub struct Config {
     pub service_accounts: Vec<String>,
     /// Container images whose revisions fail to start.
     pub crashing_images: Vec<String>,
+    /// The code of a failed revision's operation error: Google has answered `FAILED_PRECONDITION` (9) and
+    /// `INTERNAL` (13) for the same failure.
+    pub revision_failure_code: Code,
     /// Callers must present a token the emulator minted, and hold the permission each call needs (project and
     /// resource IAM policies, predefined and custom roles). Off: every caller may do everything.
     pub enforce_auth: bool,
@@ -77,6 +80,7 @@ impl Default for Config {
             state_file: None,
             service_accounts: Vec::new(),
             crashing_images: Vec::new(),
+            revision_failure_code: Code::FailedPrecondition,
             enforce_auth: false,
         }
     }
@@ -132,6 +136,7 @@ impl App {
         state.runtime.timing = run::Timing {
             revision_startup: config.revision_startup,
             iam_propagation: config.iam_propagation,
+            failure_code: config.revision_failure_code,
         };
         for email in &config.service_accounts {
             state

@@ -34,10 +34,18 @@ struct Args {
     /// A container image whose revisions fail to start (repeatable).
     #[arg(long = "crashing-image")]
     crashing_images: Vec<String>,
+    /// The code of a failed revision's operation error: a status name or number (Google has answered 9,
+    /// FAILED_PRECONDITION, and 13, INTERNAL).
+    #[arg(long, default_value = "FAILED_PRECONDITION", value_parser = parse_code)]
+    revision_failure_code: gcp_emulator::Code,
     /// Require a token minted by the emulator (`POST /emulator/v1/tokens`) on every call, and check each call's
     /// IAM permission against project and resource policies.
     #[arg(long)]
     enforce_auth: bool,
+}
+
+fn parse_code(text: &str) -> Result<gcp_emulator::Code, String> {
+    gcp_emulator::Code::parse(text).ok_or_else(|| format!("not a status name or number: {text}"))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -76,6 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         service_accounts: args.service_accounts,
         crashing_images: args.crashing_images,
         enforce_auth: args.enforce_auth,
+        revision_failure_code: args.revision_failure_code,
     };
     let emulator = gcp_emulator::spawn(config).await?;
     println!("gcp-emulator listening on {}", emulator.url());

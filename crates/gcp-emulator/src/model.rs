@@ -18,6 +18,9 @@ pub struct State {
     pub secrets: BTreeMap<String, Secret>,
     /// Seeded or created service accounts by email. While empty, every well-formed account exists.
     pub service_accounts: BTreeMap<String, ServiceAccount>,
+    /// Deleted service accounts by email, with the `uniqueId` each had. A deleted account does not exist (not even
+    /// while none are seeded) until it is created or seeded again.
+    pub deleted_service_accounts: BTreeMap<String, String>,
     /// IAM policies of service accounts (as resources), by email.
     pub service_account_policies: BTreeMap<String, Policy>,
     /// Service Usage: APIs enabled by name, by project number. Every API counts as enabled anyway.
@@ -164,6 +167,9 @@ pub struct Service {
     pub failure: Option<String>,
     pub last_transition: DateTime<Utc>,
     pub policy: Policy,
+    /// When a delete was asked for: the service is gone once the deletion settles.
+    #[serde(default)]
+    pub delete_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

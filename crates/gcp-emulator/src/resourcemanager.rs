@@ -84,11 +84,9 @@ impl State {
     /// `POST /v{1,3}/projects/{p}:setIamPolicy`, etag-checked and normalised like every other policy.
     pub fn rm_set_policy(&mut self, project: &str, req: &Request) -> ApiResult<Value> {
         let body = req.json()?;
-        let seeded: std::collections::BTreeSet<String> = self.service_accounts.keys().cloned().collect();
-        let exists = move |email: &str| seeded.is_empty() || seeded.contains(email);
         let mut counter = self.counter;
         let mut policy = self.project_policy(project);
-        set_policy(&mut policy, &body, &mut counter, &exists)?;
+        set_policy(&mut policy, &body, &mut counter, &|e| self.account_exists(e))?;
         let out = render_policy(&policy, 3)?;
         self.project_policies
             .insert(self.project_number(project).to_string(), policy);

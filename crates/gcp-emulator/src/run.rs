@@ -72,10 +72,22 @@ const REVOCATION: [&str; 3] = [
 const EGRESS: [&str; 3] = ["VPC_EGRESS_UNSPECIFIED", "ALL_TRAFFIC", "PRIVATE_RANGES_ONLY"];
 
 /// Start-up timing of revisions, from the emulator's configuration.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Timing {
     pub revision_startup: Duration,
     pub iam_propagation: Duration,
+    /// The code of a failed revision's operation error (Google has answered 9 and 13).
+    pub failure_code: Code,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            revision_startup: Duration::default(),
+            iam_propagation: Duration::default(),
+            failure_code: Code::FailedPrecondition,
+        }
+    }
 }
 
 /// `projects/p/locations/l/services/s` split into its parts.
@@ -513,61 +525,80 @@ impl State {
         let member = format!("serviceAccount:{sa}");
         let propagation = chrono::Duration::from_std(self.runtime.timing.iam_propagation).unwrap_or_default();
         let judged_at = revision.ready_at - propagation;
-        for (path, secret, version) in secret_refs(t) {
-            let full = if secret.starts_with("projects/") {
-                self.numbered(&secret)
-            } else {
-                self.numbered(&format!("projects/{project}/secrets/{secret}"))
-            };
-            let Some(s) = self.secrets.get(&full) else {
-                return fail(
-                    "SECRETS_ACCESS_CHECK_FAILED",
-                    format!("{path}.name: Secret {full}/versions/{version} was not found"),
-                );
-            };
-            let secret_policy = Policy {
-                bindings: iam::bindings_at(&s.policy_history, judged_at).to_vec(),
-                ..Policy::default()
-            };
-            if !self.holds(
-                &member,
-                "secretmanager.versions.access",
-                &project,
-                Some(&secret_policy),
-            ) {
-                return fail(
-                    "SECRETS_ACCESS_CHECK_FAILED",
-                    format!(
+        // Cloud Run checks every secret reference and names each one that fails, in one message.
+        let problems: Vec<String> = secret_refs(t)
+            .into_iter()
+            .filter_map(|(path, secret, version)| {
+                let full = if secret.starts_with("projects/") {
+                    self.numbered(&secret)
+                } else {
+                    self.numbered(&format!("projects/{project}/secrets/{secret}"))
+                };
+                let Some(s) = self.secrets.get(&full) else {
+                    return Some(format!("{path}.name: Secret {full}/versions/{version} was not found"));
+                };
+                let secret_policy = Policy {
+                    bindings: iam::bindings_at(&s.policy_history, judged_at).to_vec(),
+                    ..Policy::default()
+                };
+                if !self.holds(&member, "secretmanager.versions.access", &project, Some(&secret_policy)) {
+                    return Some(format!(
                         "{path}.name: Permission denied on secret: {full}/versions/{version} for Revision service account {sa}. The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level."
-                    ),
-                );
-            }
-            let Ok(id) = s.resolve_version(&version) else {
-                return fail(
-                    "SECRETS_ACCESS_CHECK_FAILED",
-                    format!("{path}.name: Secret {full}/versions/{version} was not found"),
-                );
-            };
-            let state = s
-                .versions
-                .get(&id)
-                .map(|v| v.state)
-                .unwrap_or(VersionState::Destroyed);
-            if state != VersionState::Enabled {
-                return fail(
-                    "SECRETS_ACCESS_CHECK_FAILED",
+                    ));
+                }
+                let Ok(id) = s.resolve_version(&version) else {
+                    return Some(format!("{path}.name: Secret {full}/versions/{version} was not found"));
+                };
+                let state = s
+                    .versions
+                    .get(&id)
+                    .map(|v| v.state)
+                    .unwrap_or(VersionState::Destroyed);
+                (state != VersionState::Enabled).then(|| {
                     format!(
                         "{path}.name: Secret Version {full}/versions/{id} is in {} state.",
                         state.name()
-                    ),
-                );
-            }
+                    )
+                })
+            })
+            .collect();
+        if !problems.is_empty() {
+            return fail("SECRETS_ACCESS_CHECK_FAILED", problems.join(" "));
         }
         Outcome::Ready
     }
 
     /// Settles every revision whose start-up time has passed, then the operations waiting on them.
+    /// Services whose deletion is due are gone; their delete operations finish with the last view of them.
+    fn settle_deletions(&mut self, now: DateTime<Utc>) {
+        let delay = chrono::Duration::from_std(self.runtime.timing.revision_startup).unwrap_or_default();
+        let due: Vec<String> = self
+            .services
+            .values()
+            .filter(|s| s.delete_time.is_some_and(|t| t + delay <= now))
+            .map(|s| s.name.clone())
+            .collect();
+        for name in due {
+            let Some(service) = self.services.get(&name).cloned() else {
+                continue;
+            };
+            let rendered = with_type(self.render_service(&service), SERVICE_TYPE);
+            self.services.remove(&name);
+            let prefix = format!("{name}/revisions/");
+            self.revisions.retain(|k, _| !k.starts_with(&prefix));
+            for op in self
+                .operations
+                .values_mut()
+                .filter(|o| o.target == name && !o.done && o.awaits_revision.is_none())
+            {
+                op.done = true;
+                op.response = Some(rendered.clone());
+            }
+        }
+    }
+
     pub fn settle(&mut self, now: DateTime<Utc>) {
+        self.settle_deletions(now);
         let due: Vec<String> = self
             .revisions
             .values()
@@ -626,7 +657,7 @@ impl State {
                 },
                 Some(Outcome::Failed { message, .. }) => (
                     None,
-                    Some(ApiError::new(Code::FailedPrecondition, message).rpc_status()),
+                    Some(ApiError::new(self.runtime.timing.failure_code, message).rpc_status()),
                 ),
                 None => (
                     None,
@@ -708,7 +739,10 @@ impl State {
             json!([format!("https://{id}-{number}.{location}.run.app"), uri]),
         );
         out.insert("uri".into(), json!(uri));
-        out.insert("reconciling".into(), json!(pending));
+        out.insert("reconciling".into(), json!(pending || s.delete_time.is_some()));
+        if let Some(t) = s.delete_time {
+            out.insert("deleteTime".into(), json!(wire::timestamp(t)));
+        }
         out.insert("etag".into(), json!(s.etag));
         Value::Object(out)
     }
@@ -877,6 +911,11 @@ impl State {
         let (project, location, id) = (n.project.to_string(), n.location.to_string(), n.id.to_string());
         let parent = format!("projects/{project}/locations/{location}");
         let existing = self.services.get(name).cloned();
+        if existing.as_ref().is_some_and(|s| s.delete_time.is_some()) {
+            return Err(ApiError::precondition(format!(
+                "Service {name} is being deleted and cannot be changed."
+            )));
+        }
         let mut spec = match (&existing, mask.filter(|m| !m.is_empty())) {
             (Some(old), Some(mask)) => {
                 let incoming = normalize_spec(body);
@@ -937,6 +976,7 @@ impl State {
                     failure: None,
                     last_transition: now,
                     policy: Policy::default(),
+                    delete_time: None,
                 }
             }
         };
@@ -1049,14 +1089,17 @@ impl State {
                 "metadata": with_type(rendered.clone(), SERVICE_TYPE), "response": with_type(rendered, SERVICE_TYPE)}),
             );
         }
-        self.services.remove(name);
-        let prefix = format!("{name}/revisions/");
-        self.revisions.retain(|k, _| !k.starts_with(&prefix));
-        let op_name = self.new_operation(&parent, SERVICE_TYPE, name, rendered.clone(), now);
-        if let Some(op) = self.operations.get_mut(&op_name) {
-            op.done = true;
-            op.response = Some(with_type(rendered, SERVICE_TYPE));
-        }
+        // Deleting takes a while (as long as a revision start-up): until then the service is still there, with
+        // `deleteTime` set and `reconciling`, and the operation is not done.
+        let rendered = match self.services.get_mut(name) {
+            Some(live) => {
+                live.delete_time.get_or_insert(now);
+                let live = live.clone();
+                self.render_service(&live)
+            }
+            None => rendered,
+        };
+        let op_name = self.new_operation(&parent, SERVICE_TYPE, name, rendered, now);
         self.settle(now);
         let op = self
             .operations
@@ -1073,16 +1116,18 @@ impl State {
 
     pub fn run_set_policy(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
         let body = req.json()?;
-        let accounts_seeded = !self.service_accounts.is_empty();
-        let seeded: std::collections::BTreeSet<String> = self.service_accounts.keys().cloned().collect();
-        let exists = move |email: &str| !accounts_seeded || seeded.contains(email);
         let mut counter = self.counter;
+        let mut policy = self
+            .services
+            .get(name)
+            .ok_or_else(|| service_not_found(name))?
+            .policy
+            .clone();
+        iam::set_policy(&mut policy, &body, &mut counter, &|e| self.account_exists(e))?;
         let s = self
             .services
             .get_mut(name)
             .ok_or_else(|| service_not_found(name))?;
-        let mut policy = s.policy.clone();
-        iam::set_policy(&mut policy, &body, &mut counter, &exists)?;
         s.policy = policy;
         let out = iam::render_policy(&s.policy, 3)?;
         self.counter = counter;

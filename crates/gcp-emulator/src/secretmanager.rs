@@ -623,13 +623,10 @@ impl State {
 
     pub fn sm_set_policy(&mut self, secret: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         let body = req.json()?;
-        let accounts_seeded = !self.service_accounts.is_empty();
-        let seeded: std::collections::BTreeSet<String> = self.service_accounts.keys().cloned().collect();
-        let exists = move |email: &str| !accounts_seeded || seeded.contains(email);
         let mut counter = self.counter;
+        let mut policy = self.secret(secret)?.policy.clone();
+        iam::set_policy(&mut policy, &body, &mut counter, &|e| self.account_exists(e))?;
         let s = self.secret_mut(secret)?;
-        let mut policy = s.policy.clone();
-        iam::set_policy(&mut policy, &body, &mut counter, &exists)?;
         s.policy = policy;
         s.policy_history.push(PolicyChange {
             at: now,

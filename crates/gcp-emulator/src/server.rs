@@ -293,6 +293,7 @@ fn resolve(req: &Request) -> ApiResult<Call> {
         (Target::ServiceAccounts { .. }, "GET", None) => ("IAM.ListServiceAccounts", None),
         (Target::ServiceAccounts { .. }, "POST", None) => ("IAM.CreateServiceAccount", None),
         (Target::ServiceAccount { .. }, "GET", None) => ("IAM.GetServiceAccount", None),
+        (Target::ServiceAccount { .. }, "DELETE", None) => ("IAM.DeleteServiceAccount", None),
         (Target::ServiceAccount { .. }, "GET" | "POST", Some("getIamPolicy")) => ("IAM.GetIamPolicy", None),
         (Target::ServiceAccount { .. }, "POST", Some("setIamPolicy")) => ("IAM.SetIamPolicy", None),
         (Target::ServiceAccount { .. }, "POST", Some("testIamPermissions")) => {
@@ -386,6 +387,7 @@ async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
             }
         }
         Target::ServiceAccount { project, email } => match verb {
+            "" if req.method == Method::DELETE => app.lock().delete_service_account(project, email, now),
             "" => app.lock().get_service_account(project, email),
             "getIamPolicy" => app.lock().sa_get_policy(project, email, req),
             "setIamPolicy" => app.lock().sa_set_policy(project, email, req),

@@ -420,7 +420,7 @@ async fn updates_make_revisions_only_when_the_template_changes() {
     let all = api.ok("GET", "/v2/projects/p/locations/-/services", None).await;
     assert_eq!(all["services"].as_array().unwrap().len(), 2);
 
-    // Delete returns a done operation; the service and its revisions are gone.
+    // With no start-up time, a delete is done at once; the service and its revisions are gone.
     let op = api.ok("DELETE", &format!("{PARENT}/services/s"), None).await;
     assert_eq!(op["done"], true);
     assert_eq!(
@@ -731,4 +731,69 @@ async fn knative_v1_needs_a_regional_host_and_mirrors_v2() {
             .unwrap()
             .contains("was not found")
     );
+}
+
+#[tokio::test]
+async fn every_failing_secret_is_named_and_the_failure_code_is_configurable() {
+    let api = Api::start(gcp_emulator::Config {
+        revision_startup: Duration::from_millis(0),
+        revision_failure_code: gcp_emulator::Code::Internal,
+        ..gcp_emulator::Config::default()
+    })
+    .await;
+    api.create_secret("p", "denied").await;
+    api.add_version("projects/p/secrets/denied", b"x").await;
+    let body = json!({"template": {"serviceAccount": SA, "containers": [{"image": "img:1", "env": [
+        {"name": "A", "valueSource": {"secretKeyRef": {"secret": "absent", "version": "1"}}},
+        {"name": "B", "valueSource": {"secretKeyRef": {"secret": "denied", "version": "1"}}}
+    ]}]}});
+    let op = api
+        .ok("POST", &format!("{PARENT}/services?serviceId=two"), Some(body))
+        .await;
+    let done = wait(&api, &op).await;
+    assert_eq!(done["error"]["code"], 13, "{done}");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("env[0].value_from.secret_key_ref.name: Secret projects/123456789/secrets/absent/versions/1 was not found"),
+        "{message}"
+    );
+    assert!(
+        message.contains("env[1].value_from.secret_key_ref.name: Permission denied on secret: projects/123456789/secrets/denied/versions/1"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_delete_finishes_later_and_the_service_refuses_changes_meanwhile() {
+    let api = start(300, 0).await;
+    let op = api
+        .ok(
+            "POST",
+            &format!("{PARENT}/services?serviceId=s"),
+            Some(service("img:1")),
+        )
+        .await;
+    wait(&api, &op).await;
+    let op = api.ok("DELETE", &format!("{PARENT}/services/s"), None).await;
+    assert_eq!(op["done"], false, "{op}");
+    let deleting = api.ok("GET", &format!("{PARENT}/services/s"), None).await;
+    assert!(deleting["deleteTime"].is_string(), "{deleting}");
+    assert_eq!(deleting["reconciling"], true);
+    let message = api
+        .err(
+            "PATCH",
+            &format!("{PARENT}/services/s"),
+            Some(service("img:9")),
+            400,
+            "FAILED_PRECONDITION",
+        )
+        .await;
+    assert!(message.contains("is being deleted"), "{message}");
+    let done = wait(&api, &op).await;
+    assert_eq!(
+        done["response"]["name"],
+        "projects/p/locations/us-central1/services/s"
+    );
+    api.err("GET", &format!("{PARENT}/services/s"), None, 404, "NOT_FOUND")
+        .await;
 }
