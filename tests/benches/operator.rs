@@ -62,6 +62,7 @@ async fn run(latency: Duration, resync: Duration, benchmarking: bool) {
         .emulator(gcp_emulator::Config {
             latency,
             revision_startup: REVISION_STARTUP,
+            service_accounts: vec![litellm_operator_tests::fixtures::RUNTIME_SA.to_owned()],
             ..gcp_emulator::Config::default()
         })
         .settings(Settings {
@@ -212,6 +213,7 @@ async fn wait(w: &World, name: &str, check: impl Fn(&LiteLLMDeploymentStatus) ->
 async fn gcloud_runbook(latency: Duration) -> Duration {
     let emulator = gcp_emulator::spawn(gcp_emulator::Config {
         latency,
+        service_accounts: vec![litellm_operator_tests::fixtures::RUNTIME_SA.to_owned()],
         ..gcp_emulator::Config::default()
     })
     .await

@@ -37,12 +37,14 @@ const SECRET_FIELD_MANAGER: &str = "flows-test";
 /// How long [`World::wait_ready`] waits for Ready=True.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The emulator a [`World`] starts unless told otherwise: defaults, with revisions starting in 300 ms and
-/// callers' permissions checked (see [`grant_operator`]).
+/// The emulator a [`World`] starts unless told otherwise: defaults, with revisions starting in 300 ms, callers'
+/// permissions checked (see [`grant_operator`]), and the accounts of the fixtures existing (the runtime account
+/// and the operator's own; as in Google, no other account exists until a test seeds it).
 pub fn fast_emulator() -> gcp_emulator::Config {
     gcp_emulator::Config {
         revision_startup: Duration::from_millis(300),
         enforce_auth: true,
+        service_accounts: vec![RUNTIME_SA.to_owned(), OPERATOR_ACCOUNT.to_owned()],
         ..gcp_emulator::Config::default()
     }
 }

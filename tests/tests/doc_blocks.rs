@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use litellm_operator_tests::doctest::{self, Block, Mode};
 use litellm_operator_tests::node::Node;
-use litellm_operator_tests::{ControlPlane, repo_path, tools};
+use litellm_operator_tests::{ControlPlane, fixtures, repo_path, tools};
 use tokio::io::AsyncReadExt as _;
 
 /// The pages, in the order a reader meets them. `every_page_is_listed` keeps it complete.
@@ -144,7 +144,17 @@ async fn run_page(page: &str) {
         return;
     }
     let _turn = ONE_PAGE_AT_A_TIME.lock().await;
-    let world = LocalWorld::start().await;
+    // The reader's project has the operator's and the runtime account (security.md creates them); a page that
+    // creates one itself starts without it, as its reader would.
+    let accounts: Vec<String> = [fixtures::OPERATOR_ACCOUNT, fixtures::RUNTIME_SA]
+        .into_iter()
+        .filter(|email| {
+            let id = email.split('@').next().unwrap_or_default();
+            !text.contains(&format!("gcloud iam service-accounts create {id} "))
+        })
+        .map(str::to_owned)
+        .collect();
+    let world = LocalWorld::start(accounts).await;
     for block in blocks.iter().filter(|b| !matches!(b.mode, Mode::Skip(_))) {
         let started = Instant::now();
         let result = world.run(block).await;
@@ -189,10 +199,12 @@ struct LocalWorld {
 }
 
 impl LocalWorld {
-    async fn start() -> LocalWorld {
+    /// A fresh world where the service accounts `accounts` exist.
+    async fn start(accounts: Vec<String>) -> LocalWorld {
         let cp = ControlPlane::start().await.unwrap();
         let emulator = gcp_emulator::spawn(gcp_emulator::Config {
             revision_startup: Duration::from_millis(500),
+            service_accounts: accounts,
             ..gcp_emulator::Config::default()
         })
         .await

@@ -202,6 +202,7 @@ async fn the_entrypoint_in_a_chroot_runs_the_demo_stack_to_ready() {
     let ns = cp.namespace("image").await.unwrap();
     let emulator = gcp_emulator::spawn(gcp_emulator::Config {
         revision_startup: Duration::from_millis(300),
+        service_accounts: vec![litellm_operator_tests::fixtures::RUNTIME_SA.to_owned()],
         ..gcp_emulator::Config::default()
     })
     .await

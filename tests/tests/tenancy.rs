@@ -126,6 +126,7 @@ async fn impersonating_world(test: &str, token_creator: bool) -> World {
         ..fast_settings()
     });
     let state = w.emulator.state();
+    state.seed_service_account(TENANT);
     let tenant = format!("serviceAccount:{TENANT}");
     // The tenant's account holds the guide's role and actAs in its own project only.
     state.grant_on_project(PROJECT, "projects/my-project/roles/litellmOperator", &tenant);

@@ -111,6 +111,8 @@ fn main() {
                 .await
                 .unwrap();
             assert!(add.status().is_success());
+            // Without `template.serviceAccount` the service runs as the project's default compute account,
+            // which exists without seeding (other accounts must be seeded or created first).
             let svc = client
                 .post(format!(
                     "{base}/v2/projects/bench/locations/r/services?serviceId=svc"

@@ -275,6 +275,13 @@ fn workload_identity_member(text: &str) -> bool {
     !pool.is_empty() && !namespace.is_empty() && !name.is_empty() && !name.contains('/')
 }
 
+/// `NUMBER-compute@developer.gserviceaccount.com`: every project has its default compute account.
+fn default_compute_account(email: &str) -> bool {
+    email
+        .strip_suffix("-compute@developer.gserviceaccount.com")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Roughly Google's shape for a service-account email: `name@domain`, lowercase, with a Google-owned domain.
 pub fn well_formed_account(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
@@ -296,7 +303,10 @@ impl State {
     /// Whether a service account exists: seeded ones only, or any well-formed one that was not deleted while none
     /// are seeded.
     pub fn account_exists(&self, email: &str) -> bool {
-        if self.service_accounts.is_empty() {
+        if default_compute_account(email) {
+            return !self.deleted_service_accounts.contains_key(email);
+        }
+        if self.runtime.any_account_exists && self.service_accounts.is_empty() {
             well_formed_account(email) && !self.deleted_service_accounts.contains_key(email)
         } else {
             self.service_accounts.contains_key(email)

@@ -56,9 +56,12 @@ pub struct Config {
     pub quota_scale: f64,
     /// JSON file to load state from at start and persist state to after every change.
     pub state_file: Option<PathBuf>,
-    /// Service accounts that exist. While none are seeded (or created through the IAM API), every well-formed
-    /// account exists.
+    /// Service accounts that exist (besides each project's default compute account). Others are created through
+    /// the IAM API or seeded later.
     pub service_accounts: Vec<String>,
+    /// The old lenient mode: while none are seeded or created, every well-formed account exists. Off: an account
+    /// exists only once seeded or created, as in Google.
+    pub any_service_account_exists: bool,
     /// Container images whose revisions fail to start.
     pub crashing_images: Vec<String>,
     /// The code of a failed revision's operation error: Google has answered `FAILED_PRECONDITION` (9) and
@@ -79,6 +82,7 @@ impl Default for Config {
             quota_scale: 1.0,
             state_file: None,
             service_accounts: Vec::new(),
+            any_service_account_exists: false,
             crashing_images: Vec::new(),
             revision_failure_code: Code::FailedPrecondition,
             enforce_auth: false,
@@ -138,6 +142,7 @@ impl App {
             iam_propagation: config.iam_propagation,
             failure_code: config.revision_failure_code,
         };
+        state.runtime.any_account_exists = config.any_service_account_exists;
         for email in &config.service_accounts {
             state
                 .seed_service_account(email, None)
@@ -337,7 +342,7 @@ impl StateHandle {
         out
     }
 
-    /// Makes `email` exist; from then on, unseeded accounts do not.
+    /// Makes `email` exist (in the lenient mode, from then on unseeded accounts do not).
     pub fn seed_service_account(&self, email: &str) {
         self.with(|st| {
             if let Err(e) = st.seed_service_account(email, None) {

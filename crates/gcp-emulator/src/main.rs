@@ -28,9 +28,12 @@ struct Args {
     /// Multiplier on Google's default quotas; 0 disables quotas.
     #[arg(long, default_value_t = 1.0)]
     quota_scale: f64,
-    /// A service account that exists (repeatable). Without any, every well-formed account exists.
+    /// A service account that exists (repeatable); others exist once created through the IAM API or seeded.
     #[arg(long = "service-account")]
     service_accounts: Vec<String>,
+    /// The old lenient mode: while none are seeded or created, every well-formed service account exists.
+    #[arg(long)]
+    any_service_account_exists: bool,
     /// A container image whose revisions fail to start (repeatable).
     #[arg(long = "crashing-image")]
     crashing_images: Vec<String>,
@@ -38,7 +41,7 @@ struct Args {
     /// FAILED_PRECONDITION, and 13, INTERNAL).
     #[arg(long, default_value = "FAILED_PRECONDITION", value_parser = parse_code)]
     revision_failure_code: gcp_emulator::Code,
-    /// Require a token minted by the emulator (`POST /emulator/v1/tokens`) on every call, and check each call's
+    /// Require a token minted by the emulator (`POST /_emulator/tokens`) on every call, and check each call's
     /// IAM permission against project and resource policies.
     #[arg(long)]
     enforce_auth: bool,
@@ -82,6 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         quota_scale: args.quota_scale,
         state_file: args.state,
         service_accounts: args.service_accounts,
+        any_service_account_exists: args.any_service_account_exists,
         crashing_images: args.crashing_images,
         enforce_auth: args.enforce_auth,
         revision_failure_code: args.revision_failure_code,

@@ -16,7 +16,8 @@ use crate::quota::Bucket;
 pub struct State {
     /// Secret Manager secrets by full name (`projects/p/secrets/x`).
     pub secrets: BTreeMap<String, Secret>,
-    /// Seeded or created service accounts by email. While empty, every well-formed account exists.
+    /// Seeded or created service accounts by email (in the lenient mode, while empty, every well-formed account
+    /// exists).
     pub service_accounts: BTreeMap<String, ServiceAccount>,
     /// Deleted service accounts by email, with the `uniqueId` each had. A deleted account does not exist (not even
     /// while none are seeded) until it is created or seeded again.
@@ -57,6 +58,8 @@ pub struct Runtime {
     pub log: VecDeque<LogEntry>,
     pub buckets: HashMap<(String, crate::quota::QuotaKind), Bucket>,
     pub timing: crate::run::Timing,
+    /// The old lenient mode: while no account is seeded or created, every well-formed account exists.
+    pub any_account_exists: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -414,11 +414,9 @@ impl State {
             .get("serviceAccount")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
+            && !self.account_exists(sa)
         {
-            let default_compute = sa.ends_with("-compute@developer.gserviceaccount.com");
-            if !default_compute && !self.account_exists(sa) {
-                return Err(ApiError::invalid(format!("Service account {sa} does not exist.")));
-            }
+            return Err(ApiError::invalid(format!("Service account {sa} does not exist.")));
         }
         if let Some(rev) = template
             .get("revision")

@@ -283,10 +283,42 @@ async fn reset_forgets_everything_but_the_configuration() {
         accounts["serviceAccounts"],
         json!(["cfg@p.iam.gserviceaccount.com"])
     );
-    api.ok("DELETE", "/_emulator/service-accounts", None).await;
     api.ok(
         "GET",
-        "/v1/projects/-/serviceAccounts/anyone@p.iam.gserviceaccount.com",
+        "/v1/projects/-/serviceAccounts/cfg@p.iam.gserviceaccount.com",
+        None,
+    )
+    .await;
+    api.err(
+        "GET",
+        "/v1/projects/-/serviceAccounts/extra@p.iam.gserviceaccount.com",
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    // Unseeding every account leaves none but each project's default compute account: unknown accounts stay
+    // absent (the lenient "every account exists" mode is off by default).
+    api.ok("DELETE", "/_emulator/service-accounts", None).await;
+    for email in [
+        "cfg@p.iam.gserviceaccount.com",
+        "anyone@p.iam.gserviceaccount.com",
+    ] {
+        api.err(
+            "GET",
+            &format!("/v1/projects/-/serviceAccounts/{email}"),
+            None,
+            404,
+            "NOT_FOUND",
+        )
+        .await;
+    }
+    api.ok(
+        "GET",
+        &format!(
+            "/v1/projects/-/serviceAccounts/{}-compute@developer.gserviceaccount.com",
+            P_NUMBER
+        ),
         None,
     )
     .await;
@@ -602,6 +634,51 @@ async fn binary_prints_its_address_and_saves_state_on_sigterm() {
     // The number set through the admin API is saved too.
     let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
     assert_eq!(saved["projectNumbers"]["p"], 123456789, "{saved}");
+}
+
+/// Starts the binary with `args` and returns it with its base URL.
+async fn start_binary(args: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gcp-emulator"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let url = line
+        .strip_prefix("gcp-emulator listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_seeds_accounts_and_offers_the_lenient_mode() {
+    let http = reqwest::Client::new();
+    let status = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    let account = |url: &str, email: &str| format!("{url}/v1/projects/-/serviceAccounts/{email}");
+    // By default only `--service-account` ones exist.
+    let (_child, url) = start_binary(&["--service-account", "seeded@p.iam.gserviceaccount.com"]).await;
+    assert_eq!(
+        status(account(&url, "seeded@p.iam.gserviceaccount.com")).await,
+        200
+    );
+    assert_eq!(
+        status(account(&url, "other@p.iam.gserviceaccount.com")).await,
+        404
+    );
+    // `--any-service-account-exists`: while none are seeded, every well-formed account exists.
+    let (_lenient, url) = start_binary(&["--any-service-account-exists"]).await;
+    assert_eq!(
+        status(account(&url, "other@p.iam.gserviceaccount.com")).await,
+        200
+    );
 }
 
 #[tokio::test]

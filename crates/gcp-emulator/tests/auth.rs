@@ -12,10 +12,15 @@ const OWNER: &str = "user:owner@example.com";
 const OPERATOR: &str = "serviceAccount:operator@p.iam.gserviceaccount.com";
 const RUNTIME: &str = "runtime@p.iam.gserviceaccount.com";
 
-/// An emulator with checks on, project `p` owned by [`OWNER`]; calls carry the owner's token.
+/// An emulator with checks on, project `p` owned by [`OWNER`], accounts [`OPERATOR`] and [`RUNTIME`] seeded (only
+/// seeded or created accounts exist, as in Google); calls carry the owner's token.
 async fn enforcing() -> Api {
     let api = Api::start(gcp_emulator::Config {
         enforce_auth: true,
+        service_accounts: vec![
+            OPERATOR.trim_start_matches("serviceAccount:").to_string(),
+            RUNTIME.to_string(),
+        ],
         ..gcp_emulator::Config::default()
     })
     .await;

@@ -620,20 +620,30 @@ async fn gcloud_run_deploy_describe_and_delete() {
         "--image=ghcr.io/berriai/litellm:main-stable",
         "--region=us-central1",
         "--project=p",
-        "--service-account=run@p.iam.gserviceaccount.com",
+        "--service-account=litellm-run@p.iam.gserviceaccount.com",
         "--set-secrets=DATABASE_URL=db:1",
         "--allow-unauthenticated",
     ];
+    // The runtime account does not exist until it is created (only created or seeded accounts do, as in
+    // Google): the service is refused before any revision is made.
+    let err = g.fails(&deploy).await;
+    assert!(
+        err.contains("INVALID_ARGUMENT")
+            && err.contains("Service account litellm-run@p.iam.gserviceaccount.com does not exist."),
+        "{err}"
+    );
+    g.ok(&["iam", "service-accounts", "create", "litellm-run", "--project=p"])
+        .await;
     // Without access to the secret the revision fails, and gcloud shows Cloud Run's message.
     let err = g.fails(&deploy).await;
     assert!(err.contains("Revision 'llm-00001-"), "{err}");
-    assert!(err.contains("Permission denied on secret: projects/123456789/secrets/db/versions/1 for Revision service account run@p.iam.gserviceaccount.com"), "{err}");
+    assert!(err.contains("Permission denied on secret: projects/123456789/secrets/db/versions/1 for Revision service account litellm-run@p.iam.gserviceaccount.com"), "{err}");
 
     g.ok(&[
         "secrets",
         "add-iam-policy-binding",
         "db",
-        "--member=serviceAccount:run@p.iam.gserviceaccount.com",
+        "--member=serviceAccount:litellm-run@p.iam.gserviceaccount.com",
         "--role=roles/secretmanager.secretAccessor",
         "--project=p",
     ])
@@ -666,7 +676,10 @@ async fn gcloud_run_deploy_describe_and_delete() {
         describe.contains("DATABASE_URL") && describe.contains("db:1"),
         "{describe}"
     );
-    assert!(describe.contains("run@p.iam.gserviceaccount.com"), "{describe}");
+    assert!(
+        describe.contains("litellm-run@p.iam.gserviceaccount.com"),
+        "{describe}"
+    );
     let url = g
         .ok(&[
             "run",
@@ -879,7 +892,7 @@ async fn gcloud_services_enable_and_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcloud_service_account_create_and_iam_policy() {
-    // No accounts seeded: every well-formed account exists until one is created.
+    // No accounts seeded: only the ones created below exist (besides each project's default compute account).
     let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
         .await
         .unwrap();
@@ -888,6 +901,16 @@ async fn gcloud_service_account_create_and_iam_policy() {
     let operator = "--member=serviceAccount:litellm-operator@my-project.iam.gserviceaccount.com";
     let role = "--role=roles/iam.serviceAccountUser";
 
+    let err = g
+        .fails(&[
+            "iam",
+            "service-accounts",
+            "describe",
+            run_sa,
+            "--project=my-project",
+        ])
+        .await;
+    assert!(err.contains("NOT_FOUND"), "{err}");
     let out = g
         .ok(&[
             "iam",
@@ -962,7 +985,7 @@ async fn gcloud_service_account_create_and_iam_policy() {
         .stdout;
     assert_eq!(list.trim(), run_sa);
 
-    // Now that an account was created, only existing accounts exist: the operator's must be created first.
+    // The operator's account does not exist until it is created: binding it is refused.
     let binding = [
         "iam",
         "service-accounts",

@@ -10,8 +10,13 @@ const SA: &str = "/v1/projects/p/serviceAccounts";
 
 #[tokio::test]
 async fn created_accounts_exist_and_end_the_every_account_exists_mode() {
-    let api = Api::default().await;
-    // Nothing seeded or created: every well-formed account exists.
+    // The lenient mode, asked for explicitly (by default only seeded or created accounts exist): while nothing is
+    // seeded or created, every well-formed account exists.
+    let api = Api::start(gcp_emulator::Config {
+        any_service_account_exists: true,
+        ..gcp_emulator::Config::default()
+    })
+    .await;
     api.ok("GET", &format!("{SA}/anyone@p.iam.gserviceaccount.com"), None)
         .await;
     assert_eq!(api.ok("GET", SA, None).await, json!({}));
@@ -86,6 +91,199 @@ async fn created_accounts_exist_and_end_the_every_account_exists_mode() {
         .await;
     }
     assert_eq!(api.emu.state().call_count("IAM.CreateServiceAccount"), 7);
+}
+
+#[tokio::test]
+async fn by_default_only_seeded_created_and_default_compute_accounts_exist() {
+    let api = Api::default().await;
+    let ghost = "ghost@p.iam.gserviceaccount.com";
+    // Nothing seeded: an unknown account does not exist, as in Google.
+    let msg = api
+        .err("GET", &format!("{SA}/{ghost}"), None, 404, "NOT_FOUND")
+        .await;
+    assert_eq!(msg, "Unknown service account");
+    api.err(
+        "GET",
+        &format!("/v1/projects/-/serviceAccounts/{ghost}"),
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    assert_eq!(api.ok("GET", SA, None).await, json!({}));
+    let msg = api
+        .err(
+            "POST",
+            &format!("{SA}/{ghost}:getIamPolicy"),
+            None,
+            404,
+            "NOT_FOUND",
+        )
+        .await;
+    assert_eq!(
+        msg,
+        format!("Service account projects/p/serviceAccounts/{ghost} does not exist.")
+    );
+    api.err("DELETE", &format!("{SA}/{ghost}"), None, 404, "NOT_FOUND")
+        .await;
+
+    // As a member of any policy it is 400: a secret's, a Cloud Run service's, the project's and an account's.
+    api.create_secret("p", "k").await;
+    let op = api
+        .ok(
+            "POST",
+            "/v2/projects/p/locations/europe-west1/services?serviceId=s",
+            Some(json!({"template": {"containers": [{"image": "img"}]}})),
+        )
+        .await;
+    api.ok(
+        "POST",
+        &format!("/v2/{}:wait", op["name"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    api.ok("POST", SA, Some(json!({"accountId": "runtime"}))).await;
+    let member = format!("serviceAccount:{ghost}");
+    for (resource, role) in [
+        ("/v1/projects/p/secrets/k", "roles/secretmanager.secretAccessor"),
+        (
+            "/v2/projects/p/locations/europe-west1/services/s",
+            "roles/run.invoker",
+        ),
+        ("/v1/projects/p", "roles/viewer"),
+        ("/v3/projects/p", "roles/viewer"),
+        (
+            "/v1/projects/p/serviceAccounts/runtime@p.iam.gserviceaccount.com",
+            "roles/iam.serviceAccountUser",
+        ),
+    ] {
+        let msg = api
+            .err(
+                "POST",
+                &format!("{resource}:setIamPolicy"),
+                Some(json!({"policy": {"bindings": [{"role": role, "members": [&member]}]}})),
+                400,
+                "INVALID_ARGUMENT",
+            )
+            .await;
+        assert_eq!(
+            msg,
+            format!("Service account {ghost} does not exist."),
+            "{resource}"
+        );
+    }
+
+    // Each project's default compute account exists without seeding, and may be bound.
+    let compute = format!("{}-compute@developer.gserviceaccount.com", common::P_NUMBER);
+    let got = api
+        .ok("GET", &format!("/v1/projects/-/serviceAccounts/{compute}"), None)
+        .await;
+    assert_eq!(got["email"], compute.as_str());
+    api.ok(
+        "POST",
+        "/v1/projects/p/secrets/k:setIamPolicy",
+        Some(json!({"policy": {"bindings": [
+            {"role": "roles/secretmanager.secretAccessor", "members": [format!("serviceAccount:{compute}")]},
+        ]}})),
+    )
+    .await;
+
+    // Seeded through the admin API, `Config` or `state()`, or created through the IAM API, an account exists;
+    // the others still do not.
+    api.ok(
+        "POST",
+        "/_emulator/service-accounts",
+        Some(json!({"email": "admin-seeded@p.iam.gserviceaccount.com"})),
+    )
+    .await;
+    api.emu
+        .state()
+        .seed_service_account("state-seeded@p.iam.gserviceaccount.com");
+    for email in [
+        "admin-seeded@p.iam.gserviceaccount.com",
+        "state-seeded@p.iam.gserviceaccount.com",
+        "runtime@p.iam.gserviceaccount.com",
+    ] {
+        api.ok("GET", &format!("{SA}/{email}"), None).await;
+        api.ok(
+            "POST",
+            "/v1/projects/p/secrets/k:setIamPolicy",
+            Some(json!({"policy": {"bindings": [
+                {"role": "roles/secretmanager.secretAccessor", "members": [format!("serviceAccount:{email}")]},
+            ]}})),
+        )
+        .await;
+    }
+    api.err("GET", &format!("{SA}/{ghost}"), None, 404, "NOT_FOUND")
+        .await;
+    let configured = Api::start(gcp_emulator::Config {
+        service_accounts: vec!["configured@p.iam.gserviceaccount.com".into()],
+        ..gcp_emulator::Config::default()
+    })
+    .await;
+    configured
+        .ok("GET", &format!("{SA}/configured@p.iam.gserviceaccount.com"), None)
+        .await;
+    configured
+        .err("GET", &format!("{SA}/{ghost}"), None, 404, "NOT_FOUND")
+        .await;
+}
+
+#[tokio::test]
+async fn the_lenient_mode_makes_every_well_formed_account_exist_when_asked_for() {
+    // `any_service_account_exists` (`--any-service-account-exists`): while none are seeded or created, every
+    // well-formed account exists, may be bound in policies, and runs revisions.
+    let api = Api::start(gcp_emulator::Config {
+        any_service_account_exists: true,
+        ..gcp_emulator::Config::default()
+    })
+    .await;
+    assert!(api.emu.state().with(|st| st.runtime.any_account_exists));
+    let anyone = "anyone@p.iam.gserviceaccount.com";
+    let got = api.ok("GET", &format!("{SA}/{anyone}"), None).await;
+    assert_eq!(got["email"], anyone);
+    // Listing names only seeded or created accounts.
+    assert_eq!(api.ok("GET", SA, None).await, json!({}));
+    api.create_secret("p", "k").await;
+    api.ok(
+        "POST",
+        "/v1/projects/p/secrets/k:setIamPolicy",
+        Some(json!({"policy": {"bindings": [
+            {"role": "roles/secretmanager.secretAccessor", "members": [format!("serviceAccount:{anyone}")]},
+        ]}})),
+    )
+    .await;
+    let op = api
+        .ok(
+            "POST",
+            "/v2/projects/p/locations/europe-west1/services?serviceId=s",
+            Some(json!({"template": {"serviceAccount": anyone, "containers": [{"image": "img"}]}})),
+        )
+        .await;
+    let done = api
+        .ok(
+            "POST",
+            &format!("/v2/{}:wait", op["name"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(done.get("error").is_none(), "{done}");
+    assert_eq!(done["response"]["template"]["serviceAccount"], anyone);
+    // A malformed email is still refused.
+    api.err(
+        "GET",
+        &format!("{SA}/Not_An_Account@example.com"),
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    // Once one is seeded, the mode ends: unknown accounts no longer exist.
+    api.emu
+        .state()
+        .seed_service_account("seeded@p.iam.gserviceaccount.com");
+    api.err("GET", &format!("{SA}/{anyone}"), None, 404, "NOT_FOUND")
+        .await;
 }
 
 #[tokio::test]
@@ -216,8 +414,13 @@ async fn service_account_policies_are_etag_checked_and_normalised() {
 
 #[tokio::test]
 async fn policies_of_accounts_that_exist_without_seeding() {
-    // With nothing seeded, any well-formed account has a policy; setting it does not create the account.
-    let api = Api::default().await;
+    // The lenient mode, asked for explicitly (by default only seeded or created accounts exist): with nothing
+    // seeded, any well-formed account has a policy; setting it does not create the account.
+    let api = Api::start(gcp_emulator::Config {
+        any_service_account_exists: true,
+        ..gcp_emulator::Config::default()
+    })
+    .await;
     let resource = "/v1/projects/-/serviceAccounts/runtime@p.iam.gserviceaccount.com";
     api.ok(
         "POST",

@@ -32,6 +32,17 @@ async fn start(propagation_ms: u64) -> Api {
     .await
 }
 
+/// Like [`start`] with no propagation delay, in the lenient mode where, while none are seeded or created, every
+/// well-formed account exists.
+async fn start_lenient() -> Api {
+    Api::start(gcp_emulator::Config {
+        revision_startup: Duration::from_millis(20),
+        any_service_account_exists: true,
+        ..gcp_emulator::Config::default()
+    })
+    .await
+}
+
 /// Creates `ACCOUNT_ID@p.iam.gserviceaccount.com` and returns its `uniqueId`.
 async fn create_account(api: &Api, account_id: &str) -> String {
     let sa = api
@@ -469,7 +480,8 @@ async fn a_project_grant_does_not_carry_over_either() {
 
 #[tokio::test]
 async fn an_account_that_exists_because_none_are_seeded_can_be_deleted() {
-    let api = start(0).await;
+    // The lenient mode, asked for explicitly (by default only seeded or created accounts exist).
+    let api = start_lenient().await;
     let ghost = "ghost-sa@p.iam.gserviceaccount.com";
     let uid = api.ok("GET", &account_path(ghost), None).await["uniqueId"]
         .as_str()
@@ -530,14 +542,29 @@ async fn an_account_that_exists_because_none_are_seeded_can_be_deleted() {
 
 #[tokio::test]
 async fn deleting_the_last_seeded_account_keeps_it_deleted() {
+    // By default, deleting the last seeded account leaves none but the default compute accounts.
     let api = Api::start(gcp_emulator::Config {
         service_accounts: vec![RUN.into()],
         ..gcp_emulator::Config::default()
     })
     .await;
+    api.ok("DELETE", &account_path(RUN), None).await;
+    api.err("GET", &account_path(RUN), None, 404, "NOT_FOUND").await;
+    api.err("GET", &account_path(OTHER), None, 404, "NOT_FOUND").await;
+    api.ok("POST", "/_emulator/service-accounts", Some(json!({"email": RUN})))
+        .await;
+    api.ok("GET", &account_path(RUN), None).await;
+
+    // The lenient mode, asked for explicitly: deleting the last seeded account puts the emulator back in the
+    // "none seeded" mode, where every well-formed account exists again, except the deleted one.
+    let api = Api::start(gcp_emulator::Config {
+        service_accounts: vec![RUN.into()],
+        any_service_account_exists: true,
+        ..gcp_emulator::Config::default()
+    })
+    .await;
     api.err("GET", &account_path(OTHER), None, 404, "NOT_FOUND").await;
     api.ok("DELETE", &account_path(RUN), None).await;
-    // No account is seeded any more, so every well-formed account exists again, except the deleted one.
     api.err("GET", &account_path(RUN), None, 404, "NOT_FOUND").await;
     api.ok("GET", &account_path(OTHER), None).await;
     // Seeding it again brings it back as a new account.
@@ -751,21 +778,31 @@ async fn gcloud_service_accounts_delete() {
 
 #[tokio::test]
 async fn a_deleted_account_cannot_be_bound_again_in_any_policy() {
-    let api = Api::default().await;
-    let email = "gone@p.iam.gserviceaccount.com";
-    api.ok("DELETE", &format!("/v1/projects/p/serviceAccounts/{email}"), None)
+    // By default and in the lenient mode (asked for explicitly), where deleting the only created account goes
+    // back to "none seeded" and the deleted email must stay absent.
+    for lenient in [false, true] {
+        let api = Api::start(gcp_emulator::Config {
+            any_service_account_exists: lenient,
+            ..gcp_emulator::Config::default()
+        })
         .await;
-    api.create_secret("p", "k").await;
-    let body = json!({"policy": {"bindings": [
-        {"role": "roles/secretmanager.secretAccessor", "members": [format!("serviceAccount:{email}")]}
-    ]}});
-    for path in [
-        "/v1/projects/p/secrets/k:setIamPolicy",
-        "/v3/projects/p:setIamPolicy",
-    ] {
-        let message = api
-            .err("POST", path, Some(body.clone()), 400, "INVALID_ARGUMENT")
+        let email = "gone-sa@p.iam.gserviceaccount.com";
+        create_account(&api, "gone-sa").await;
+        api.ok("DELETE", &format!("/v1/projects/p/serviceAccounts/{email}"), None)
             .await;
-        assert!(message.contains(email), "{path}: {message}");
+        assert!(api.emu.state().with(|st| st.service_accounts.is_empty()));
+        api.create_secret("p", "k").await;
+        let body = json!({"policy": {"bindings": [
+            {"role": "roles/secretmanager.secretAccessor", "members": [format!("serviceAccount:{email}")]}
+        ]}});
+        for path in [
+            "/v1/projects/p/secrets/k:setIamPolicy",
+            "/v3/projects/p:setIamPolicy",
+        ] {
+            let message = api
+                .err("POST", path, Some(body.clone()), 400, "INVALID_ARGUMENT")
+                .await;
+            assert!(message.contains(email), "lenient={lenient} {path}: {message}");
+        }
     }
 }

@@ -22,10 +22,12 @@ fn service_with_secret(secret: &str, version: &str) -> Value {
     ]}]}})
 }
 
+/// An emulator with the runtime account [`SA`] seeded: only seeded or created accounts exist, as in Google.
 async fn start(startup_ms: u64, propagation_ms: u64) -> Api {
     Api::start(gcp_emulator::Config {
         revision_startup: Duration::from_millis(startup_ms),
         iam_propagation: Duration::from_millis(propagation_ms),
+        service_accounts: vec![SA.into()],
         ..gcp_emulator::Config::default()
     })
     .await
@@ -285,20 +287,18 @@ async fn create_validation_errors() {
     assert_eq!(svc["ingress"], "INGRESS_TRAFFIC_INTERNAL_ONLY");
     assert_eq!(svc["launchStage"], "BETA");
 
-    // Once accounts are seeded, an unknown runtime account is refused.
-    api.emu
-        .state()
-        .seed_service_account("other@p.iam.gserviceaccount.com");
+    // An unknown runtime account is refused.
+    let ghost = "ghost@p.iam.gserviceaccount.com";
     let msg = api
         .err(
             "POST",
             &format!("{PARENT}/services?serviceId=nosa"),
-            Some(service("img")),
+            Some(json!({"template": {"serviceAccount": ghost, "containers": [{"image": "img"}]}})),
             400,
             "INVALID_ARGUMENT",
         )
         .await;
-    assert!(msg.contains(SA) && msg.contains("does not exist"), "{msg}");
+    assert_eq!(msg, format!("Service account {ghost} does not exist."));
     let msg = api
         .err("GET", &format!("{PARENT}/services/none"), None, 404, "NOT_FOUND")
         .await;
@@ -738,6 +738,7 @@ async fn every_failing_secret_is_named_and_the_failure_code_is_configurable() {
     let api = Api::start(gcp_emulator::Config {
         revision_startup: Duration::from_millis(0),
         revision_failure_code: gcp_emulator::Code::Internal,
+        service_accounts: vec![SA.into()],
         ..gcp_emulator::Config::default()
     })
     .await;
@@ -796,4 +797,101 @@ async fn a_delete_finishes_later_and_the_service_refuses_changes_meanwhile() {
     );
     api.err("GET", &format!("{PARENT}/services/s"), None, 404, "NOT_FOUND")
         .await;
+}
+
+#[tokio::test]
+async fn an_unseeded_runtime_account_is_refused_on_create_and_update() {
+    let api = Api::start(gcp_emulator::Config {
+        revision_startup: Duration::from_millis(0),
+        ..gcp_emulator::Config::default()
+    })
+    .await;
+    // Nothing seeded: `SA` does not exist, so no revision may run as it, not even in a dry run.
+    for query in ["serviceId=s", "serviceId=s&validateOnly=true"] {
+        let msg = api
+            .err(
+                "POST",
+                &format!("{PARENT}/services?{query}"),
+                Some(service("img:1")),
+                400,
+                "INVALID_ARGUMENT",
+            )
+            .await;
+        assert_eq!(msg, format!("Service account {SA} does not exist."));
+    }
+    api.err("GET", &format!("{PARENT}/services/s"), None, 404, "NOT_FOUND")
+        .await;
+    assert_eq!(
+        api.emu.state().with(|st| (st.services.len(), st.revisions.len())),
+        (0, 0)
+    );
+
+    // Once seeded, it runs revisions; switching a service to an account that does not exist is refused too,
+    // and leaves the service as it was.
+    api.ok("POST", "/_emulator/service-accounts", Some(json!({"email": SA})))
+        .await;
+    let op = api
+        .ok(
+            "POST",
+            &format!("{PARENT}/services?serviceId=s"),
+            Some(service("img:1")),
+        )
+        .await;
+    let done = wait(&api, &op).await;
+    assert!(done.get("error").is_none(), "{done}");
+    let ghost = "ghost@p.iam.gserviceaccount.com";
+    let msg = api
+        .err(
+            "PATCH",
+            &format!("{PARENT}/services/s"),
+            Some(json!({"template": {"serviceAccount": ghost, "containers": [{"image": "img:2"}]}})),
+            400,
+            "INVALID_ARGUMENT",
+        )
+        .await;
+    assert_eq!(msg, format!("Service account {ghost} does not exist."));
+    let svc = api.ok("GET", &format!("{PARENT}/services/s"), None).await;
+    assert_eq!(svc["generation"], "1", "{svc}");
+    assert_eq!(svc["template"]["serviceAccount"], SA);
+}
+
+#[tokio::test]
+async fn without_an_account_a_service_runs_as_the_default_compute_account() {
+    // Nothing seeded: the project's default compute account exists anyway.
+    let api = Api::start(gcp_emulator::Config {
+        revision_startup: Duration::from_millis(0),
+        ..gcp_emulator::Config::default()
+    })
+    .await;
+    let compute = format!("{}-compute@developer.gserviceaccount.com", common::P_NUMBER);
+    api.create_secret("p", "db").await;
+    api.add_version("projects/p/secrets/db", b"x").await;
+    grant(&api, "db", &format!("serviceAccount:{compute}")).await;
+    let body = json!({"template": {"containers": [{"image": "img:1", "env": [
+        {"name": "DB", "valueSource": {"secretKeyRef": {"secret": "db", "version": "latest"}}}
+    ]}]}});
+    let op = api
+        .ok("POST", &format!("{PARENT}/services?serviceId=s"), Some(body))
+        .await;
+    let done = wait(&api, &op).await;
+    assert!(done.get("error").is_none(), "{done}");
+    assert_eq!(done["response"]["template"]["serviceAccount"], compute.as_str());
+    assert_eq!(
+        done["response"]["terminalCondition"]["state"],
+        "CONDITION_SUCCEEDED"
+    );
+    let svc = api.ok("GET", &format!("{PARENT}/services/s"), None).await;
+    assert_eq!(svc["template"]["serviceAccount"], compute.as_str());
+    assert_eq!(svc["latestReadyRevision"], svc["latestCreatedRevision"]);
+    // Named explicitly, it is accepted as well.
+    let op = api
+        .ok(
+            "POST",
+            &format!("{PARENT}/services?serviceId=t"),
+            Some(json!({"template": {"serviceAccount": compute, "containers": [{"image": "img:1"}]}})),
+        )
+        .await;
+    let done = wait(&api, &op).await;
+    assert!(done.get("error").is_none(), "{done}");
+    assert!(api.emu.state().with(|st| st.service_accounts.is_empty()));
 }

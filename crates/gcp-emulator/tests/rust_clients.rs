@@ -31,9 +31,13 @@ fn code_of(err: &google_cloud_gax::error::Error) -> Code {
 
 #[tokio::test]
 async fn secret_manager_client_lifecycle() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    // The account bound below must exist: only seeded or created accounts do, as in Google.
+    let emu = gcp_emulator::spawn(gcp_emulator::Config {
+        service_accounts: vec!["run@p.iam.gserviceaccount.com".into()],
+        ..gcp_emulator::Config::default()
+    })
+    .await
+    .unwrap();
     let client = secret_manager(&emu).await;
     // No number was set for `p`: the emulator derives a stable one, and Google-style names carry it.
     let number = emu.state().project_number("p");
@@ -247,6 +251,8 @@ async fn secret_manager_client_lifecycle() {
 async fn run_client_services_through_long_running_operations() {
     let emu = gcp_emulator::spawn(gcp_emulator::Config {
         revision_startup: Duration::from_millis(50),
+        // The revisions' runtime account must exist: only seeded or created accounts do, as in Google.
+        service_accounts: vec!["run@p.iam.gserviceaccount.com".into()],
         ..gcp_emulator::Config::default()
     })
     .await

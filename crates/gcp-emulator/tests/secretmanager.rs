@@ -488,6 +488,10 @@ async fn latest_is_the_most_recently_created_version_even_when_disabled() {
 #[tokio::test]
 async fn secret_iam_policy_with_etags() {
     let api = Api::default().await;
+    // Only seeded or created accounts exist, as in Google.
+    api.emu
+        .state()
+        .seed_service_account("run@p.iam.gserviceaccount.com");
     api.create_secret("p", "k").await;
     let path = "/v1/projects/p/secrets/k";
     let empty = api
@@ -603,7 +607,14 @@ async fn secret_iam_policy_with_etags() {
     )
     .await;
 
-    // Once accounts are seeded, binding an unknown one is refused.
+    // Binding an account that was never seeded or created is refused; once seeded, it may be bound.
+    let msg = api
+        .err("POST", &format!("{path}:setIamPolicy"), Some(json!({"policy": {"bindings": [{"role": "roles/secretmanager.secretAccessor", "members": ["serviceAccount:known@p.iam.gserviceaccount.com"]}]}})), 400, "INVALID_ARGUMENT")
+        .await;
+    assert_eq!(
+        msg,
+        "Service account known@p.iam.gserviceaccount.com does not exist."
+    );
     api.emu
         .state()
         .seed_service_account("known@p.iam.gserviceaccount.com");
@@ -657,7 +668,13 @@ async fn policy_etag_compares_decoded_bytes() {
 
 #[tokio::test]
 async fn service_accounts_exist_until_seeded_then_only_seeded_ones() {
-    let api = Api::default().await;
+    // The lenient mode, asked for explicitly (by default only seeded or created accounts exist): until one is
+    // seeded, every well-formed account exists.
+    let api = Api::start(gcp_emulator::Config {
+        any_service_account_exists: true,
+        ..gcp_emulator::Config::default()
+    })
+    .await;
     let sa = api
         .ok(
             "GET",
@@ -802,7 +819,11 @@ async fn an_empty_payload_is_refused_as_google_does() {
 
 #[tokio::test]
 async fn a_policy_is_normalised_one_binding_per_role_and_condition_members_sorted() {
-    let api = Api::default().await;
+    let api = Api::start(gcp_emulator::Config {
+        service_accounts: vec!["run@p.iam.gserviceaccount.com".into()],
+        ..gcp_emulator::Config::default()
+    })
+    .await;
     api.create_secret("p", "norm").await;
     let path = "/v1/projects/p/secrets/norm";
     let role = "roles/secretmanager.secretAccessor";

@@ -16,6 +16,7 @@ const IMAGE: &str = "ghcr.io/berriai/litellm:main-stable";
 async fn start() -> (Emulator, Gcp) {
     let config = gcp_emulator::Config {
         revision_startup: Duration::from_millis(50),
+        service_accounts: vec!["run@p.iam.gserviceaccount.com".to_owned()],
         ..Default::default()
     };
     let emu = gcp_emulator::spawn(config).await.unwrap();

@@ -53,6 +53,14 @@ async fn cli(emu: &Emulator, args: &[&str]) -> Run {
     run
 }
 
+/// The emulator of a CLI test: defaults, with the fixtures' runtime account existing.
+fn emulator_config() -> gcp_emulator::Config {
+    gcp_emulator::Config {
+        service_accounts: vec![SA.to_owned()],
+        ..gcp_emulator::Config::default()
+    }
+}
+
 /// `plan` and `apply` keep their record in a state file: one per emulator (so per test), outside the tree.
 fn state_args(emu: &Emulator, args: &[&str]) -> Vec<String> {
     if !matches!(args.first(), Some(&"plan") | Some(&"apply")) {
@@ -128,9 +136,7 @@ async fn seed_external(gcp: &Gcp) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_shows_the_changes_apply_makes_them_once_and_rotation_adds_one_version() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     let gcp = google(&emu).await;
     seed_external(&gcp).await;
     let stack = fixture("stack.yaml");
@@ -263,9 +269,7 @@ async fn plan_shows_the_changes_apply_makes_them_once_and_rotation_adds_one_vers
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_one_line_per_problem_with_file_and_field_and_nothing_is_called() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     let missing = fixture("no-such-file.yaml");
     let cases: [(PathBuf, &[&str]); 5] = [
         (missing.clone(), &["no-such-file.yaml: cannot read"]),
@@ -334,9 +338,7 @@ async fn bad_input_is_one_line_per_problem_with_file_and_field_and_nothing_is_ca
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_adopts_a_runbook_service_without_touching_its_secrets() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     let gcp = google(&emu).await;
     // The runbook: gcloud secrets create + versions add, add-iam-policy-binding, run deploy --set-secrets.
     let db = SecretName::new("my-project", "litellm-db-url");
@@ -544,9 +546,7 @@ async fn taking_over_a_service_deployed_without_probes_rolls_no_revision() {
 /// A runbook service whose container has `probes` (probe fields), imported, planned and applied: only the
 /// ownership labels change, and no revision rolls.
 async fn takeover_rolls_no_revision(probes: Value) {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     let gcp = google(&emu).await;
     let db = SecretName::new("my-project", "litellm-db-url");
     gcp.create_secret(&db, &NewSecret::default()).await.unwrap();
@@ -666,9 +666,7 @@ async fn takeover_rolls_no_revision(probes: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_that_is_not_ours_is_refused_without_adoption() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     let gcp = google(&emu).await;
     seed_external(&gcp).await;
     let service = ServiceName::new("my-project", "us-central1", "litellm-proxy");
@@ -690,9 +688,7 @@ async fn a_service_that_is_not_ours_is_refused_without_adoption() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_fails_when_the_new_revision_fails_and_says_where_traffic_stays() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     let gcp = google(&emu).await;
     seed_external(&gcp).await;
     emu.state().add_crashing_image("ghcr.io/berriai/litellm:crashes");
@@ -713,9 +709,7 @@ async fn apply_fails_when_the_new_revision_fails_and_says_where_traffic_stays() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_that_is_not_ours_stops_apply_before_any_write() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     let gcp = google(&emu).await;
     seed_external(&gcp).await;
     // Created by hand (gcloud secrets create): no ownership labels. The emulator's REST API, as gcloud calls it.
@@ -764,9 +758,7 @@ async fn http_post(url: &str, body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_google_resources_are_errors_naming_them() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     // No tavily-api-key: the external secret the fixture pins does not exist.
     let run = cli(&emu, &["plan", "-f", path(&fixture("stack.yaml"))]).await;
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
@@ -816,9 +808,7 @@ async fn members(gcp: &Gcp, target: PolicyTarget, role: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_revokes_a_dropped_binding_it_added_and_retires_versions_like_the_controller() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     let gcp = google(&emu).await;
     seed_external(&gcp).await;
     // The runbook already granted the runtime account on the external secret: that binding is not ours.
@@ -891,9 +881,7 @@ async fn apply_revokes_a_dropped_binding_it_added_and_retires_versions_like_the_
 /// the role of that permission's service, as the controller's conditions and Events do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_permission_is_an_error_with_the_command_that_grants_it() {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
     let gcp = google(&emu).await;
     seed_external(&gcp).await;
     let stack = fixture("stack.yaml");
@@ -1106,6 +1094,7 @@ async fn apply_and_import_print_json_and_apply_reports_progress_while_a_slow_rev
     let startup = Duration::from_secs(7);
     let emu = gcp_emulator::spawn(gcp_emulator::Config {
         revision_startup: startup,
+        service_accounts: vec![SA.to_owned()],
         ..gcp_emulator::Config::default()
     })
     .await

@@ -44,6 +44,8 @@ async fn run(once: bool) -> Result<(), Failure> {
     let emulator = gcp_emulator::spawn(gcp_emulator::Config {
         revision_startup: Duration::from_secs(2),
         iam_propagation: Duration::from_secs(0),
+        // The example's runtime account, which exists in the reader's project.
+        service_accounts: vec![litellm_operator_tests::fixtures::RUNTIME_SA.to_owned()],
         ..gcp_emulator::Config::default()
     })
     .await?;

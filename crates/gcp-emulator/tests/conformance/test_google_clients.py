@@ -67,6 +67,18 @@ def services():
     return run_v2.ServicesClient(transport="rest", client_options=options(), credentials=AnonymousCredentials())
 
 
+def seed_service_account(email: str) -> None:
+    """Makes `email` exist through the emulator's admin API: only seeded or created accounts exist, as in Google."""
+    request = urllib.request.Request(
+        f"{options().api_endpoint}/_emulator/service-accounts",
+        data=json.dumps({"email": email}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request) as resp:
+        assert resp.status == 200
+
+
 def create_secret(sm, sid, labels=None):
     return sm.create_secret(
         request={
@@ -168,6 +180,7 @@ def test_secret_and_version_lifecycle(sm):
 
 
 def test_secret_iam_etag_conflict(sm):
+    seed_service_account("run@p.iam.gserviceaccount.com")
     secret = create_secret(sm, unique("iam"))
     policy = sm.get_iam_policy(request={"resource": secret.name, "options": {"requested_policy_version": 3}})
     assert list(policy.bindings) == []
@@ -208,6 +221,8 @@ def test_run_service_lifecycle_through_operations(services):
     assert svc.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
     assert svc.latest_ready_revision == svc.latest_created_revision
     assert svc.latest_ready_revision.startswith(f"{svc.name}/revisions/{sid}-00001-")
+    # Without a named account, the revision runs as the project's default compute account, which always exists.
+    assert svc.template.service_account == f"{P_NUMBER}-compute@developer.gserviceaccount.com"
 
     got = services.get_service(name=svc.name)
     got.template.containers[0].image = "img:2"
@@ -258,3 +273,42 @@ def test_run_revision_failure_surfaces_through_the_operation(services):
     assert f"Secret projects/{P_NUMBER}/secrets/absent/versions/1 was not found" in str(err.value)
     svc = services.get_service(name=f"{PARENT}/services/{sid}")
     assert svc.terminal_condition.state == run_v2.Condition.State.CONDITION_FAILED
+
+
+def test_accounts_that_were_never_seeded_or_created_do_not_exist(sm, services):
+    ghost = f"ghost-{time.time_ns() % 10**9}@p.iam.gserviceaccount.com"
+    secret = create_secret(sm, unique("ghost"))
+    policy = sm.get_iam_policy(request={"resource": secret.name})
+    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[f"serviceAccount:{ghost}"])
+    with pytest.raises(exceptions.BadRequest) as err:
+        sm.set_iam_policy(request={"resource": secret.name, "policy": policy})
+    assert err.value.response.json()["error"]["message"] == f"Service account {ghost} does not exist."
+    assert status_of(err.value) == "INVALID_ARGUMENT"
+
+    sid = unique("ghost")
+    with pytest.raises(exceptions.BadRequest) as err:
+        services.create_service(
+            request={
+                "parent": PARENT,
+                "service_id": sid,
+                "service": {"template": {"service_account": ghost, "containers": [{"image": "img:1"}]}},
+            }
+        )
+    assert err.value.response.json()["error"]["message"] == f"Service account {ghost} does not exist."
+    with pytest.raises(exceptions.NotFound):
+        services.get_service(name=f"{PARENT}/services/{sid}")
+
+    # Seeded, the same account may be bound and run revisions.
+    seed_service_account(ghost)
+    assert list(sm.set_iam_policy(request={"resource": secret.name, "policy": policy}).bindings[0].members) == [
+        f"serviceAccount:{ghost}"
+    ]
+    svc = services.create_service(
+        request={
+            "parent": PARENT,
+            "service_id": sid,
+            "service": {"template": {"service_account": ghost, "containers": [{"image": "img:1"}]}},
+        }
+    ).result(timeout=30)
+    assert svc.template.service_account == ghost
+    assert svc.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
