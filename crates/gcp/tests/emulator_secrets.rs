@@ -32,9 +32,15 @@ fn config(emu: &Emulator) -> GcpConfig {
 }
 
 async fn start() -> (Emulator, Gcp) {
-    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
-        .await
-        .unwrap();
+    let emu = gcp_emulator::spawn(gcp_emulator::Config {
+        service_accounts: vec![
+            "run@p.iam.gserviceaccount.com".to_owned(),
+            "other@p.iam.gserviceaccount.com".to_owned(),
+        ],
+        ..gcp_emulator::Config::default()
+    })
+    .await
+    .unwrap();
     let gcp = Gcp::connect(&config(&emu), &mut Registry::default())
         .await
         .unwrap();
