@@ -4,6 +4,7 @@
 
 use std::process::Stdio;
 
+use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 /// The number project `p` is given in the tests that assert on Secret Manager names: Google returns names with
@@ -1242,4 +1243,118 @@ async fn gcloud_run_services_list_every_region() {
         describe.contains("Port:") && describe.contains("4000"),
         "{describe}"
     );
+}
+
+/// The member Google writes for a deleted account.
+fn deleted(email: &str, uid: &str) -> String {
+    format!("deleted:serviceAccount:{email}?uid={uid}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcloud_service_accounts_delete() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config::default())
+        .await
+        .unwrap();
+    let g = Gcloud::new(&emu);
+    let email = "litellm-run@my-project.iam.gserviceaccount.com";
+    g.ok(&[
+        "iam",
+        "service-accounts",
+        "create",
+        "litellm-run",
+        "--project=my-project",
+    ])
+    .await;
+    let sa: Value = serde_json::from_str(
+        &g.ok(&[
+            "iam",
+            "service-accounts",
+            "describe",
+            email,
+            "--project=my-project",
+            "--format=json",
+        ])
+        .await
+        .stdout,
+    )
+    .unwrap();
+    let uid = sa["uniqueId"].as_str().unwrap().to_string();
+    g.ok(&["secrets", "create", "db", "--project=my-project"]).await;
+    g.ok(&[
+        "secrets",
+        "add-iam-policy-binding",
+        "db",
+        "--project=my-project",
+        &format!("--member=serviceAccount:{email}"),
+        "--role=roles/secretmanager.secretAccessor",
+    ])
+    .await;
+
+    let out = g
+        .ok(&["iam", "service-accounts", "delete", email, "--project=my-project"])
+        .await;
+    assert!(
+        out.stderr.contains(&format!("deleted service account [{email}]")),
+        "{}",
+        out.stderr
+    );
+    let err = g
+        .fails(&[
+            "iam",
+            "service-accounts",
+            "describe",
+            email,
+            "--project=my-project",
+        ])
+        .await;
+    assert!(err.contains("NOT_FOUND"), "{err}");
+    let err = g
+        .fails(&["iam", "service-accounts", "delete", email, "--project=my-project"])
+        .await;
+    assert!(
+        err.contains("NOT_FOUND") && err.contains("does not exist"),
+        "{err}"
+    );
+
+    let policy: Value = serde_json::from_str(
+        &g.ok(&[
+            "secrets",
+            "get-iam-policy",
+            "db",
+            "--project=my-project",
+            "--format=json",
+        ])
+        .await
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        policy["bindings"],
+        json!([{"members": [deleted(email, &uid)], "role": "roles/secretmanager.secretAccessor"}])
+    );
+    // gcloud writes a policy with the deleted member back unchanged.
+    let file = g.config.path().join("policy.json");
+    std::fs::write(&file, serde_json::to_vec(&policy).unwrap()).unwrap();
+    g.ok(&[
+        "secrets",
+        "set-iam-policy",
+        "db",
+        file.to_str().unwrap(),
+        "--project=my-project",
+    ])
+    .await;
+    let again: Value = serde_json::from_str(
+        &g.ok(&[
+            "secrets",
+            "get-iam-policy",
+            "db",
+            "--project=my-project",
+            "--format=json",
+        ])
+        .await
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(again["bindings"], policy["bindings"]);
+    assert_eq!(emu.state().call_count("IAM.DeleteServiceAccount"), 2);
 }
