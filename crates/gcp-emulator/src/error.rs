@@ -152,6 +152,16 @@ impl ApiError {
         Self::new(Code::InvalidArgument, message)
     }
 
+    /// A `400 INVALID_ARGUMENT` from request validation, with Google's `BadRequest` detail naming the field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let detail = json!({
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [{"field": field, "description": message}],
+        });
+        Self::invalid(message).with_detail(detail)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(Code::NotFound, message)
     }

@@ -354,7 +354,8 @@ impl State {
         let template = match spec.get("template") {
             Some(Value::Object(t)) => t,
             _ => {
-                return Err(ApiError::invalid(
+                return Err(ApiError::field(
+                    "service.template",
                     "Violation in CreateServiceRequest.service.template: should be set",
                 ));
             }
@@ -364,16 +365,20 @@ impl State {
             .and_then(Value::as_array)
             .filter(|c| !c.is_empty());
         let Some(containers) = containers else {
-            return Err(ApiError::invalid(
+            return Err(ApiError::field(
+                "service.template.containers",
                 "Violation in CreateServiceRequest.service.template.containers: should contain at least one container",
             ));
         };
         for (ci, c) in containers.iter().enumerate() {
             let image = c.get("image").and_then(Value::as_str).unwrap_or("");
             if image.is_empty() {
-                return Err(ApiError::invalid(format!(
-                    "Violation in CreateServiceRequest.service.template.containers[{ci}].image: should be non-empty"
-                )));
+                return Err(ApiError::field(
+                    &format!("service.template.containers[{ci}].image"),
+                    format!(
+                        "Violation in CreateServiceRequest.service.template.containers[{ci}].image: should be non-empty"
+                    ),
+                ));
             }
             let env = c
                 .get("env")
@@ -384,9 +389,12 @@ impl State {
             for (ei, e) in env.iter().enumerate() {
                 let name = e.get("name").and_then(Value::as_str).unwrap_or("");
                 if name.is_empty() {
-                    return Err(ApiError::invalid(format!(
-                        "Violation in CreateServiceRequest.service.template.containers[{ci}].env[{ei}].name: should be non-empty"
-                    )));
+                    return Err(ApiError::field(
+                        &format!("service.template.containers[{ci}].env[{ei}].name"),
+                        format!(
+                            "Violation in CreateServiceRequest.service.template.containers[{ci}].env[{ei}].name: should be non-empty"
+                        ),
+                    ));
                 }
                 if RESERVED_ENV.contains(&name) {
                     return Err(ApiError::invalid(format!(
@@ -1279,12 +1287,15 @@ impl App {
     pub fn run_create_service(&self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         let id = req.param("serviceId").unwrap_or("");
         if id.is_empty() {
-            return Err(ApiError::invalid("service_id must be set."));
+            return Err(ApiError::field("service_id", "service_id must be set."));
         }
         if !valid_service_id(id) {
-            return Err(ApiError::invalid(format!(
-                "Invalid Service ID '{id}': it must use only lowercase alphanumeric characters and dashes, begin with a letter, not end with a dash, and be less than 50 characters."
-            )));
+            return Err(ApiError::field(
+                "service_id",
+                format!(
+                    "Invalid Service ID '{id}': it must use only lowercase alphanumeric characters and dashes, begin with a letter, not end with a dash, and be less than 50 characters."
+                ),
+            ));
         }
         if parent.ends_with("/locations/-") {
             return Err(ApiError::invalid(

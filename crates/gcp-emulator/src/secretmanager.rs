@@ -48,21 +48,30 @@ pub fn valid_secret_id(id: &str) -> bool {
 
 fn validate_labels(labels: &BTreeMap<String, String>) -> ApiResult<()> {
     if labels.len() > 64 {
-        return Err(ApiError::invalid("A secret may have at most 64 labels."));
+        return Err(ApiError::field(
+            "secret.labels",
+            "A secret may have at most 64 labels.",
+        ));
     }
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
     for (k, v) in labels {
         let key_ok =
             k.len() <= 63 && k.starts_with(|c: char| c.is_ascii_lowercase()) && k.chars().all(ok_char);
         if !key_ok {
-            return Err(ApiError::invalid(format!(
-                "Label key [{k}] is invalid: keys must start with a lowercase letter and contain only lowercase letters, digits, underscores and dashes (at most 63 characters)."
-            )));
+            return Err(ApiError::field(
+                "secret.labels",
+                format!(
+                    "Label key [{k}] is invalid: keys must start with a lowercase letter and contain only lowercase letters, digits, underscores and dashes (at most 63 characters)."
+                ),
+            ));
         }
         if v.len() > 63 || !v.chars().all(ok_char) {
-            return Err(ApiError::invalid(format!(
-                "Label value [{v}] of key [{k}] is invalid: values may contain only lowercase letters, digits, underscores and dashes (at most 63 characters)."
-            )));
+            return Err(ApiError::field(
+                "secret.labels",
+                format!(
+                    "Label value [{v}] of key [{k}] is invalid: values may contain only lowercase letters, digits, underscores and dashes (at most 63 characters)."
+                ),
+            ));
         }
     }
     Ok(())
@@ -70,7 +79,10 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> ApiResult<()> {
 
 fn validate_replication(replication: Option<&Value>) -> ApiResult<Value> {
     let Some(Value::Object(r)) = replication else {
-        return Err(ApiError::invalid("Secret.replication must be specified."));
+        return Err(ApiError::field(
+            "secret.replication",
+            "Secret.replication must be specified.",
+        ));
     };
     match (r.get("automatic"), r.get("userManaged")) {
         (Some(a), None) if a.is_object() => Ok(Value::Object(r.clone())),
@@ -80,19 +92,24 @@ fn validate_replication(replication: Option<&Value>) -> ApiResult<Value> {
                 .and_then(Value::as_array)
                 .filter(|l| !l.is_empty());
             let Some(replicas) = replicas else {
-                return Err(ApiError::invalid(
+                return Err(ApiError::field(
+                    "secret.replication.user_managed.replicas",
                     "Secret.replication.user_managed.replicas must contain at least one replica.",
                 ));
             };
             for replica in replicas {
                 let location = replica.get("location").and_then(Value::as_str).unwrap_or("");
                 if location.is_empty() {
-                    return Err(ApiError::invalid("Every replica must have a location."));
+                    return Err(ApiError::field(
+                        "secret.replication.user_managed.replicas.location",
+                        "Every replica must have a location.",
+                    ));
                 }
             }
             Ok(Value::Object(r.clone()))
         }
-        _ => Err(ApiError::invalid(
+        _ => Err(ApiError::field(
+            "secret.replication",
             "Secret.replication must have exactly one of automatic or user_managed.",
         )),
     }
@@ -272,12 +289,16 @@ impl State {
     pub fn sm_create_secret(&mut self, project: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         let id = req.param("secretId").unwrap_or("");
         if id.is_empty() {
-            return Err(ApiError::invalid("The secret_id field must be specified."));
+            return Err(ApiError::field(
+                "secret_id",
+                "The secret_id field must be specified.",
+            ));
         }
         if !valid_secret_id(id) {
-            return Err(ApiError::invalid(format!(
-                "Secret ID [{id}] is invalid: it must match [a-zA-Z0-9_-]{{1,255}}."
-            )));
+            return Err(ApiError::field(
+                "secret_id",
+                format!("Secret ID [{id}] is invalid: it must match [a-zA-Z0-9_-]{{1,255}}."),
+            ));
         }
         let body = req.json()?;
         let name = format!("projects/{project}/secrets/{id}");
@@ -466,7 +487,7 @@ impl State {
         let body = req.json()?;
         let payload = match body.get("payload") {
             Some(Value::Object(p)) => p,
-            _ => return Err(ApiError::invalid("The payload field must be specified.")),
+            _ => return Err(ApiError::field("payload", "The payload field must be specified.")),
         };
         let data = match payload.get("data") {
             None | Some(Value::Null) => Vec::new(),
@@ -477,13 +498,16 @@ impl State {
         };
         // Google refuses a version without a value.
         if data.is_empty() {
-            return Err(ApiError::invalid("Field [payload] is required"));
+            return Err(ApiError::field("payload", "Field [payload] is required"));
         }
         if data.len() > MAX_PAYLOAD_BYTES {
-            return Err(ApiError::invalid(format!(
-                "Secret payload data is {} bytes, larger than the maximum of {MAX_PAYLOAD_BYTES} bytes.",
-                data.len()
-            )));
+            return Err(ApiError::field(
+                "payload.data",
+                format!(
+                    "Secret payload data is {} bytes, larger than the maximum of {MAX_PAYLOAD_BYTES} bytes.",
+                    data.len()
+                ),
+            ));
         }
         let crc = crc32c::crc32c(&data);
         let client_checksum = match payload.get("dataCrc32c") {
@@ -493,7 +517,8 @@ impl State {
                     ApiError::invalid("Invalid value at 'payload.data_crc32c' (TYPE_INT64)")
                 })?;
                 if given != i64::from(crc) {
-                    return Err(ApiError::invalid(
+                    return Err(ApiError::field(
+                        "payload.data_crc32c",
                         "Checksum mismatch: payload.data_crc32c does not match the CRC32C of payload.data.",
                     ));
                 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Api, P_NUMBER, b64, p_name, unb64};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const P: &str = "/v1/projects/p";
 
@@ -847,4 +847,50 @@ async fn a_policy_is_normalised_one_binding_per_role_and_condition_members_sorte
             {"role": "roles/secretmanager.viewer", "members": ["user:ann@example.com"]}
         ])
     );
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field_in_a_bad_request_detail() {
+    let api = Api::default().await;
+    let violation = |body: &Value| -> String {
+        let detail = body["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+            .cloned()
+            .unwrap_or_else(|| panic!("no BadRequest detail: {body}"));
+        detail["fieldViolations"][0]["field"].as_str().unwrap().to_owned()
+    };
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/projects/p/secrets?secretId=bad%20id",
+            Some(json!({"replication": {"automatic": {}}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(violation(&body), "secret_id");
+    let (_, body) = api
+        .call("POST", "/v1/projects/p/secrets?secretId=k", Some(json!({})))
+        .await;
+    assert_eq!(violation(&body), "secret.replication");
+    api.create_secret("p", "k").await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/projects/p/secrets/k:addVersion",
+            Some(json!({"payload": {}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(violation(&body), "payload");
+    let (_, body) = api
+        .call(
+            "POST",
+            "/v2/projects/p/locations/us-central1/services?serviceId=s",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(violation(&body), "service.template");
 }
