@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult, Code};
 use crate::model::{Policy, State};
+pub use crate::wire::Caller;
 use crate::wire::{self, Request};
 
 /// What a custom role grants (`projects/P/roles/ID`).
@@ -27,28 +28,6 @@ pub struct CustomRole {
     pub stage: String,
     pub deleted: bool,
     pub etag: String,
-}
-
-/// Who sent a request.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Caller {
-    /// No bearer token.
-    #[default]
-    Anonymous,
-    /// A bearer token the emulator did not mint, or one that expired.
-    Unknown,
-    /// The principal of a token the emulator minted.
-    Principal(String),
-}
-
-impl Caller {
-    /// The caller's IAM member, when known.
-    pub fn principal(&self) -> Option<&str> {
-        match self {
-            Caller::Principal(p) => Some(p),
-            _ => None,
-        }
-    }
 }
 
 /// A minted access token.

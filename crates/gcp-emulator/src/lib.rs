@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod faults;
 pub mod iam;
 pub mod knative;
 pub mod model;
@@ -21,6 +22,7 @@ pub mod quota;
 pub mod resourcemanager;
 pub mod roles;
 pub mod run;
+pub mod runtime;
 pub mod secretmanager;
 mod server;
 pub mod serviceusage;

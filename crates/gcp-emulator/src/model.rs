@@ -1,13 +1,10 @@
 //! The emulated world: every resource the APIs serve, kept in one structure behind one lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-
-use crate::admin::{FaultRule, LogEntry};
-use crate::quota::Bucket;
 
 /// Everything the emulator knows. Durable parts are persisted with `--state`; `runtime` (faults, counters,
 /// request log, quota buckets) is not.
@@ -45,21 +42,7 @@ pub struct State {
     /// Source of etags and unique ids.
     pub counter: u64,
     #[serde(skip)]
-    pub runtime: Runtime,
-}
-
-/// Per-process, non-persisted state of the admin API.
-#[derive(Clone, Debug, Default)]
-pub struct Runtime {
-    pub faults: Vec<FaultRule>,
-    pub next_fault_id: u64,
-    /// Calls per method, then per status name.
-    pub calls: BTreeMap<String, BTreeMap<String, u64>>,
-    pub log: VecDeque<LogEntry>,
-    pub buckets: HashMap<(String, crate::quota::QuotaKind), Bucket>,
-    pub timing: crate::run::Timing,
-    /// The old lenient mode: while no account is seeded or created, every well-formed account exists.
-    pub any_account_exists: bool,
+    pub runtime: crate::runtime::Runtime,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

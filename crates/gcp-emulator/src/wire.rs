@@ -20,7 +20,29 @@ pub struct Request {
     /// The host the client addressed (absolute-form URI or `Host` header); regional v1 hosts carry the region.
     pub host: Option<String>,
     /// Who sent it, from the `Authorization` header.
-    pub caller: crate::auth::Caller,
+    pub caller: Caller,
+}
+
+/// Who sent a request (`crate::auth` resolves it from the `Authorization` header).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Caller {
+    /// No bearer token.
+    #[default]
+    Anonymous,
+    /// A bearer token the emulator did not mint, or one that expired.
+    Unknown,
+    /// The principal of a token the emulator minted.
+    Principal(String),
+}
+
+impl Caller {
+    /// The caller's IAM member, when known.
+    pub fn principal(&self) -> Option<&str> {
+        match self {
+            Caller::Principal(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 impl Request {
@@ -46,7 +68,7 @@ impl Request {
             query: parse_query(query.unwrap_or("")),
             body,
             host: None,
-            caller: crate::auth::Caller::Anonymous,
+            caller: Caller::Anonymous,
         }
     }
 

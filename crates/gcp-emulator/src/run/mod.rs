@@ -1,0 +1,440 @@
+//! Cloud Run Admin v2: services with long-running operations, revisions and their start-up, service IAM.
+//!
+//! This file holds the service and revision handlers and the write path they share; `spec` normalises and
+//! validates specs and makes names and ids, `startup` creates and settles revisions, `render` renders the JSON
+//! and `operations` keeps the long-running operations.
+
+mod operations;
+mod render;
+mod spec;
+mod startup;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use self::render::with_type;
+use self::spec::{
+    apply_defaults, normalize_spec, operation_id, service_not_found, split_service, uuid, valid_service_id,
+};
+use crate::App;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::iam;
+use crate::model::{Policy, Revision, Service, State};
+use crate::wire::{self, Request};
+
+pub(crate) use self::spec::hashed_project_number;
+
+const SERVICE_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Service";
+const REVISION_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Revision";
+const LATEST: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";
+const BY_REVISION: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION";
+const MAX_PAGE_SIZE: i64 = 1000;
+
+/// Start-up timing of revisions, from the emulator's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub revision_startup: Duration,
+    pub iam_propagation: Duration,
+    /// The code of a failed revision's operation error (Google has answered 9 and 13).
+    pub failure_code: Code,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            revision_startup: Duration::default(),
+            iam_propagation: Duration::default(),
+            failure_code: Code::FailedPrecondition,
+        }
+    }
+}
+
+impl State {
+    /// Creates or replaces a service; shared by create and update-with-allowMissing.
+    fn put_service(
+        &mut self,
+        name: &str,
+        body: &Map<String, Value>,
+        mask: Option<&str>,
+        validate_only: bool,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Value> {
+        let n = split_service(name)?;
+        let (project, location, id) = (n.project.to_string(), n.location.to_string(), n.id.to_string());
+        let parent = format!("projects/{project}/locations/{location}");
+        let existing = self.services.get(name).cloned();
+        if existing.as_ref().is_some_and(|s| s.delete_time.is_some()) {
+            return Err(ApiError::precondition(format!(
+                "Service {name} is being deleted and cannot be changed."
+            )));
+        }
+        let mut spec = match (&existing, mask.filter(|m| !m.is_empty())) {
+            (Some(old), Some(mask)) => {
+                let incoming = normalize_spec(body);
+                let mut spec = old.spec.clone();
+                for path in mask.split(',').map(str::trim) {
+                    let top = path.split('.').next().unwrap_or("");
+                    match incoming.get(top) {
+                        Some(v) => spec.insert(top.to_string(), v.clone()),
+                        None => spec.remove(top),
+                    };
+                }
+                spec
+            }
+            _ => normalize_spec(body),
+        };
+        apply_defaults(&mut spec, self.project_number(&project));
+        self.validate_spec(&spec, &id)?;
+        if let Some(Value::Array(traffic)) = spec.get("traffic") {
+            for t in traffic {
+                if let Some(r) = t
+                    .get("revision")
+                    .and_then(Value::as_str)
+                    .filter(|r| !r.is_empty())
+                {
+                    let full = format!("{name}/revisions/{r}");
+                    if !self.revisions.contains_key(&full) {
+                        return Err(ApiError::invalid(format!(
+                            "Revision {r} referenced in traffic does not exist."
+                        )));
+                    }
+                }
+            }
+        }
+        let etag = wire::b64(&wire::etag_bytes(&mut self.counter));
+        let mut service = match &existing {
+            Some(old) => {
+                let mut s = old.clone();
+                if s.spec != spec {
+                    s.generation += 1;
+                    s.update_time = now;
+                    s.etag = etag;
+                }
+                s
+            }
+            None => {
+                self.counter += 1;
+                Service {
+                    name: name.to_string(),
+                    uid: uuid(self.counter, hashed_project_number(name), 0xb),
+                    generation: 1,
+                    observed_generation: 0,
+                    create_time: now,
+                    update_time: now,
+                    spec: Map::new(),
+                    etag,
+                    latest_created: None,
+                    latest_ready: None,
+                    failure: None,
+                    last_transition: now,
+                    policy: Policy::default(),
+                    delete_time: None,
+                }
+            }
+        };
+        let template_changed =
+            existing.as_ref().map(|o| o.spec.get("template")) != Some(spec.get("template"));
+        service.spec = spec;
+        if validate_only {
+            let op = json!({"name": format!("{parent}/operations/{}", operation_id()), "done": true,
+                "metadata": with_type(self.render_service(&service), SERVICE_TYPE),
+                "response": with_type(self.render_service(&service), SERVICE_TYPE)});
+            return Ok(op);
+        }
+        let mut awaits = None;
+        if template_changed {
+            let rev = self.new_revision(&service, now)?;
+            service.latest_created = Some(rev.clone());
+            service.failure = None;
+            service.last_transition = now;
+            awaits = Some(rev);
+        } else {
+            service.observed_generation = service.generation;
+        }
+        let metadata = self.render_service(&service);
+        self.services.insert(name.to_string(), service);
+        let op_name = self.new_operation(&parent, SERVICE_TYPE, name, metadata, now);
+        if let Some(op) = self.operations.get_mut(&op_name) {
+            op.awaits_revision = awaits.clone();
+        }
+        self.settle(now);
+        if awaits.is_none()
+            && let Some(s) = self.services.get(name)
+        {
+            let response = with_type(self.render_service(s), SERVICE_TYPE);
+            if let Some(op) = self.operations.get_mut(&op_name) {
+                op.done = true;
+                op.response = Some(response);
+            }
+        }
+        let op = self
+            .operations
+            .get(&op_name)
+            .ok_or_else(|| ApiError::new(Code::Internal, "operation vanished"))?;
+        Ok(self.render_operation(op))
+    }
+
+    /// The Knative (v1) write path: the same as a v2 create or full replace.
+    pub(crate) fn put_service_v1(
+        &mut self,
+        name: &str,
+        body: &Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Value> {
+        self.settle(now);
+        self.put_service(name, body, None, false, now)
+    }
+
+    pub fn run_list_services(&mut self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+        self.settle(now);
+        let (prefix, any_location) = match parent.strip_suffix("/locations/-") {
+            Some(p) => (format!("{p}/locations/"), true),
+            None => (format!("{parent}/services/"), false),
+        };
+        let items: Vec<(String, Value)> = self
+            .services
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| !any_location || k.contains("/services/"))
+            .map(|(k, s)| (k.clone(), self.render_service(s)))
+            .collect();
+        let (page, next) = wire::paginate(
+            items,
+            req.int_param("pageSize")?,
+            req.param("pageToken"),
+            MAX_PAGE_SIZE,
+            |k| k.clone(),
+            |t| Some(t.to_string()),
+            true,
+        )?;
+        let out = wire::list_response("services", page, next);
+        Ok(Value::Object(out))
+    }
+
+    pub fn run_get_service(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {
+        self.settle(now);
+        let s = self.services.get(name).ok_or_else(|| service_not_found(name))?;
+        Ok(self.render_service(s))
+    }
+
+    pub fn run_delete_service(&mut self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+        self.settle(now);
+        let s = self
+            .services
+            .get(name)
+            .ok_or_else(|| service_not_found(name))?
+            .clone();
+        if let Some(etag) = req.param("etag").filter(|e| !e.is_empty())
+            && etag != s.etag
+        {
+            return Err(ApiError::new(
+                Code::Aborted,
+                format!("The etag {etag} does not match the current etag of service {name}."),
+            ));
+        }
+        let rendered = self.render_service(&s);
+        let n = split_service(name)?;
+        let parent = format!("projects/{}/locations/{}", n.project, n.location);
+        if req.bool_param("validateOnly")? {
+            return Ok(
+                json!({"name": format!("{parent}/operations/{}", operation_id()), "done": true,
+                "metadata": with_type(rendered.clone(), SERVICE_TYPE), "response": with_type(rendered, SERVICE_TYPE)}),
+            );
+        }
+        // Deleting takes a while (as long as a revision start-up): until then the service is still there, with
+        // `deleteTime` set and `reconciling`, and the operation is not done.
+        let rendered = match self.services.get_mut(name) {
+            Some(live) => {
+                live.delete_time.get_or_insert(now);
+                let live = live.clone();
+                self.render_service(&live)
+            }
+            None => rendered,
+        };
+        let op_name = self.new_operation(&parent, SERVICE_TYPE, name, rendered, now);
+        self.settle(now);
+        let op = self
+            .operations
+            .get(&op_name)
+            .ok_or_else(|| ApiError::new(Code::Internal, "operation vanished"))?;
+        Ok(self.render_operation(op))
+    }
+
+    pub fn run_get_policy(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
+        let requested = iam::requested_version(req)?;
+        let s = self.services.get(name).ok_or_else(|| service_not_found(name))?;
+        iam::render_policy(&s.policy, requested)
+    }
+
+    pub fn run_set_policy(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
+        let body = req.json()?;
+        let mut counter = self.counter;
+        let mut policy = self
+            .services
+            .get(name)
+            .ok_or_else(|| service_not_found(name))?
+            .policy
+            .clone();
+        iam::set_policy(&mut policy, &body, &mut counter, &|e| self.account_exists(e))?;
+        let s = self
+            .services
+            .get_mut(name)
+            .ok_or_else(|| service_not_found(name))?;
+        s.policy = policy;
+        let out = iam::render_policy(&s.policy, 3)?;
+        self.counter = counter;
+        Ok(out)
+    }
+
+    pub fn run_list_revisions(
+        &mut self,
+        service: &str,
+        req: &Request,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Value> {
+        self.settle(now);
+        if !self.services.contains_key(service) {
+            return Err(service_not_found(service));
+        }
+        let prefix = format!("{service}/revisions/");
+        let mut revs: Vec<&Revision> = self
+            .revisions
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, r)| r)
+            .collect();
+        revs.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.name.cmp(&a.name)));
+        let items: Vec<(usize, Value)> = revs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, self.render_revision(r)))
+            .collect();
+        let (page, next) = wire::paginate(
+            items,
+            req.int_param("pageSize")?,
+            req.param("pageToken"),
+            MAX_PAGE_SIZE,
+            usize::to_string,
+            |t| t.parse().ok(),
+            true,
+        )?;
+        let out = wire::list_response("revisions", page, next);
+        Ok(Value::Object(out))
+    }
+
+    pub fn run_get_revision(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {
+        self.settle(now);
+        let r = self.revisions.get(name).ok_or_else(|| revision_not_found(name))?;
+        Ok(self.render_revision(r))
+    }
+
+    pub fn run_delete_revision(&mut self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+        self.settle(now);
+        let r = self
+            .revisions
+            .get(name)
+            .ok_or_else(|| revision_not_found(name))?
+            .clone();
+        let short = r.name.rsplit('/').next().unwrap_or("").to_string();
+        if let Some(s) = self.services.get(&r.service) {
+            let serving = s.latest_ready.as_deref() == Some(name)
+                || s.latest_created.as_deref() == Some(name)
+                || self
+                    .traffic_statuses(s)
+                    .iter()
+                    .any(|t| t.get("revision").and_then(Value::as_str) == Some(short.as_str()));
+            if serving {
+                return Err(ApiError::precondition(format!(
+                    "Revision {short} cannot be deleted because it is serving traffic or is the latest revision of its service."
+                )));
+            }
+        }
+        let rendered = self.render_revision(&r);
+        let parent = name.split("/services/").next().unwrap_or("").to_string();
+        if req.bool_param("validateOnly")? {
+            return Ok(
+                json!({"name": format!("{parent}/operations/{}", operation_id()), "done": true,
+                "metadata": with_type(rendered.clone(), REVISION_TYPE), "response": with_type(rendered, REVISION_TYPE)}),
+            );
+        }
+        self.revisions.remove(name);
+        let op_name = self.new_operation(&parent, REVISION_TYPE, name, rendered.clone(), now);
+        if let Some(op) = self.operations.get_mut(&op_name) {
+            op.done = true;
+            op.response = Some(with_type(rendered, REVISION_TYPE));
+        }
+        let op = self
+            .operations
+            .get(&op_name)
+            .ok_or_else(|| ApiError::new(Code::Internal, "operation vanished"))?;
+        Ok(self.render_operation(op))
+    }
+}
+
+fn revision_not_found(name: &str) -> ApiError {
+    let short = name.rsplit('/').next().unwrap_or(name);
+    ApiError::not_found(format!("Revision '{short}' does not exist."))
+}
+
+impl App {
+    pub fn run_create_service(&self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+        let id = req.param("serviceId").unwrap_or("");
+        if id.is_empty() {
+            return Err(ApiError::field("service_id", "service_id must be set."));
+        }
+        if !valid_service_id(id) {
+            return Err(ApiError::field(
+                "service_id",
+                format!(
+                    "Invalid Service ID '{id}': it must use only lowercase alphanumeric characters and dashes, begin with a letter, not end with a dash, and be less than 50 characters."
+                ),
+            ));
+        }
+        if parent.ends_with("/locations/-") {
+            return Err(ApiError::invalid(
+                "A concrete location is required to create a service.",
+            ));
+        }
+        let body = req.json()?;
+        let validate_only = req.bool_param("validateOnly")?;
+        let name = format!("{parent}/services/{id}");
+        let mut st = self.lock();
+        if st.services.contains_key(&name) {
+            return Err(ApiError::new(
+                Code::AlreadyExists,
+                format!("Resource '{id}' already exists."),
+            ));
+        }
+        st.put_service(&name, &body, None, validate_only, now)
+    }
+
+    pub fn run_update_service(&self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+        let body = req.json()?;
+        let allow_missing = req.bool_param("allowMissing")?;
+        let validate_only = req.bool_param("validateOnly")?;
+        let mask = req.param("updateMask").map(str::to_string);
+        let n = split_service(name)?;
+        if !valid_service_id(n.id) {
+            return Err(ApiError::invalid(format!("Invalid Service ID '{}'.", n.id)));
+        }
+        let mut st = self.lock();
+        st.settle(now);
+        match st.services.get(name) {
+            None if !allow_missing => return Err(service_not_found(name)),
+            Some(s) => {
+                if let Some(etag) = wire::str_field(&body, "etag").filter(|e| !e.is_empty())
+                    && etag != s.etag
+                {
+                    return Err(ApiError::new(
+                        Code::Aborted,
+                        format!("The etag {etag} does not match the current etag of service {name}."),
+                    ));
+                }
+            }
+            None => {}
+        }
+        st.put_service(name, &body, mask.as_deref(), validate_only, now)
+    }
+}
