@@ -221,6 +221,74 @@ pub fn permission_of(rpc: &str) -> Option<&'static str> {
     })
 }
 
+/// Every permission the emulator knows: those its calls check, and those its predefined roles list.
+pub const PERMISSIONS: &[&str] = &[
+    "iam.roles.create",
+    "iam.roles.delete",
+    "iam.roles.get",
+    "iam.roles.list",
+    "iam.roles.update",
+    "iam.serviceAccounts.actAs",
+    "iam.serviceAccounts.create",
+    "iam.serviceAccounts.delete",
+    "iam.serviceAccounts.get",
+    "iam.serviceAccounts.getAccessToken",
+    "iam.serviceAccounts.getIamPolicy",
+    "iam.serviceAccounts.list",
+    "iam.serviceAccounts.setIamPolicy",
+    "resourcemanager.projects.get",
+    "resourcemanager.projects.getIamPolicy",
+    "resourcemanager.projects.setIamPolicy",
+    "run.operations.delete",
+    "run.operations.get",
+    "run.operations.list",
+    "run.revisions.delete",
+    "run.revisions.get",
+    "run.revisions.list",
+    "run.routes.invoke",
+    "run.services.create",
+    "run.services.delete",
+    "run.services.get",
+    "run.services.getIamPolicy",
+    "run.services.list",
+    "run.services.setIamPolicy",
+    "run.services.update",
+    "secretmanager.secrets.create",
+    "secretmanager.secrets.delete",
+    "secretmanager.secrets.get",
+    "secretmanager.secrets.getIamPolicy",
+    "secretmanager.secrets.list",
+    "secretmanager.secrets.setIamPolicy",
+    "secretmanager.secrets.update",
+    "secretmanager.versions.access",
+    "secretmanager.versions.add",
+    "secretmanager.versions.destroy",
+    "secretmanager.versions.disable",
+    "secretmanager.versions.enable",
+    "secretmanager.versions.get",
+    "secretmanager.versions.list",
+    "serviceusage.services.enable",
+    "serviceusage.services.get",
+    "serviceusage.services.list",
+];
+
+/// IAM `permissions.queryTestablePermissions`: the catalogue gcloud checks a custom role's permissions against
+/// (every known permission is `SUPPORTED` in custom roles), in one page.
+pub fn testable_permissions(req: &Request) -> ApiResult<Value> {
+    let body = req.json()?;
+    if wire::str_field(&body, "fullResourceName").is_none_or(str::is_empty) {
+        return Err(ApiError::field(
+            "full_resource_name",
+            "full_resource_name must be set.",
+        ));
+    }
+    let permissions: Vec<Value> = PERMISSIONS
+        .iter()
+        .map(|p| json!({"name": p, "title": p, "stage": "GA", "customRolesSupportLevel": "SUPPORTED"}))
+        .collect();
+    Ok(json!({ "permissions": permissions }))
+}
+
 /// Google's answer to a call without the permission.
 pub fn denied(permission: &str, resource: &str) -> ApiError {
     ApiError::new(
@@ -390,7 +458,7 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
 
@@ -446,6 +514,74 @@ mod tests {
                 role_includes(role, permission, &none),
                 expected,
                 "{role} {permission}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_permission_a_call_checks_or_a_role_lists_is_in_the_catalogue() {
+        let rpcs = [
+            "SecretManagerService.ListSecrets",
+            "SecretManagerService.CreateSecret",
+            "SecretManagerService.GetSecret",
+            "SecretManagerService.UpdateSecret",
+            "SecretManagerService.DeleteSecret",
+            "SecretManagerService.AddSecretVersion",
+            "SecretManagerService.GetIamPolicy",
+            "SecretManagerService.SetIamPolicy",
+            "SecretManagerService.ListSecretVersions",
+            "SecretManagerService.GetSecretVersion",
+            "SecretManagerService.AccessSecretVersion",
+            "SecretManagerService.EnableSecretVersion",
+            "SecretManagerService.DisableSecretVersion",
+            "SecretManagerService.DestroySecretVersion",
+            "IAM.ListServiceAccounts",
+            "IAM.CreateServiceAccount",
+            "IAM.GetServiceAccount",
+            "IAM.DeleteServiceAccount",
+            "IAM.GetIamPolicy",
+            "IAM.SetIamPolicy",
+            "IAMCredentials.GenerateAccessToken",
+            "IAM.ListRoles",
+            "IAM.CreateRole",
+            "IAM.GetRole",
+            "IAM.UpdateRole",
+            "IAM.DeleteRole",
+            "Projects.GetProject",
+            "Projects.GetIamPolicy",
+            "Projects.SetIamPolicy",
+            "Services.ListServices",
+            "Services.CreateService",
+            "Services.GetService",
+            "Services.UpdateService",
+            "Services.DeleteService",
+            "Services.GetIamPolicy",
+            "Services.SetIamPolicy",
+            "Revisions.ListRevisions",
+            "Revisions.GetRevision",
+            "Revisions.DeleteRevision",
+            "Operations.ListOperations",
+            "Operations.GetOperation",
+            "Operations.DeleteOperation",
+            "ServiceUsage.GetService",
+            "ServiceUsage.ListServices",
+            "ServiceUsage.EnableService",
+        ];
+        for rpc in rpcs {
+            let permission = permission_of(rpc).unwrap_or_else(|| panic!("{rpc} checks no permission"));
+            assert!(PERMISSIONS.contains(&permission), "{rpc}: {permission}");
+        }
+        let none = BTreeMap::new();
+        for role in [
+            "roles/secretmanager.secretVersionManager",
+            "roles/secretmanager.viewer",
+            "roles/iam.serviceAccountUser",
+            "roles/iam.serviceAccountTokenCreator",
+            "roles/resourcemanager.projectIamAdmin",
+        ] {
+            assert!(
+                PERMISSIONS.iter().any(|p| role_includes(role, p, &none)),
+                "{role} grants nothing of the catalogue"
             );
         }
     }

@@ -237,6 +237,10 @@ impl Emulator {
             ("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true".into()),
             ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER", url.clone()),
             ("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", url.clone()),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER",
+                url.clone(),
+            ),
             ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE", url),
             ("CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN", "http://run.fake/".into()),
             ("CLOUDSDK_PROXY_TYPE", "http".into()),

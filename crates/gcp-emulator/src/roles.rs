@@ -15,16 +15,20 @@ fn valid_role_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
-/// A permission's shape: `service.resource.verb`, lowercase service.
+/// The services the emulator knows every permission of.
+const EMULATED_SERVICES: [&str; 5] = ["secretmanager", "run", "iam", "resourcemanager", "serviceusage"];
+
+/// A permission's shape: `service.resource.verb`, lowercase service; of an emulated service, one that exists.
 fn valid_permission(p: &str) -> bool {
     let parts: Vec<&str> = p.split('.').collect();
-    parts.len() >= 3
+    let shaped = parts.len() >= 3
         && parts
             .iter()
             .all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
         && parts[0]
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    shaped && (!EMULATED_SERVICES.contains(&parts[0]) || crate::auth::PERMISSIONS.contains(&p))
 }
 
 fn render_role(name: &str, role: &CustomRole) -> Value {

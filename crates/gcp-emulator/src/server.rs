@@ -79,6 +79,8 @@ enum Target {
     ServiceUsageOperation {
         name: String,
     },
+    /// IAM's catalogue of permissions (`permissions:queryTestablePermissions`).
+    TestablePermissions,
     KnativeServices {
         namespace: String,
         region: String,
@@ -195,6 +197,9 @@ fn resolve(req: &Request) -> ApiResult<Call> {
             project: p.to_string(),
             service: x.to_string(),
         },
+        ["v1", "permissions"] if req.verb.as_deref() == Some("queryTestablePermissions") => {
+            Target::TestablePermissions
+        }
         ["v1", "operations", o] => Target::ServiceUsageOperation {
             name: format!("operations/{o}"),
         },
@@ -333,6 +338,9 @@ fn resolve(req: &Request) -> ApiResult<Call> {
             ("ServiceUsage.BatchEnableServices", None)
         }
         (Target::ServiceUsageOperation { .. }, "GET", None) => ("ServiceUsage.GetOperation", None),
+        (Target::TestablePermissions, "POST", Some("queryTestablePermissions")) => {
+            ("IAM.QueryTestablePermissions", None)
+        }
         (Target::KnativeServices { .. }, "GET", None) => ("KnativeServices.ListServices", None),
         (Target::KnativeServices { .. }, "POST", None) => ("KnativeServices.CreateService", None),
         (Target::KnativeService { .. }, "GET", None) => ("KnativeServices.GetService", None),
@@ -458,6 +466,7 @@ async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
             }
         }
         Target::ServiceUsageOperation { name } => crate::serviceusage::get_operation(name),
+        Target::TestablePermissions => crate::auth::testable_permissions(req),
         Target::KnativeServices { namespace, region } => {
             if req.method == Method::GET {
                 app.lock()
@@ -607,6 +616,7 @@ fn scope<'a>(st: &'a State, call: &Call) -> (String, String, Option<&'a Policy>)
         Target::Operation { name } | Target::Role { name } | Target::ServiceUsageOperation { name } => {
             (name.clone(), project, None)
         }
+        Target::TestablePermissions => (String::new(), project, None),
         Target::ServiceUsage { project, service } => (
             format!("projects/{project}/services/{service}"),
             project.clone(),

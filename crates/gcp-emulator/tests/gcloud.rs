@@ -1358,3 +1358,97 @@ async fn gcloud_service_accounts_delete() {
     assert_eq!(again["bindings"], policy["bindings"]);
     assert_eq!(emu.state().call_count("IAM.DeleteServiceAccount"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcloud_custom_roles_and_project_bindings() {
+    let emu = gcp_emulator::spawn(gcp_emulator::Config {
+        service_accounts: vec!["litellm-operator@my-project.iam.gserviceaccount.com".to_owned()],
+        ..gcp_emulator::Config::default()
+    })
+    .await
+    .unwrap();
+    let g = Gcloud::new(&emu);
+    g.ok(&[
+        "iam",
+        "roles",
+        "create",
+        "litellmOperator",
+        "--project=my-project",
+        "--title=LiteLLM operator",
+        "--stage=GA",
+        "--permissions=secretmanager.secrets.get,run.services.get",
+    ])
+    .await;
+    let role: Value = serde_json::from_str(
+        &g.ok(&[
+            "iam",
+            "roles",
+            "describe",
+            "litellmOperator",
+            "--project=my-project",
+            "--format=json",
+        ])
+        .await
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(role["name"], "projects/my-project/roles/litellmOperator");
+    assert_eq!(
+        role["includedPermissions"],
+        json!(["run.services.get", "secretmanager.secrets.get"])
+    );
+    let member = "serviceAccount:litellm-operator@my-project.iam.gserviceaccount.com";
+    g.ok(&[
+        "projects",
+        "add-iam-policy-binding",
+        "my-project",
+        &format!("--member={member}"),
+        "--role=projects/my-project/roles/litellmOperator",
+    ])
+    .await;
+    let policy: Value = serde_json::from_str(
+        &g.ok(&["projects", "get-iam-policy", "my-project", "--format=json"])
+            .await
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        policy["bindings"],
+        json!([{"members": [member], "role": "projects/my-project/roles/litellmOperator"}])
+    );
+    // The binding grants what the role lists, and nothing else.
+    let token = emu.state().mint_token(member).unwrap();
+    let http = reqwest::Client::new();
+    let check = |permissions: Value| {
+        let http = http.clone();
+        let token = token.clone();
+        let url = format!("{}/v3/projects/my-project:testIamPermissions", emu.url());
+        async move {
+            let answer: Value = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"permissions": permissions}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer
+        }
+    };
+    let held = check(json!(["secretmanager.secrets.get", "run.services.get"])).await;
+    assert_eq!(held["permissions"].as_array().unwrap().len(), 2, "{held}");
+    // An unknown permission is refused by gcloud's own check against the catalogue.
+    let err = g
+        .fails(&[
+            "iam",
+            "roles",
+            "create",
+            "other",
+            "--project=my-project",
+            "--permissions=secretmanager.secrets.teleport",
+        ])
+        .await;
+    assert!(err.contains("secretmanager.secrets.teleport"), "{err}");
+}
