@@ -205,6 +205,8 @@ impl LocalWorld {
         let emulator = gcp_emulator::spawn(gcp_emulator::Config {
             revision_startup: Duration::from_millis(500),
             service_accounts: accounts,
+            // Step 1 of security.md's Workload Identity guide (a GKE cluster) is not run here; its pool is.
+            workload_identity_pools: vec![fixtures::PROJECT.to_owned()],
             ..gcp_emulator::Config::default()
         })
         .await

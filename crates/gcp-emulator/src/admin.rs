@@ -150,6 +150,16 @@ pub fn handle(
             app.mark_dirty();
             ok(json!({ "projectId": project, "projectNumber": number.to_string() }))
         }
+        ("POST", ["workload-identity-pools"]) => {
+            let body = req.json()?;
+            let project = wire::str_field(&body, "project").unwrap_or("");
+            if project.is_empty() {
+                return Err(ApiError::invalid("Give \"project\"."));
+            }
+            app.lock().identity_pools.insert(project.to_string());
+            app.mark_dirty();
+            ok(json!({ "pool": format!("{project}.svc.id.goog") }))
+        }
         ("POST", ["tokens"]) => {
             let body = req.json()?;
             let principal = wire::str_field(&body, "principal").unwrap_or("");

@@ -245,8 +245,14 @@ fn validate_member(member: &str, known_accounts: &dyn Fn(&str) -> bool) -> ApiRe
         return Err(ApiError::invalid(format!("Invalid principal: {member}")));
     }
     if *prefix == "serviceAccount:" && workload_identity_member(rest) {
-        // A Kubernetes ServiceAccount through GKE Workload Identity; the emulator has no identity pools to check.
-        return Ok(());
+        // A Kubernetes ServiceAccount through GKE Workload Identity: its project's identity pool must exist.
+        if known_accounts(rest) {
+            return Ok(());
+        }
+        let pool = rest.split('[').next().unwrap_or_default();
+        return Err(ApiError::invalid(format!(
+            "Identity Pool does not exist ({pool}). Please check that you specified a valid resource name as returned in the `name` attribute in the configuration API."
+        )));
     }
     if *prefix == "serviceAccount:" {
         if !well_formed_account(rest) {
@@ -303,6 +309,13 @@ impl State {
     /// Whether a service account exists: seeded ones only, or any well-formed one that was not deleted while none
     /// are seeded.
     pub fn account_exists(&self, email: &str) -> bool {
+        if workload_identity_member(email) {
+            // `PROJECT.svc.id.goog[NS/NAME]`: exists once the project's pool does (a GKE cluster with Workload
+            // Identity made it), or in the lenient mode.
+            let pool = email.split('[').next().unwrap_or_default();
+            let project = pool.strip_suffix(".svc.id.goog").unwrap_or_default();
+            return self.identity_pools.contains(project) || self.runtime.any_account_exists;
+        }
         if default_compute_account(email) {
             return !self.deleted_service_accounts.contains_key(email);
         }

@@ -61,9 +61,12 @@ pub struct Config {
     /// Service accounts that exist (besides each project's default compute account). Others are created through
     /// the IAM API or seeded later.
     pub service_accounts: Vec<String>,
-    /// The old lenient mode: while none are seeded or created, every well-formed account exists. Off: an account
-    /// exists only once seeded or created, as in Google.
+    /// The old lenient mode: while none are seeded or created, every well-formed account exists (and every
+    /// Workload Identity member). Off: an account exists only once seeded or created, as in Google.
     pub any_service_account_exists: bool,
+    /// Projects whose GKE Workload Identity pool (`PROJECT.svc.id.goog`) exists, as once a cluster of theirs has
+    /// Workload Identity: members `serviceAccount:PROJECT.svc.id.goog[NS/NAME]` are accepted only for those.
+    pub workload_identity_pools: Vec<String>,
     /// Container images whose revisions fail to start.
     pub crashing_images: Vec<String>,
     /// The code of a failed revision's operation error: Google has answered `FAILED_PRECONDITION` (9) and
@@ -85,6 +88,7 @@ impl Default for Config {
             state_file: None,
             service_accounts: Vec::new(),
             any_service_account_exists: false,
+            workload_identity_pools: Vec::new(),
             crashing_images: Vec::new(),
             revision_failure_code: Code::FailedPrecondition,
             enforce_auth: false,
@@ -145,6 +149,9 @@ impl App {
             failure_code: config.revision_failure_code,
         };
         state.runtime.any_account_exists = config.any_service_account_exists;
+        state
+            .identity_pools
+            .extend(config.workload_identity_pools.iter().cloned());
         for email in &config.service_accounts {
             state
                 .seed_service_account(email, None)
@@ -420,6 +427,11 @@ impl StateHandle {
         st.secrets
             .get(&st.numbered(secret))
             .map(|s| s.policy.bindings.clone())
+    }
+
+    /// Makes project `project`'s GKE Workload Identity pool exist, as enabling Workload Identity on a cluster does.
+    pub fn enable_workload_identity(&self, project: &str) {
+        self.with(|st| st.identity_pools.insert(project.to_string()));
     }
 
     /// Gives project `project` (an id) the number `number`, as Google would have assigned it; refused once

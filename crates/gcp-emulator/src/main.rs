@@ -34,6 +34,9 @@ struct Args {
     /// The old lenient mode: while none are seeded or created, every well-formed service account exists.
     #[arg(long)]
     any_service_account_exists: bool,
+    /// A project whose GKE Workload Identity pool exists (repeatable).
+    #[arg(long = "workload-identity-pool")]
+    workload_identity_pools: Vec<String>,
     /// A container image whose revisions fail to start (repeatable).
     #[arg(long = "crashing-image")]
     crashing_images: Vec<String>,
@@ -86,6 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         state_file: args.state,
         service_accounts: args.service_accounts,
         any_service_account_exists: args.any_service_account_exists,
+        workload_identity_pools: args.workload_identity_pools,
         crashing_images: args.crashing_images,
         enforce_auth: args.enforce_auth,
         revision_failure_code: args.revision_failure_code,

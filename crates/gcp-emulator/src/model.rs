@@ -33,6 +33,8 @@ pub struct State {
     pub crashing_images: BTreeSet<String>,
     /// Access tokens the emulator minted (admin API, `generateAccessToken`), by token.
     pub tokens: BTreeMap<String, crate::auth::Token>,
+    /// Projects whose GKE Workload Identity pool (`PROJECT.svc.id.goog`) exists.
+    pub identity_pools: BTreeSet<String>,
     /// Project numbers set through the admin API, by project id; other projects get a stable hashed number.
     pub project_numbers: BTreeMap<String, u64>,
     /// IAM policies of projects, by project number (Resource Manager).

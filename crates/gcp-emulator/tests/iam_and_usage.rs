@@ -295,6 +295,30 @@ async fn service_account_policies_are_etag_checked_and_normalised() {
     let empty = api.ok("POST", &format!("{resource}:getIamPolicy"), None).await;
     assert_eq!(empty, json!({"version": 1, "etag": "ACAB"}));
 
+    // A Workload Identity member needs its project's identity pool, which a GKE cluster with Workload Identity
+    // creates.
+    let wi = json!({"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser",
+        "members": ["serviceAccount:p.svc.id.goog[litellm-system/litellm-operator]"]}]}});
+    let message = api
+        .err(
+            "POST",
+            &format!("{resource}:setIamPolicy"),
+            Some(wi),
+            400,
+            "INVALID_ARGUMENT",
+        )
+        .await;
+    assert!(
+        message.starts_with("Identity Pool does not exist (p.svc.id.goog)."),
+        "{message}"
+    );
+    api.ok(
+        "POST",
+        "/_emulator/workload-identity-pools",
+        Some(json!({"project": "p"})),
+    )
+    .await;
+
     let member = "serviceAccount:operator@p.iam.gserviceaccount.com";
     let set = api
         .ok(
