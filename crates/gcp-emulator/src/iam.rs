@@ -281,8 +281,13 @@ fn workload_identity_member(text: &str) -> bool {
     !pool.is_empty() && !namespace.is_empty() && !name.is_empty() && !name.contains('/')
 }
 
+/// The default compute account of project number `number`, which every project has.
+pub(crate) fn compute_account(number: u64) -> String {
+    format!("{number}-compute@developer.gserviceaccount.com")
+}
+
 /// `NUMBER-compute@developer.gserviceaccount.com`: every project has its default compute account.
-fn default_compute_account(email: &str) -> bool {
+pub(crate) fn default_compute_account(email: &str) -> bool {
     email
         .strip_suffix("-compute@developer.gserviceaccount.com")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))

@@ -681,14 +681,11 @@ fn act_as(st: &State, principal: &str, project: &str, account: Option<&str>) -> 
     let account = match account.filter(|a| !a.is_empty()) {
         Some(a) => a,
         None => {
-            default_account = format!(
-                "{}-compute@developer.gserviceaccount.com",
-                st.project_number(project)
-            );
+            default_account = crate::iam::compute_account(st.project_number(project));
             &default_account
         }
     };
-    let account_project = if account.ends_with("@developer.gserviceaccount.com") {
+    let account_project = if crate::iam::default_compute_account(account) {
         project.to_string()
     } else {
         crate::iam::project_of_account(account)

@@ -194,6 +194,20 @@ pub fn etag_bytes(counter: &mut u64) -> Vec<u8> {
 
 /// A list method's response: the page under `field` (left out when empty, as Google does) and `nextPageToken`
 /// when there is another page.
+/// `items`, already in their answer order, as one page under `field`; page tokens are positions.
+pub fn page_in_order(field: &str, items: Vec<Value>, req: &Request, max: i64) -> ApiResult<Value> {
+    let (page, next) = paginate(
+        items.into_iter().enumerate().collect(),
+        req.int_param("pageSize")?,
+        req.param("pageToken"),
+        max,
+        usize::to_string,
+        |t| t.parse().ok(),
+        true,
+    )?;
+    Ok(Value::Object(list_response(field, page, next)))
+}
+
 pub fn list_response(field: &str, page: Vec<Value>, next: Option<String>) -> Map<String, Value> {
     let mut out = Map::new();
     if !page.is_empty() {

@@ -306,22 +306,8 @@ impl State {
             .map(|(_, r)| r)
             .collect();
         revs.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.name.cmp(&a.name)));
-        let items: Vec<(usize, Value)> = revs
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i, self.render_revision(r)))
-            .collect();
-        let (page, next) = wire::paginate(
-            items,
-            req.int_param("pageSize")?,
-            req.param("pageToken"),
-            MAX_PAGE_SIZE,
-            usize::to_string,
-            |t| t.parse().ok(),
-            true,
-        )?;
-        let out = wire::list_response("revisions", page, next);
-        Ok(Value::Object(out))
+        let items = revs.iter().map(|r| self.render_revision(r)).collect();
+        wire::page_in_order("revisions", items, req, MAX_PAGE_SIZE)
     }
 
     pub fn run_get_revision(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {

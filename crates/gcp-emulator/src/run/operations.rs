@@ -67,22 +67,8 @@ impl State {
             .map(|(_, o)| o)
             .collect();
         ops.sort_by(|a, b| a.create_time.cmp(&b.create_time).then(a.name.cmp(&b.name)));
-        let items: Vec<(usize, Value)> = ops
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (i, self.render_operation(o)))
-            .collect();
-        let (page, next) = wire::paginate(
-            items,
-            req.int_param("pageSize")?,
-            req.param("pageToken"),
-            MAX_PAGE_SIZE,
-            usize::to_string,
-            |t| t.parse().ok(),
-            true,
-        )?;
-        let out = wire::list_response("operations", page, next);
-        Ok(Value::Object(out))
+        let items = ops.iter().map(|o| self.render_operation(o)).collect();
+        wire::page_in_order("operations", items, req, MAX_PAGE_SIZE)
     }
 
     pub fn run_get_operation(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {

@@ -221,7 +221,7 @@ pub(super) fn apply_defaults(spec: &mut Map<String, Value>, project_number: u64)
     {
         t.insert(
             "serviceAccount".into(),
-            json!(format!("{project_number}-compute@developer.gserviceaccount.com")),
+            json!(crate::iam::compute_account(project_number)),
         );
     }
     t.entry("maxInstanceRequestConcurrency")
