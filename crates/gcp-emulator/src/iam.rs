@@ -368,6 +368,7 @@ impl State {
         }
         let account = match self.service_accounts.get(email) {
             Some(a) => a.clone(),
+            None if default_compute_account(email) => self.compute_account_of(email, project),
             None => ServiceAccount {
                 email: email.to_string(),
                 project_id: project_of_account(email),
@@ -380,6 +381,58 @@ impl State {
             return Ok(None);
         }
         Ok(Some(account))
+    }
+
+    /// The default compute account `email` (`NUMBER-compute@developer...`) as Google renders it: it belongs to the
+    /// project of that number, named by its id. `asked` is the project of the request (`-` for any); otherwise the id
+    /// is looked up among the projects the emulator knows, and the number stands in for an unknown one.
+    fn compute_account_of(&self, email: &str, asked: &str) -> ServiceAccount {
+        let number: u64 = email
+            .split('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default();
+        let project_id = if asked != "-" && self.project_number(asked) == number {
+            asked.to_string()
+        } else {
+            self.project_of_number(number)
+                .unwrap_or_else(|| number.to_string())
+        };
+        ServiceAccount {
+            email: email.to_string(),
+            project_id,
+            unique_id: implicit_unique_id(email),
+            display_name: "Compute Engine default service account".to_string(),
+            description: String::new(),
+        }
+    }
+
+    /// The id of the project numbered `number`, among the projects the emulator has seen: numbered through the
+    /// admin API, holding services or custom roles, or owning created accounts.
+    fn project_of_number(&self, number: u64) -> Option<String> {
+        let seen = self
+            .project_numbers
+            .keys()
+            .cloned()
+            .chain(
+                self.services
+                    .keys()
+                    .filter_map(|k| k.split('/').nth(1).map(str::to_string)),
+            )
+            .chain(
+                self.custom_roles
+                    .keys()
+                    .filter_map(|k| k.split('/').nth(1).map(str::to_string)),
+            )
+            .chain(self.service_accounts.values().map(|a| a.project_id.clone()));
+        let mut found = None;
+        for project in seen {
+            if project.parse::<u64>().is_err() && self.project_number(&project) == number {
+                found = Some(project);
+                break;
+            }
+        }
+        found
     }
 
     /// `GET /v1/projects/{p}/serviceAccounts/{email}`.
@@ -514,14 +567,24 @@ impl State {
         Ok(json!({}))
     }
 
-    /// `GET /v1/projects/{p}/serviceAccounts`: the seeded and created accounts of the project, by email.
+    /// `GET /v1/projects/{p}/serviceAccounts`: the seeded and created accounts of the project, and its default
+    /// compute account unless deleted, by email.
     pub fn list_service_accounts(&self, project: &str, req: &Request) -> ApiResult<Value> {
-        let items: Vec<(String, Value)> = self
+        let compute = (project != "-")
+            .then(|| compute_account(self.project_number(project)))
+            .filter(|email| {
+                !self.deleted_service_accounts.contains_key(email)
+                    && !self.service_accounts.contains_key(email)
+            })
+            .map(|email| self.compute_account_of(&email, project));
+        let mut items: Vec<(String, Value)> = self
             .service_accounts
             .values()
             .filter(|a| project == "-" || a.project_id == project)
+            .chain(compute.as_ref())
             .map(|a| (a.email.clone(), render_account(a)))
             .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
         let (page, next) = wire::paginate(
             items,
             req.int_param("pageSize")?,

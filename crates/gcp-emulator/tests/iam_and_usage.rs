@@ -8,6 +8,24 @@ use serde_json::json;
 
 const SA: &str = "/v1/projects/p/serviceAccounts";
 
+/// Project p's default compute account, which every listing of p's accounts includes.
+fn compute_of_p() -> String {
+    format!("{}-compute@developer.gserviceaccount.com", common::P_NUMBER)
+}
+
+/// The emails a listing of `path` names, in order.
+async fn listed(api: &Api, path: &str) -> Vec<String> {
+    let list = api.ok("GET", path, None).await;
+    list["accounts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["email"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn created_accounts_exist_and_end_the_every_account_exists_mode() {
     // The lenient mode, asked for explicitly (by default only seeded or created accounts exist): while nothing is
@@ -19,7 +37,7 @@ async fn created_accounts_exist_and_end_the_every_account_exists_mode() {
     .await;
     api.ok("GET", &format!("{SA}/anyone@p.iam.gserviceaccount.com"), None)
         .await;
-    assert_eq!(api.ok("GET", SA, None).await, json!({}));
+    assert_eq!(listed(&api, SA).await, vec![compute_of_p()]);
 
     let created = api
         .ok(
@@ -50,10 +68,15 @@ async fn created_accounts_exist_and_end_the_every_account_exists_mode() {
         .await;
     assert_eq!(got, created);
     let list = api.ok("GET", SA, None).await;
-    assert_eq!(list["accounts"], json!([created]));
+    assert_eq!(list["accounts"][1], created);
     assert_eq!(
-        api.ok("GET", "/v1/projects/other/serviceAccounts", None).await,
-        json!({})
+        listed(&api, SA).await,
+        vec![compute_of_p(), "runtime@p.iam.gserviceaccount.com".to_string()]
+    );
+    let other = api.emu.state().with(|st| st.project_number("other"));
+    assert_eq!(
+        listed(&api, "/v1/projects/other/serviceAccounts").await,
+        vec![format!("{other}-compute@developer.gserviceaccount.com")]
     );
 
     // From now on, only created (or seeded) accounts exist.
@@ -110,7 +133,7 @@ async fn by_default_only_seeded_created_and_default_compute_accounts_exist() {
         "NOT_FOUND",
     )
     .await;
-    assert_eq!(api.ok("GET", SA, None).await, json!({}));
+    assert_eq!(listed(&api, SA).await, vec![compute_of_p()]);
     let msg = api
         .err(
             "POST",
@@ -179,6 +202,27 @@ async fn by_default_only_seeded_created_and_default_compute_accounts_exist() {
         .ok("GET", &format!("/v1/projects/-/serviceAccounts/{compute}"), None)
         .await;
     assert_eq!(got["email"], compute.as_str());
+    // It belongs to the project of that number, named by its id, and is listed with the project's accounts.
+    let got = api
+        .ok("GET", &format!("/v1/projects/p/serviceAccounts/{compute}"), None)
+        .await;
+    assert_eq!(got["projectId"], "p");
+    assert_eq!(got["name"], format!("projects/p/serviceAccounts/{compute}"));
+    assert_eq!(got["displayName"], "Compute Engine default service account");
+    let listed = api.ok("GET", "/v1/projects/p/serviceAccounts", None).await;
+    let emails: Vec<&str> = listed["accounts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["email"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(emails.contains(&compute.as_str()), "{listed}");
+    api.err(
+        "GET",
+        &format!("/v1/projects/other-project/serviceAccounts/{compute}"),
+        None,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
     api.ok(
         "POST",
         "/v1/projects/p/secrets/k:setIamPolicy",
@@ -243,7 +287,7 @@ async fn the_lenient_mode_makes_every_well_formed_account_exist_when_asked_for()
     let got = api.ok("GET", &format!("{SA}/{anyone}"), None).await;
     assert_eq!(got["email"], anyone);
     // Listing names only seeded or created accounts.
-    assert_eq!(api.ok("GET", SA, None).await, json!({}));
+    assert_eq!(listed(&api, SA).await, vec![compute_of_p()]);
     api.create_secret("p", "k").await;
     api.ok(
         "POST",
