@@ -4,8 +4,9 @@
 //! Checks run only when [`crate::Config::enforce_auth`] is on. Tokens resolve either way, so the request log
 //! names the caller of every call that carried a known token.
 //!
-//! Leniencies, on purpose: a binding with an IAM condition grants nothing here (Google would evaluate it), and
-//! there is no folder or organization above a project.
+//! A binding with an IAM condition grants only where its condition holds for the resource and the time of the call
+//! ([`crate::condition`]: resource name, type and service, request time). Leniency, on purpose: there is no folder
+//! or organization above a project.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use crate::condition::Facts;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::model::{Policy, State};
 pub use crate::wire::Caller;
@@ -140,6 +142,17 @@ pub fn role_includes(role: &str, permission: &str, custom: &BTreeMap<String, Cus
         .is_some_and(|r| !r.deleted && r.included_permissions.iter().any(|p| p == permission))
 }
 
+/// Whether a binding applies to the resource `facts` describe: it has no condition, or its condition holds.
+fn condition_holds(binding: &Value, facts: &Facts<'_>) -> bool {
+    match binding.get("condition") {
+        None | Some(Value::Null) => true,
+        Some(c) => c
+            .get("expression")
+            .and_then(Value::as_str)
+            .is_some_and(|e| crate::condition::holds(e, facts)),
+    }
+}
+
 /// Whether a binding's member list names `principal` (or everyone).
 fn names(binding: &Value, principal: &str) -> bool {
     binding
@@ -152,15 +165,17 @@ fn names(binding: &Value, principal: &str) -> bool {
         })
 }
 
-/// Whether any of `policies` grants `permission` to `principal`. Conditional bindings grant nothing.
+/// Whether any of `policies` grants `permission` to `principal` on the resource `facts` describe. A conditional
+/// binding grants only where its condition holds.
 pub fn allowed(
     policies: &[&Policy],
     principal: &str,
     permission: &str,
     custom: &BTreeMap<String, CustomRole>,
+    facts: &Facts<'_>,
 ) -> bool {
     policies.iter().flat_map(|p| p.bindings.iter()).any(|b| {
-        b.get("condition").is_none_or(Value::is_null)
+        condition_holds(b, facts)
             && names(b, principal)
             && b.get("role")
                 .and_then(Value::as_str)
@@ -441,18 +456,20 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// Whether `principal` holds `permission` through the project's policy or `resource_policy`.
+    /// Whether `principal` holds `permission` on the resource `facts` describe, through the project's policy or
+    /// `resource_policy`.
     pub fn holds(
         &self,
         principal: &str,
         permission: &str,
         project: &str,
         resource_policy: Option<&Policy>,
+        facts: &Facts<'_>,
     ) -> bool {
         let project_policy = self.project_policy(project);
         let mut policies = vec![&project_policy];
         policies.extend(resource_policy);
-        allowed(&policies, principal, permission, &self.custom_roles)
+        allowed(&policies, principal, permission, &self.custom_roles, facts)
     }
 }
 
@@ -607,32 +624,65 @@ mod tests {
         assert!(!role_includes("projects/p/roles/op", "run.services.get", &custom));
     }
 
+    fn run_service() -> Facts<'static> {
+        Facts::of("projects/p/locations/r/services/s", Utc::now())
+    }
+
     #[test]
     fn a_permission_is_allowed_by_any_policy_that_names_the_member_or_everyone() {
         let none = BTreeMap::new();
+        let f = run_service();
         let project = policy(json!([{"role": "roles/run.viewer", "members": ["user:a@x.com"]}]));
         let resource = policy(json!([{"role": "roles/run.invoker", "members": ["allUsers"]}]));
         let both = [&project, &resource];
-        assert!(allowed(&both, "user:a@x.com", "run.services.get", &none));
-        assert!(!allowed(&both, "user:b@x.com", "run.services.get", &none));
-        assert!(allowed(&both, "user:b@x.com", "run.routes.invoke", &none));
+        assert!(allowed(&both, "user:a@x.com", "run.services.get", &none, &f));
+        assert!(!allowed(&both, "user:b@x.com", "run.services.get", &none, &f));
+        assert!(allowed(&both, "user:b@x.com", "run.routes.invoke", &none, &f));
         assert!(!allowed(
             &[&project],
             "user:a@x.com",
             "run.services.update",
-            &none
+            &none,
+            &f
         ));
     }
 
     #[test]
-    fn conditional_bindings_grant_nothing() {
+    fn a_conditional_binding_grants_only_where_its_condition_holds() {
         let none = BTreeMap::new();
         let p = policy(json!([{
+            "role": "roles/secretmanager.admin",
+            "members": ["user:a@x.com"],
+            "condition": {"title": "t", "expression": "resource.name.startsWith('projects/1/secrets/litellm-')"},
+        }]));
+        let ours = Facts::of("projects/1/secrets/litellm-key", Utc::now());
+        let theirs = Facts::of("projects/1/secrets/team-b-key", Utc::now());
+        assert!(allowed(
+            &[&p],
+            "user:a@x.com",
+            "secretmanager.secrets.get",
+            &none,
+            &ours
+        ));
+        assert!(!allowed(
+            &[&p],
+            "user:a@x.com",
+            "secretmanager.secrets.get",
+            &none,
+            &theirs
+        ));
+        let broken = policy(json!([{
             "role": "roles/owner",
             "members": ["user:a@x.com"],
-            "condition": {"title": "t", "expression": "true"},
+            "condition": {"title": "t", "expression": "resource.labels.x == 'y'"},
         }]));
-        assert!(!allowed(&[&p], "user:a@x.com", "run.services.get", &none));
+        assert!(!allowed(
+            &[&broken],
+            "user:a@x.com",
+            "secretmanager.secrets.get",
+            &none,
+            &ours
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod condition;
 pub mod error;
 pub mod faults;
 pub mod iam;

@@ -56,6 +56,16 @@ impl State {
         }
     }
 
+    /// The name IAM conditions see for `resource`: Secret Manager names by project number, as Google does in
+    /// `resource.name`; other names as they are.
+    pub fn condition_name(&self, resource: &str) -> String {
+        if resource.contains("/secrets/") || resource.ends_with("/secrets") {
+            self.numbered(resource)
+        } else {
+            resource.to_string()
+        }
+    }
+
     /// `GET /v1/projects/{p}` or `/v3/projects/{p}`: every project exists, with a stable number.
     pub fn rm_get_project(&self, project: &str, api_version: &str) -> Value {
         let number = self.project_number(project);

@@ -655,7 +655,9 @@ fn authorize(st: &State, call: &Call, req: &Request) -> ApiResult<()> {
         return Ok(());
     };
     let (resource, project, policy) = scope(st, call);
-    if !st.holds(principal, permission, &project, policy) {
+    let condition_name = st.condition_name(&resource);
+    let facts = auth::Facts::of(&condition_name, Utc::now());
+    if !st.holds(principal, permission, &project, policy, &facts) {
         return Err(auth::denied(permission, &resource));
     }
     match call.rpc {
@@ -691,7 +693,15 @@ fn act_as(st: &State, principal: &str, project: &str, account: Option<&str>) -> 
         crate::iam::project_of_account(account)
     };
     let policy = st.service_account_policies.get(account);
-    if st.holds(principal, "iam.serviceAccounts.actAs", &account_project, policy) {
+    let name = format!("projects/{account_project}/serviceAccounts/{account}");
+    let facts = auth::Facts::of(&name, Utc::now());
+    if st.holds(
+        principal,
+        "iam.serviceAccounts.actAs",
+        &account_project,
+        policy,
+        &facts,
+    ) {
         Ok(())
     } else {
         Err(auth::act_as_denied(account))
@@ -701,12 +711,20 @@ fn act_as(st: &State, principal: &str, project: &str, account: Option<&str>) -> 
 /// `testIamPermissions` answers only the permissions the caller holds.
 fn held_permissions(st: &State, call: &Call, req: &Request, mut answer: Value) -> Value {
     let principal = req.caller.principal().unwrap_or("");
-    let (_, project, policy) = scope(st, call);
+    let (resource, project, policy) = scope(st, call);
+    let condition_name = st.condition_name(&resource);
+    let facts = auth::Facts::of(&condition_name, Utc::now());
     if let Some(Value::Array(list)) = answer.get_mut("permissions") {
         list.retain(|p| {
             p.as_str()
-                .is_some_and(|p| st.holds(principal, p, &project, policy))
+                .is_some_and(|p| st.holds(principal, p, &project, policy, &facts))
         });
+        // Google's JSON leaves an empty list out.
+        if list.is_empty()
+            && let Some(map) = answer.as_object_mut()
+        {
+            map.remove("permissions");
+        }
     }
     answer
 }

@@ -437,3 +437,75 @@ async fn without_enforcement_every_caller_may_do_everything_and_known_tokens_are
     let callers: Vec<String> = api.emu.state().requests().into_iter().map(|r| r.caller).collect();
     assert_eq!(callers, vec![String::new(), OPERATOR.to_string(), String::new()]);
 }
+
+#[tokio::test]
+async fn a_conditional_project_grant_applies_only_where_its_condition_holds() {
+    let api = enforcing().await;
+    api.create_secret("p", "litellm-master-key").await;
+    api.create_secret("p", "team-b-master-key").await;
+    let number = api.emu.state().project_number("p");
+    // docs/security.md's narrowing: the role everywhere but on secrets, and on secrets named `litellm-*`.
+    let guide = format!(
+        "!resource.name.startsWith(\"projects/{number}/secrets/\") || \
+         resource.name.startsWith(\"projects/{number}/secrets/litellm-\")"
+    );
+    let policy = api
+        .ok(
+            "POST",
+            "/v3/projects/p:getIamPolicy",
+            Some(json!({"options": {"requestedPolicyVersion": 3}})),
+        )
+        .await;
+    let mut bindings = policy["bindings"].as_array().unwrap().clone();
+    bindings.push(json!({
+        "role": "roles/secretmanager.admin",
+        "members": [OPERATOR],
+        "condition": {"title": "litellm-only", "expression": guide},
+    }));
+    bindings.push(json!({
+        "role": "roles/run.viewer",
+        "members": [OPERATOR],
+        "condition": {"title": "expired", "expression": "request.time < timestamp(\"2020-01-01T00:00:00Z\")"},
+    }));
+    api.ok(
+        "POST",
+        "/v3/projects/p:setIamPolicy",
+        Some(json!({"policy": {"version": 3, "etag": policy["etag"], "bindings": bindings}})),
+    )
+    .await;
+
+    api.use_token(Some(&api.emu.state().mint_token(OPERATOR).unwrap()));
+    // Within the prefix, by id or by number, the grant holds; listing is on the project, outside `secrets/`.
+    api.ok("GET", "/v1/projects/p/secrets/litellm-master-key", None)
+        .await;
+    api.ok(
+        "GET",
+        &format!("/v1/projects/{number}/secrets/litellm-master-key"),
+        None,
+    )
+    .await;
+    api.ok("GET", "/v1/projects/p/secrets", None).await;
+    // Outside it, Google's denial.
+    let (status, body) = api
+        .call("GET", "/v1/projects/p/secrets/team-b-master-key", None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        error_info(&body)["metadata"]["permission"],
+        "secretmanager.secrets.get"
+    );
+    // A grant whose time has passed grants nothing.
+    let (status, body) = api
+        .call("GET", "/v2/projects/p/locations/us-central1/services", None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    // testIamPermissions answers by the same conditions.
+    let answer = api
+        .ok(
+            "POST",
+            "/v1/projects/p/secrets/team-b-master-key:testIamPermissions",
+            Some(json!({"permissions": ["secretmanager.secrets.get"]})),
+        )
+        .await;
+    assert_eq!(answer, json!({}), "nothing held on team B's secret");
+}

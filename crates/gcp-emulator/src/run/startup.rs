@@ -109,7 +109,9 @@ impl State {
                     bindings: iam::bindings_at(&s.policy_history, judged_at).to_vec(),
                     ..Policy::default()
                 };
-                if !self.holds(&member, "secretmanager.versions.access", &project, Some(&secret_policy)) {
+                let version_name = format!("{full}/versions/{version}");
+                let facts = crate::auth::Facts::of(&version_name, judged_at);
+                if !self.holds(&member, "secretmanager.versions.access", &project, Some(&secret_policy), &facts) {
                     return Some(format!(
                         "{path}.name: Permission denied on secret: {full}/versions/{version} for Revision service account {sa}. The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level."
                     ));
