@@ -4,13 +4,16 @@ CARGO ?= cargo
 PYTHON ?= python3
 VENV := .venv
 CONFORMANCE_REQUIREMENTS := crates/gcp-emulator/tests/conformance/requirements.txt
+# The real LiteLLM proxy that live revisions run (see docs/live-demo.md). Pinned: a version whose `proxy` extra installs.
+LITELLM_VERSION := 1.80.5
+LITELLM_VENV := .venv-litellm
 
-.PHONY: help test lint fmt generate venv control-plane helm promtool demo deny image
+.PHONY: help test lint fmt generate venv litellm control-plane helm promtool demo deny image
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-test: venv control-plane helm promtool ## Run every test: unit, emulator conformance (gcloud, Python, Rust clients), real kube-apiserver, helm
+test: venv litellm control-plane helm promtool ## Run every test: unit, emulator conformance (gcloud, Python, Rust clients), real kube-apiserver, helm
 	$(CARGO) build -p litellm-operator -p litellm-operator-tests --bins
 	$(CARGO) test --workspace --all-targets
 
@@ -33,6 +36,14 @@ $(VENV)/.installed: $(CONFORMANCE_REQUIREMENTS)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CONFORMANCE_REQUIREMENTS)
 	touch $@
 
+litellm: $(LITELLM_VENV)/.installed-$(LITELLM_VERSION) ## Virtualenv (cached) with the real LiteLLM proxy, run by live Cloud Run revisions
+
+$(LITELLM_VENV)/.installed-$(LITELLM_VERSION):
+	rm -rf $(LITELLM_VENV)
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet --disable-pip-version-check 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
+
 control-plane: ## Build (once, cached) the real kube-apiserver, etcd and kubectl from their Go modules
 	bash tests/control-plane/build.sh
 
@@ -42,7 +53,7 @@ helm: ## Build (once, cached) the real helm CLI from its Go module
 promtool: ## Build (once, cached) Prometheus' promtool from its Go module (checks the chart's alerts)
 	bash tests/promtool/build.sh
 
-demo: control-plane ## The operator's main job locally: real kube-apiserver + etcd, the emulator, the example stack
+demo: control-plane litellm ## The operator's main job locally: real kube-apiserver + etcd, the emulator, the example stack
 	$(CARGO) build -q -p litellm-operator -p litellm-operator-tests --bins
 	$(CARGO) run -q -p litellm-operator-tests --bin demo
 
