@@ -1,4 +1,5 @@
-//! The admin API under `/_emulator/`: reset, seeding, fault rules, call counters and the request log.
+//! The admin API under `/_emulator/`: reset, seeding, fault rules, call counters, the request log and the logs of
+//! revision processes.
 
 use std::time::Duration;
 
@@ -213,6 +214,22 @@ pub fn handle(
         ("DELETE", ["requests"]) => {
             app.lock().runtime.log.clear();
             ok(json!({}))
+        }
+        ("GET", ["logs"]) => {
+            let revision = req.param("revision").filter(|r| !r.is_empty());
+            let service = req.param("service").filter(|s| !s.is_empty());
+            let limit = req
+                .int_param("limit")?
+                .map(|n| usize::try_from(n).unwrap_or(0))
+                .unwrap_or(crate::run::LOG_LINES);
+            let mut entries = app
+                .live
+                .as_ref()
+                .map(|l| l.logs(revision, service))
+                .unwrap_or_default();
+            let skip = entries.len().saturating_sub(limit);
+            entries.drain(..skip);
+            ok(json!({ "entries": entries }))
         }
         ("GET", ["crashing-images"]) => {
             let st = app.lock();

@@ -1,6 +1,8 @@
 //! Stateful local emulator of the Google Cloud APIs litellm-operator uses: Secret Manager v1, Cloud Run Admin
 //! v2 (and its v1 view for gcloud), IAM service accounts and their policies, and Service Usage, over HTTP/JSON
-//! exactly as Google's REST APIs.
+//! exactly as Google's REST APIs. With [`Config::run_images`], revisions of those images run as local processes
+//! (env, secret files and start-up probe resolved from the pinned versions) and services serve their traffic
+//! through the emulator at `http://ADDR/_run/HOST/`; see the README's "Live revisions".
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), gcp_emulator::Error> {
@@ -29,17 +31,19 @@ mod server;
 pub mod serviceusage;
 pub mod wire;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{FaultRule, LogEntry};
 pub use error::{ApiError, Code};
 pub use model::State;
+pub use run::RevisionLogEntry;
 
 /// Largest request body read; larger ones are answered 400 INVALID_ARGUMENT.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -76,6 +80,14 @@ pub struct Config {
     /// Callers must present a token the emulator minted, and hold the permission each call needs (project and
     /// resource IAM policies, predefined and custom roles). Off: every caller may do everything.
     pub enforce_auth: bool,
+    /// Images the emulator runs as local processes: image -> shell command line, run as
+    /// `sh -c 'COMMAND "$@"' sh ARGS...` with the container's `args` (its `command` is ignored). Their revisions
+    /// really start (judged first, then probed), and services serve traffic through the emulator at
+    /// `http://ADDR/_run/HOST/`. Empty: every revision's start-up is only simulated, and URLs are Google's.
+    pub run_images: BTreeMap<String, String>,
+    /// Where revision processes get their directories (one per revision); `None`: a fresh directory under the
+    /// system's temporary directory, removed at shutdown.
+    pub run_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -93,6 +105,8 @@ impl Default for Config {
             crashing_images: Vec::new(),
             revision_failure_code: Code::FailedPrecondition,
             enforce_auth: false,
+            run_images: BTreeMap::new(),
+            run_dir: None,
         }
     }
 }
@@ -119,13 +133,21 @@ pub enum Error {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("preparing the run directory {path}")]
+    RunDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Shared by every request: configuration, the one state lock and the persistence flag.
+/// Shared by every request: configuration, the one state lock, the persistence flag and the live runtime.
 pub struct App {
     config: Config,
     state: Mutex<State>,
     dirty: AtomicBool,
+    /// The processes of revisions, when some image has a command.
+    live: Option<Arc<run::Supervisor>>,
 }
 
 impl App {
@@ -164,10 +186,19 @@ impl App {
         Ok(state)
     }
 
-    /// Forgets every resource, fault, counter and log entry; re-seeds the configured accounts and images.
+    /// Forgets every resource, fault, counter and log entry; re-seeds the configured accounts and images. Every
+    /// revision process stops.
     pub fn reset(&self) {
-        let fresh = Self::fresh_state(&self.config).unwrap_or_default();
-        *self.lock() = fresh;
+        let mut fresh = Self::fresh_state(&self.config).unwrap_or_default();
+        {
+            let mut st = self.lock();
+            fresh.runtime.live = st.runtime.live.as_ref().map(run::LiveLink::renewed);
+            *st = fresh;
+        }
+        if let Some(live) = &self.live {
+            live.stop_all();
+            live.clear_logs();
+        }
         self.mark_dirty();
     }
 
@@ -208,7 +239,8 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// A running emulator. Dropping it shuts the server down (and writes the state file, if any).
+/// A running emulator. Dropping it shuts the server down, kills every revision process (and writes the state file,
+/// if any); [`Emulator::shutdown`] stops the processes gracefully first.
 pub struct Emulator {
     addr: SocketAddr,
     app: Arc<App>,
@@ -261,12 +293,24 @@ impl Emulator {
     pub fn state(&self) -> StateHandle {
         StateHandle(self.app.clone())
     }
+
+    /// Shuts down: revision processes get SIGTERM and a few seconds before SIGKILL, then the server stops.
+    pub async fn shutdown(self) {
+        if let Some(live) = &self.app.live {
+            live.shut_down_gracefully().await;
+        }
+        drop(self);
+    }
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        // Dropping cannot wait for a graceful stop: kill the processes' groups now, so none outlives the emulator.
+        if let Some(live) = &self.app.live {
+            live.kill_all_now();
         }
         self.app.flush();
     }
@@ -305,11 +349,24 @@ pub async fn spawn(config: Config) -> Result<Emulator, Error> {
     let addr = listener
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
+    let mut supervisor = None;
+    if !config.run_images.is_empty() {
+        let base_url = format!("http://{addr}");
+        let live = run::Supervisor::new(config.run_dir.clone(), base_url.clone())
+            .map_err(|(path, source)| Error::RunDir { path, source })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        state.runtime.live = Some(run::LiveLink::new(config.run_images.clone(), base_url, tx));
+        supervisor = Some((Arc::new(live), rx));
+    }
     let app = Arc::new(App {
         config,
         state: Mutex::new(state),
         dirty: AtomicBool::new(false),
+        live: supervisor.as_ref().map(|(live, _)| live.clone()),
     });
+    if let Some((live, commands)) = supervisor {
+        tokio::spawn(run::supervise(Arc::downgrade(&app), live, commands));
+    }
     // Payloads are at most 64 KiB; bigger bodies up to this size still get Google's error shape.
     let router = axum::Router::new()
         .fallback(server::handle)
@@ -484,5 +541,21 @@ impl StateHandle {
     /// Forgets everything, as `POST /_emulator/reset` does.
     pub fn reset(&self) {
         self.0.reset();
+    }
+
+    /// A revision's container output (and the runtime's lines about it), oldest first, as
+    /// `GET /_emulator/logs?revision=NAME` answers; empty without the live runtime.
+    pub fn revision_logs(&self, revision: &str) -> Vec<RevisionLogEntry> {
+        self.0
+            .live
+            .as_ref()
+            .map(|l| l.logs(Some(revision), None))
+            .unwrap_or_default()
+    }
+
+    /// The process id of a revision's running process (the shell running its command, which leads the process
+    /// group), if it has one.
+    pub fn revision_pid(&self, revision: &str) -> Option<u32> {
+        self.0.live.as_ref().and_then(|l| l.pid(revision))
     }
 }

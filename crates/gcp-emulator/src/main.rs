@@ -48,6 +48,24 @@ struct Args {
     /// IAM permission against project and resource policies.
     #[arg(long)]
     enforce_auth: bool,
+    /// Run revisions of IMAGE as local processes with COMMAND, a shell command line (repeatable): `IMAGE=COMMAND`,
+    /// split at the first `=`. The container's `args` follow the command; its `command` is ignored. Services then
+    /// serve traffic at `http://LISTEN/_run/HOST/`.
+    #[arg(long = "run-image", value_name = "IMAGE=COMMAND", value_parser = parse_run_image)]
+    run_images: Vec<(String, String)>,
+    /// Directory for revision processes (one subdirectory each); default: a fresh temporary directory, removed
+    /// at shutdown.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+}
+
+fn parse_run_image(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((image, command)) if !image.is_empty() && !command.trim().is_empty() => {
+            Ok((image.to_string(), command.to_string()))
+        }
+        _ => Err(format!("expected IMAGE=COMMAND, got {text}")),
+    }
 }
 
 fn parse_code(text: &str) -> Result<gcp_emulator::Code, String> {
@@ -93,12 +111,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         crashing_images: args.crashing_images,
         enforce_auth: args.enforce_auth,
         revision_failure_code: args.revision_failure_code,
+        run_images: args.run_images.into_iter().collect(),
+        run_dir: args.run_dir,
     };
     let emulator = gcp_emulator::spawn(config).await?;
     println!("gcp-emulator listening on {}", emulator.url());
     shutdown_signal().await;
+    emulator.shutdown().await;
     tracing::info!("Stopped gcp-emulator");
-    drop(emulator);
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! Per-process state that is never persisted: fault rules, call counters, the request log, quota buckets and
-//! revision timing.
+//! Per-process state that is never persisted: fault rules, call counters, the request log, quota buckets,
+//! revision timing and the link to the live runtime.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -18,4 +18,6 @@ pub struct Runtime {
     pub timing: crate::run::Timing,
     /// The old lenient mode: while no account is seeded or created, every well-formed account exists.
     pub any_account_exists: bool,
+    /// The live runtime, when some image has a command (`Config::run_images`).
+    pub live: Option<crate::run::LiveLink>,
 }

@@ -1,5 +1,6 @@
 //! The HTTP front: parses paths by hand (custom verbs are `name:verb`), applies latency, faults and quotas,
-//! dispatches to the emulated APIs, and records counters and the request log.
+//! dispatches to the emulated APIs, and records counters and the request log. Traffic for Cloud Run services
+//! (`/_run/HOST/...`, or a `*.run.app` host) goes to `run::proxy` instead.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -510,6 +511,13 @@ pub async fn handle(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    // Traffic for a Cloud Run service, not an API call.
+    if let Some(route) = crate::run::route(&uri, &headers) {
+        return match body {
+            Ok(body) => crate::run::proxy(&app, route, method, headers, body).await,
+            Err(e) => axum::response::IntoResponse::into_response((e.status(), e.body_text())),
+        };
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => {

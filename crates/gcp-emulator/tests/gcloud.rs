@@ -984,7 +984,16 @@ async fn gcloud_service_account_create_and_iam_policy() {
         ])
         .await
         .stdout;
-    assert_eq!(list.trim(), run_sa);
+    // The created account, and the project's default compute account that every project has.
+    let listed: Vec<&str> = list.lines().collect();
+    assert_eq!(listed.len(), 2, "{list}");
+    assert!(listed.contains(&run_sa), "{list}");
+    assert!(
+        listed
+            .iter()
+            .any(|e| e.ends_with("-compute@developer.gserviceaccount.com")),
+        "{list}"
+    );
 
     // The operator's account does not exist until it is created: binding it is refused.
     let binding = [

@@ -2,12 +2,17 @@
 //!
 //! This file holds the service and revision handlers and the write path they share; `spec` normalises and
 //! validates specs and makes names and ids, `startup` creates and settles revisions, `render` renders the JSON
-//! and `operations` keeps the long-running operations.
+//! and `operations` keeps the long-running operations. The live runtime, which runs revisions of images given a
+//! command as local processes and serves their traffic: `live` (what the state decides), `supervisor` (the
+//! processes) and `serve` (forwarding requests).
 
+mod live;
 mod operations;
 mod render;
+mod serve;
 mod spec;
 mod startup;
+mod supervisor;
 
 use std::time::Duration;
 
@@ -24,7 +29,11 @@ use crate::iam;
 use crate::model::{Policy, Revision, Service, State};
 use crate::wire::{self, Request};
 
+pub use self::live::LiveLink;
+pub(crate) use self::serve::{proxy, route};
 pub(crate) use self::spec::hashed_project_number;
+pub use self::supervisor::{LOG_LINES, RevisionLogEntry};
+pub(crate) use self::supervisor::{Supervisor, supervise};
 
 const SERVICE_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Service";
 const REVISION_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Revision";
@@ -169,6 +178,7 @@ impl State {
                 op.response = Some(response);
             }
         }
+        self.nudge_live();
         let op = self
             .operations
             .get(&op_name)
@@ -255,6 +265,8 @@ impl State {
         };
         let op_name = self.new_operation(&parent, SERVICE_TYPE, name, rendered, now);
         self.settle(now);
+        // A service being deleted serves no more: its processes stop.
+        self.nudge_live();
         let op = self
             .operations
             .get(&op_name)
@@ -346,6 +358,7 @@ impl State {
             );
         }
         self.revisions.remove(name);
+        self.nudge_live();
         let op_name = self.new_operation(&parent, REVISION_TYPE, name, rendered.clone(), now);
         if let Some(op) = self.operations.get_mut(&op_name) {
             op.done = true;

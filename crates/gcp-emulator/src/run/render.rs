@@ -23,8 +23,6 @@ fn region_code(location: &str) -> String {
 
 impl State {
     pub(super) fn render_service(&self, s: &Service) -> Value {
-        let n = split_service(&s.name).ok();
-        let (project, location, id) = n.map(|n| (n.project, n.location, n.id)).unwrap_or(("", "", ""));
         let pending = s
             .latest_created
             .as_ref()
@@ -81,13 +79,9 @@ impl State {
             out.insert("latestCreatedRevision".into(), json!(r));
         }
         out.insert("trafficStatuses".into(), Value::Array(self.traffic_statuses(s)));
-        let number = self.project_number(project);
-        let hash = format!("{:010x}", number % 0xff_ffff_ffff);
-        let uri = format!("https://{id}-{hash}-{}.a.run.app", region_code(location));
-        out.insert(
-            "urls".into(),
-            json!([format!("https://{id}-{number}.{location}.run.app"), uri]),
-        );
+        let [primary, deterministic] = self.service_hosts(s);
+        let uri = self.public_url(&primary);
+        out.insert("urls".into(), json!([self.public_url(&deterministic), uri]));
         out.insert("uri".into(), json!(uri));
         out.insert("reconciling".into(), json!(pending || s.delete_time.is_some()));
         if let Some(t) = s.delete_time {
@@ -97,7 +91,30 @@ impl State {
         Value::Object(out)
     }
 
+    /// A service's hosts as Google names them: `ID-HASH-REGIONCODE.a.run.app` (its `uri`) and the deterministic
+    /// `ID-PROJECTNUMBER.REGION.run.app`.
+    pub(super) fn service_hosts(&self, s: &Service) -> [String; 2] {
+        let n = split_service(&s.name).ok();
+        let (project, location, id) = n.map(|n| (n.project, n.location, n.id)).unwrap_or(("", "", ""));
+        let number = self.project_number(project);
+        let hash = format!("{:010x}", number % 0xff_ffff_ffff);
+        [
+            format!("{id}-{hash}-{}.a.run.app", region_code(location)),
+            format!("{id}-{number}.{location}.run.app"),
+        ]
+    }
+
+    /// The URL a Cloud Run host is reached at: Google's `https://HOST`, or, when the live runtime serves traffic,
+    /// the emulator's `http://ADDR/_run/HOST`.
+    pub(super) fn public_url(&self, host: &str) -> String {
+        match &self.runtime.live {
+            Some(live) => format!("{}/_run/{host}", live.base_url),
+            None => format!("https://{host}"),
+        }
+    }
+
     /// Where traffic actually goes: a LATEST target stays on the last ready revision when the newest failed.
+    /// Tagged targets carry their URL (`TAG---HOST`).
     pub(super) fn traffic_statuses(&self, s: &Service) -> Vec<Value> {
         let traffic = s
             .spec
@@ -106,23 +123,31 @@ impl State {
             .cloned()
             .unwrap_or_default();
         let latest_is_ready = s.latest_ready.is_some() && s.latest_ready == s.latest_created;
+        let tagged = |mut v: Value, t: &Value| {
+            if let Some(tag) = t.get("tag") {
+                v["tag"] = tag.clone();
+                if let Some(tag) = tag.as_str().filter(|t| !t.is_empty()) {
+                    let [host, _] = self.service_hosts(s);
+                    v["uri"] = json!(self.public_url(&format!("{tag}---{host}")));
+                }
+            }
+            v
+        };
         traffic
             .iter()
             .filter_map(|t| {
                 let percent = t.get("percent").cloned().unwrap_or(json!(0));
                 let kind = t.get("type").and_then(Value::as_str).unwrap_or(LATEST);
                 if kind == BY_REVISION {
-                    let mut v = json!({"type": BY_REVISION, "revision": t.get("revision").cloned().unwrap_or(Value::Null), "percent": percent});
-                    if let Some(tag) = t.get("tag") {
-                        v["tag"] = tag.clone();
-                    }
-                    return Some(v);
+                    let v = json!({"type": BY_REVISION, "revision": t.get("revision").cloned().unwrap_or(Value::Null), "percent": percent});
+                    return Some(tagged(v, t));
                 }
                 if latest_is_ready {
-                    Some(json!({"type": LATEST, "percent": percent}))
+                    Some(tagged(json!({"type": LATEST, "percent": percent}), t))
                 } else {
                     s.latest_ready.as_ref().map(|r| {
-                        json!({"type": BY_REVISION, "revision": r.rsplit('/').next().unwrap_or(""), "percent": percent})
+                        let v = json!({"type": BY_REVISION, "revision": r.rsplit('/').next().unwrap_or(""), "percent": percent});
+                        tagged(v, t)
                     })
                 }
             })
@@ -200,13 +225,11 @@ impl State {
         );
         out.insert("observedGeneration".into(), json!(r.generation.to_string()));
         out.insert("reconciling".into(), json!(r.outcome == Outcome::Pending));
-        out.insert(
-            "logUri".into(),
-            json!(format!(
-                "https://console.cloud.google.com/logs/viewer?resource={}",
-                r.name
-            )),
-        );
+        let log_uri = match &self.runtime.live {
+            Some(live) => live.logs_url(&r.name),
+            None => format!("https://console.cloud.google.com/logs/viewer?resource={}", r.name),
+        };
+        out.insert("logUri".into(), json!(log_uri));
         out.insert("etag".into(), json!(format!("\"{}\"", r.uid)));
         Value::Object(out)
     }

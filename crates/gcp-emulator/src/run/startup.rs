@@ -1,5 +1,7 @@
 //! Revision start-up: creating a revision, judging how its start-up ends (crashing images, secrets and the IAM
-//! policy as it stood), and settling due revisions, deletions and the operations waiting on them.
+//! policy as it stood), and settling due revisions, deletions and the operations waiting on them. The outcome of
+//! a start-up is applied in one place, [`State::apply_outcome`], whether the timer decided it or a live process
+//! (see `live`).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -53,12 +55,7 @@ impl State {
     /// Decides how a revision's start-up ends, judging secret access against the IAM policy as it stood
     /// `iam_propagation` before the start-up moment.
     fn judge(&self, revision: &Revision) -> Outcome {
-        let short = revision.name.rsplit('/').next().unwrap_or("");
-        let prefix = format!("Revision '{short}' is not ready and cannot serve traffic.");
-        let fail = |reason: &str, detail: String| Outcome::Failed {
-            reason: reason.to_string(),
-            message: format!("{prefix} {detail}"),
-        };
+        let fail = |reason: &str, detail: String| failure(&revision.name, reason, &detail);
         let t = &revision.template;
         let containers = t
             .get("containers")
@@ -74,12 +71,7 @@ impl State {
                     .and_then(|p| p.get("containerPort"))
                     .and_then(Value::as_i64)
                     .unwrap_or(8080);
-                return fail(
-                    "HEALTH_CHECK_CONTAINER_ERROR",
-                    format!(
-                        "The user-provided container failed to start and listen on the port defined provided by the PORT={port} environment variable within the allocated timeout. This can happen when the container port is misconfigured or if the timeout is too short. The health check timeout can be extended."
-                    ),
-                );
+                return fail(HEALTH_CHECK_FAILED, health_check_detail(port));
             }
         }
         let project = split_service(&revision.service)
@@ -138,7 +130,6 @@ impl State {
         Outcome::Ready
     }
 
-    /// Settles every revision whose start-up time has passed, then the operations waiting on them.
     /// Services whose deletion is due are gone; their delete operations finish with the last view of them.
     fn settle_deletions(&mut self, now: DateTime<Utc>) {
         let delay = chrono::Duration::from_std(self.runtime.timing.revision_startup).unwrap_or_default();
@@ -167,12 +158,15 @@ impl State {
         }
     }
 
+    /// Settles every revision whose start-up time has passed, then the operations waiting on them. A revision
+    /// whose image the live runtime runs, and that passes judging, is handed to the runtime instead: it stays
+    /// pending until its process passes (or fails) its start-up probe, and [`State::live_settled`] applies that.
     pub fn settle(&mut self, now: DateTime<Utc>) {
         self.settle_deletions(now);
         let due: Vec<String> = self
             .revisions
             .values()
-            .filter(|r| r.outcome == Outcome::Pending && r.ready_at <= now)
+            .filter(|r| r.outcome == Outcome::Pending && r.ready_at <= now && !self.live_starting(&r.name))
             .map(|r| r.name.clone())
             .collect();
         for name in due {
@@ -181,28 +175,44 @@ impl State {
             };
             let outcome = self.judge(revision);
             let at = revision.ready_at;
-            let service_name = revision.service.clone();
-            if let Some(r) = self.revisions.get_mut(&name) {
-                r.outcome = outcome.clone();
-                r.settled_at = Some(at);
+            if outcome == Outcome::Ready && self.live_command(revision).is_some() {
+                self.start_live(&name, now);
+                continue;
             }
-            if let Some(s) = self.services.get_mut(&service_name)
-                && s.latest_created.as_deref() == Some(name.as_str())
-            {
-                s.last_transition = at;
-                match &outcome {
-                    Outcome::Ready => {
-                        // Only a generation that serves counts as observed: a failed one leaves the last
-                        // served generation (none, for a new service whose first revision failed).
-                        s.observed_generation = s.generation;
-                        s.latest_ready = Some(name.clone());
-                        s.failure = None;
-                    }
-                    Outcome::Failed { message, .. } => s.failure = Some(message.clone()),
-                    Outcome::Pending => {}
+            self.apply_outcome(&name, outcome, at);
+        }
+        self.complete_operations();
+    }
+
+    /// Records how a revision's start-up ended, whichever runtime decided it (the timer or a live process), and
+    /// what follows for its service when it is the latest created revision.
+    pub(super) fn apply_outcome(&mut self, name: &str, outcome: Outcome, at: DateTime<Utc>) {
+        let Some(r) = self.revisions.get_mut(name) else {
+            return;
+        };
+        r.outcome = outcome.clone();
+        r.settled_at = Some(at);
+        let service_name = r.service.clone();
+        if let Some(s) = self.services.get_mut(&service_name)
+            && s.latest_created.as_deref() == Some(name)
+        {
+            s.last_transition = at;
+            match &outcome {
+                Outcome::Ready => {
+                    // Only a generation that serves counts as observed: a failed one leaves the last served
+                    // generation (none, for a new service whose first revision failed).
+                    s.observed_generation = s.generation;
+                    s.latest_ready = Some(name.to_string());
+                    s.failure = None;
                 }
+                Outcome::Failed { message, .. } => s.failure = Some(message.clone()),
+                Outcome::Pending => {}
             }
         }
+    }
+
+    /// Finishes the operations waiting on revisions that settled.
+    pub(super) fn complete_operations(&mut self) {
         let waiting: Vec<String> = self
             .operations
             .values()
@@ -240,5 +250,24 @@ impl State {
                 op.error = error;
             }
         }
+    }
+}
+
+/// The revision reason of a container that did not start listening in time.
+pub(super) const HEALTH_CHECK_FAILED: &str = "HEALTH_CHECK_CONTAINER_ERROR";
+
+/// Cloud Run's words for a container that did not start listening on `PORT` in time.
+pub(super) fn health_check_detail(port: impl std::fmt::Display) -> String {
+    format!(
+        "The user-provided container failed to start and listen on the port defined provided by the PORT={port} environment variable within the allocated timeout. This can happen when the container port is misconfigured or if the timeout is too short. The health check timeout can be extended."
+    )
+}
+
+/// A failed start-up of revision `name` (its full name), with Cloud Run's message shape.
+pub(super) fn failure(name: &str, reason: &str, detail: &str) -> Outcome {
+    let short = name.rsplit('/').next().unwrap_or("");
+    Outcome::Failed {
+        reason: reason.to_string(),
+        message: format!("Revision '{short}' is not ready and cannot serve traffic. {detail}"),
     }
 }
