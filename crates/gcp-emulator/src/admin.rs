@@ -1,83 +1,19 @@
 //! The admin API under `/_emulator/`: reset, seeding, fault rules, call counters, the request log and the logs of
 //! revision processes.
 
-use std::time::Duration;
-
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub use crate::faults::{FaultDecision, FaultRule, LogEntry, glob_match};
 
 use crate::App;
-use crate::error::{ApiError, ApiResult, Code};
-use crate::model::State;
+use crate::error::{ApiError, ApiResult};
 use crate::wire::{self, Request};
 
 /// Prefix of every admin endpoint.
 pub const PREFIX: &str = "_emulator";
 /// The request log keeps this many entries, oldest dropped first.
 pub const LOG_CAPACITY: usize = 10_000;
-
-impl State {
-    pub fn add_fault(&mut self, mut rule: FaultRule) -> u64 {
-        self.runtime.next_fault_id += 1;
-        rule.id = self.runtime.next_fault_id;
-        self.runtime.faults.push(rule);
-        self.runtime.next_fault_id
-    }
-
-    /// Applies the fault rules to a call of `method`; `roll` draws uniform numbers in [0, 1).
-    pub fn decide_faults(&mut self, method: &str, roll: &mut dyn FnMut() -> f64) -> FaultDecision {
-        let mut decision = FaultDecision::default();
-        for rule in &mut self.runtime.faults {
-            if !glob_match(&rule.method, method) || rule.count == Some(0) {
-                continue;
-            }
-            if let Some(p) = rule.probability
-                && roll() >= p
-            {
-                continue;
-            }
-            if let Some(c) = rule.count.as_mut() {
-                *c -= 1;
-            }
-            decision.delay += Duration::from_millis(rule.latency_ms);
-            if let Some(code) = rule.status {
-                let message = rule
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| format!("Injected fault: {}", code.name()));
-                decision.fail = Some(ApiError::new(code, message));
-                decision.after_commit = rule.commit_then_fail;
-                break;
-            }
-        }
-        decision
-    }
-
-    pub fn record_call(&mut self, method: &str, code: Code, entry: LogEntry) {
-        *self
-            .runtime
-            .calls
-            .entry(method.to_string())
-            .or_default()
-            .entry(code.name().to_string())
-            .or_default() += 1;
-        if self.runtime.log.len() >= LOG_CAPACITY {
-            self.runtime.log.pop_front();
-        }
-        self.runtime.log.push_back(entry);
-    }
-
-    /// Calls of `method` (all statuses).
-    pub fn call_count(&self, method: &str) -> u64 {
-        self.runtime
-            .calls
-            .get(method)
-            .map(|m| m.values().sum())
-            .unwrap_or(0)
-    }
-}
 
 /// Serves `/_emulator/...`; `segments` excludes the prefix.
 pub fn handle(
@@ -96,7 +32,7 @@ pub fn handle(
         }
         ("GET", ["service-accounts"]) => {
             let st = app.lock();
-            let list: Vec<&String> = st.service_accounts.keys().collect();
+            let list: Vec<&String> = st.iam.service_accounts.keys().collect();
             ok(json!({"serviceAccounts": list}))
         }
         ("POST", ["service-accounts"]) => {
@@ -112,21 +48,22 @@ pub fn handle(
                 return Err(ApiError::invalid("Give \"email\" or \"emails\"."));
             }
             let display = wire::str_field(&body, "displayName");
-            let mut st = app.lock();
+            let mut guard = app.lock();
+            let st = &mut *guard;
             for e in &emails {
-                st.seed_service_account(e, display)?;
+                st.iam.seed_service_account(e, display, &mut st.counter)?;
             }
-            drop(st);
+            drop(guard);
             app.mark_dirty();
             ok(json!({"serviceAccounts": emails}))
         }
         ("DELETE", ["service-accounts"]) => {
-            app.lock().service_accounts.clear();
+            app.lock().iam.service_accounts.clear();
             app.mark_dirty();
             ok(json!({}))
         }
         ("DELETE", ["service-accounts", email]) => {
-            let removed = app.lock().service_accounts.remove(*email).is_some();
+            let removed = app.lock().iam.service_accounts.remove(*email).is_some();
             if !removed {
                 return Err(ApiError::not_found(format!(
                     "Service account {email} is not seeded."
@@ -136,7 +73,7 @@ pub fn handle(
             ok(json!({}))
         }
         ("GET", ["projects", project]) => {
-            let number = app.lock().project_number(project);
+            let number = app.lock().resourcemanager.project_number(project);
             ok(json!({ "projectId": project, "projectNumber": number.to_string() }))
         }
         ("PUT", ["projects", project]) => {
@@ -147,7 +84,11 @@ pub fn handle(
                 .and_then(|n| u64::try_from(n).ok())
                 .filter(|n| *n > 0)
                 .ok_or_else(|| ApiError::invalid("Give \"projectNumber\", a positive number."))?;
-            app.lock().set_project_number(project, number)?;
+            let mut guard = app.lock();
+            let st = &mut *guard;
+            st.resourcemanager
+                .set_project_number(project, number, &st.secretmanager)?;
+            drop(guard);
             app.mark_dirty();
             ok(json!({ "projectId": project, "projectNumber": number.to_string() }))
         }
@@ -157,14 +98,18 @@ pub fn handle(
             if project.is_empty() {
                 return Err(ApiError::invalid("Give \"project\"."));
             }
-            app.lock().identity_pools.insert(project.to_string());
+            app.lock().iam.identity_pools.insert(project.to_string());
             app.mark_dirty();
             ok(json!({ "pool": format!("{project}.svc.id.goog") }))
         }
         ("POST", ["tokens"]) => {
             let body = req.json()?;
             let principal = wire::str_field(&body, "principal").unwrap_or("");
-            let token = app.lock().mint_token(principal, None)?;
+            let token = {
+                let mut guard = app.lock();
+                let st = &mut *guard;
+                st.iam.tokens.mint_token(principal, None, &mut st.counter)?
+            };
             app.mark_dirty();
             ok(json!({ "token": token, "principal": principal }))
         }
@@ -174,7 +119,7 @@ pub fn handle(
         }
         ("POST", ["faults"]) => {
             let rule = FaultRule::from_json(&req.json()?)?;
-            let id = app.lock().add_fault(rule);
+            let id = app.lock().runtime.add_fault(rule);
             ok(json!({"id": id}))
         }
         ("DELETE", ["faults"]) => {
@@ -233,18 +178,18 @@ pub fn handle(
         }
         ("GET", ["crashing-images"]) => {
             let st = app.lock();
-            ok(json!({"images": st.crashing_images}))
+            ok(json!({"images": st.run.crashing_images}))
         }
         ("POST", ["crashing-images"]) => {
             let body = req.json()?;
             let image =
                 wire::str_field(&body, "image").ok_or_else(|| ApiError::invalid("Give \"image\"."))?;
-            app.lock().crashing_images.insert(image.to_string());
+            app.lock().run.crashing_images.insert(image.to_string());
             app.mark_dirty();
             ok(json!({}))
         }
         ("DELETE", ["crashing-images"]) => {
-            app.lock().crashing_images.clear();
+            app.lock().run.crashing_images.clear();
             app.mark_dirty();
             ok(json!({}))
         }
@@ -260,7 +205,11 @@ pub fn handle(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
+    use std::time::Duration;
+
     use super::*;
+    use crate::error::Code;
+    use crate::model::State;
 
     #[test]
     fn glob_matches_prefixes_suffixes_and_middles() {
@@ -286,18 +235,19 @@ mod tests {
     #[test]
     fn counted_rules_stop_and_latency_only_rules_do_not_fail() {
         let mut st = State::default();
-        st.add_fault(FaultRule::new("*", None).with_latency(Duration::from_millis(5)));
-        st.add_fault(
+        st.runtime
+            .add_fault(FaultRule::new("*", None).with_latency(Duration::from_millis(5)));
+        st.runtime.add_fault(
             FaultRule::new("A.*", Some(Code::Unavailable))
                 .times(1)
                 .after_commit(),
         );
         let mut roll = || 0.5;
-        let first = st.decide_faults("A.B", &mut roll);
+        let first = st.runtime.decide_faults("A.B", &mut roll);
         assert_eq!(first.delay, Duration::from_millis(5));
         assert_eq!(first.fail.unwrap().code, Code::Unavailable);
         assert!(first.after_commit);
-        let second = st.decide_faults("A.B", &mut roll);
+        let second = st.runtime.decide_faults("A.B", &mut roll);
         assert!(second.fail.is_none());
         assert_eq!(second.delay, Duration::from_millis(5));
     }
@@ -305,8 +255,9 @@ mod tests {
     #[test]
     fn probability_is_compared_with_the_roll() {
         let mut st = State::default();
-        st.add_fault(FaultRule::new("*", Some(Code::Internal)).with_probability(0.3));
-        assert!(st.decide_faults("X", &mut || 0.29).fail.is_some());
-        assert!(st.decide_faults("X", &mut || 0.3).fail.is_none());
+        st.runtime
+            .add_fault(FaultRule::new("*", Some(Code::Internal)).with_probability(0.3));
+        assert!(st.runtime.decide_faults("X", &mut || 0.29).fail.is_some());
+        assert!(st.runtime.decide_faults("X", &mut || 0.3).fail.is_none());
     }
 }

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 
 pub use crate::condition::Facts;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::model::{Policy, State};
+use crate::model::Policy;
+use crate::resourcemanager;
+use crate::roles::CustomRoles;
 pub use crate::wire::Caller;
 use crate::wire::{self, Request};
 
@@ -39,6 +41,19 @@ pub struct Token {
     /// An IAM member: `serviceAccount:EMAIL` or `user:EMAIL`.
     pub principal: String,
     pub expire_time: Option<DateTime<Utc>>,
+}
+
+/// The access tokens the emulator minted (admin API, `generateAccessToken`), by token; kept in [`crate::iam::Store`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tokens(BTreeMap<String, Token>);
+
+/// What a permission check reads: the project's IAM policy (by project number, Resource Manager) and the custom
+/// roles bindings may name (IAM).
+#[derive(Clone, Copy)]
+pub struct Policies<'a> {
+    pub resourcemanager: &'a resourcemanager::Store,
+    pub custom_roles: &'a CustomRoles,
 }
 
 /// How a predefined role grants permissions.
@@ -368,17 +383,22 @@ pub fn valid_principal(principal: &str) -> bool {
     email.is_some_and(|e| e.contains('@') && !e.starts_with('@') && !e.ends_with('@'))
 }
 
-impl State {
+impl Tokens {
     /// Mints a token for `principal`, valid until `expire_time` (forever when `None`).
-    pub fn mint_token(&mut self, principal: &str, expire_time: Option<DateTime<Utc>>) -> ApiResult<String> {
+    pub fn mint_token(
+        &mut self,
+        principal: &str,
+        expire_time: Option<DateTime<Utc>>,
+        counter: &mut u64,
+    ) -> ApiResult<String> {
         if !valid_principal(principal) {
             return Err(ApiError::invalid(format!(
                 "Invalid principal: {principal}. Expected serviceAccount:EMAIL or user:EMAIL."
             )));
         }
-        self.counter += 1;
-        let token = format!("ya29.emu-{:016x}{:08x}", rand::random::<u64>(), self.counter);
-        self.tokens.insert(
+        *counter += 1;
+        let token = format!("ya29.emu-{:016x}{:08x}", rand::random::<u64>(), *counter);
+        self.0.insert(
             token.clone(),
             Token {
                 principal: principal.to_string(),
@@ -406,59 +426,22 @@ impl State {
 
     /// The principal a bearer token stands for, if it is known and not expired.
     pub fn principal_of(&self, token: &str, now: DateTime<Utc>) -> Option<&str> {
-        self.tokens
+        self.0
             .get(token)
             .filter(|t| t.expire_time.is_none_or(|at| at > now))
             .map(|t| t.principal.as_str())
     }
 
-    /// IAM Credentials `generateAccessToken` for service account `email`: a token acting as that account, for at
-    /// most an hour (Google's limit without the organization policy that extends it).
-    pub fn generate_access_token(
-        &mut self,
-        email: &str,
-        req: &Request,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
-        let body = req.json()?;
-        let scopes = body.get("scope").and_then(Value::as_array).map_or(0, Vec::len);
-        if scopes == 0 {
-            return Err(ApiError::invalid("Scope required."));
-        }
-        let lifetime = match wire::str_field(&body, "lifetime") {
-            None => 3600,
-            Some(text) => text
-                .strip_suffix('s')
-                .and_then(|n| n.parse::<f64>().ok())
-                .filter(|n| (1.0..=3600.0).contains(n))
-                .map(|n| n as i64)
-                .ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "The lifetime {text:?} is invalid: give seconds, at most 3600s, such as \"3600s\"."
-                    ))
-                })?,
-        };
-        if !self.account_exists(email) {
-            return Err(ApiError::not_found(format!(
-                "Service account projects/-/serviceAccounts/{email} does not exist."
-            )));
-        }
-        let expire = now + chrono::Duration::seconds(lifetime);
-        let token = self.mint_token(&format!("serviceAccount:{email}"), Some(expire))?;
-        Ok(json!({ "accessToken": token, "expireTime": wire::timestamp(expire) }))
+    /// Forgets every token minted for `principal` (a deleted service account's).
+    pub fn revoke(&mut self, principal: &str) {
+        self.0.retain(|_, t| t.principal != principal);
     }
+}
 
-    /// The IAM policy of project `project` (its id or number), empty when never set.
-    pub fn project_policy(&self, project: &str) -> Policy {
-        self.project_policies
-            .get(&self.project_number(project).to_string())
-            .cloned()
-            .unwrap_or_default()
-    }
-
+impl Policies<'_> {
     /// Whether `principal` holds `permission` on the resource `facts` describe, through the project's policy or
     /// `resource_policy`.
-    pub fn holds(
+    pub fn grant(
         &self,
         principal: &str,
         permission: &str,
@@ -466,10 +449,16 @@ impl State {
         resource_policy: Option<&Policy>,
         facts: &Facts<'_>,
     ) -> bool {
-        let project_policy = self.project_policy(project);
+        let project_policy = self.resourcemanager.project_policy(project);
         let mut policies = vec![&project_policy];
         policies.extend(resource_policy);
-        allowed(&policies, principal, permission, &self.custom_roles, facts)
+        allowed(
+            &policies,
+            principal,
+            permission,
+            self.custom_roles.by_name(),
+            facts,
+        )
     }
 }
 
@@ -712,23 +701,35 @@ mod tests {
 
     #[test]
     fn tokens_resolve_until_they_expire() {
-        let mut st = State::default();
+        let mut st = crate::model::State::default();
         let now = Utc::now();
-        let forever = st.mint_token("user:a@x.com", None).unwrap();
+        let forever = st
+            .iam
+            .tokens
+            .mint_token("user:a@x.com", None, &mut st.counter)
+            .unwrap();
         let short = st
+            .iam
+            .tokens
             .mint_token(
                 "serviceAccount:s@p.iam.gserviceaccount.com",
                 Some(now + chrono::Duration::seconds(5)),
+                &mut st.counter,
             )
             .unwrap();
         assert_ne!(forever, short);
-        assert_eq!(st.principal_of(&forever, now), Some("user:a@x.com"));
+        assert_eq!(st.iam.tokens.principal_of(&forever, now), Some("user:a@x.com"));
         assert_eq!(
-            st.principal_of(&short, now),
+            st.iam.tokens.principal_of(&short, now),
             Some("serviceAccount:s@p.iam.gserviceaccount.com")
         );
-        assert_eq!(st.principal_of(&short, now + chrono::Duration::seconds(6)), None);
-        assert_eq!(st.principal_of("ya29.made-up", now), None);
-        assert!(st.mint_token("alice", None).is_err());
+        assert_eq!(
+            st.iam
+                .tokens
+                .principal_of(&short, now + chrono::Duration::seconds(6)),
+            None
+        );
+        assert_eq!(st.iam.tokens.principal_of("ya29.made-up", now), None);
+        assert!(st.iam.tokens.mint_token("alice", None, &mut st.counter).is_err());
     }
 }

@@ -1,12 +1,59 @@
-//! IAM: resource policies (shared by Secret Manager, Cloud Run and service accounts) and
-//! `projects.serviceAccounts` (create, get, list, delete and the account's own IAM policy).
+//! IAM: resource policies (shared by Secret Manager, Cloud Run and service accounts),
+//! `projects.serviceAccounts` (create, get, list, delete and the account's own IAM policy) and IAM Credentials'
+//! `generateAccessToken`. [`Store`] holds IAM's data; custom roles are in `roles`, tokens in `auth`.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::auth::Tokens;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::model::{Policy, PolicyChange, ServiceAccount, State};
+use crate::model::{Policy, ServiceAccount};
+use crate::roles::CustomRoles;
 use crate::wire::{self, Request};
+use crate::{resourcemanager, run};
+
+/// IAM's data: which service accounts exist (and which were deleted), their own policies, custom roles, minted
+/// tokens and GKE Workload Identity pools.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    /// Seeded or created service accounts by email (in the lenient mode, while empty, every well-formed account
+    /// exists).
+    pub service_accounts: BTreeMap<String, ServiceAccount>,
+    /// Deleted service accounts by email, with the `uniqueId` each had. A deleted account does not exist (not even
+    /// while none are seeded) until it is created or seeded again.
+    pub deleted_service_accounts: BTreeMap<String, String>,
+    /// IAM policies of service accounts (as resources), by email.
+    pub service_account_policies: BTreeMap<String, Policy>,
+    /// Custom roles by full name (`projects/P/roles/ID`).
+    pub custom_roles: CustomRoles,
+    /// Access tokens the emulator minted (admin API, `generateAccessToken`), by token.
+    pub tokens: Tokens,
+    /// Projects whose GKE Workload Identity pool (`PROJECT.svc.id.goog`) exists.
+    pub identity_pools: BTreeSet<String>,
+    /// The old lenient mode, from the configuration (not persisted): while no account is seeded or created, every
+    /// well-formed account exists.
+    pub any_account_exists: bool,
+}
+
+/// What IAM reads of other APIs to name the project of a default compute account
+/// (`NUMBER-compute@developer.gserviceaccount.com`): project numbers, and the projects holding Cloud Run services,
+/// among the projects the emulator has seen.
+#[derive(Clone, Copy)]
+pub struct KnownProjects<'a> {
+    pub resourcemanager: &'a resourcemanager::Store,
+    pub run: &'a run::Store,
+}
+
+/// A deleted account's member, and what policies name instead.
+#[derive(Debug)]
+pub struct DeletedAccount {
+    /// `serviceAccount:EMAIL`.
+    pub member: String,
+    /// `deleted:serviceAccount:EMAIL?uid=UNIQUE_ID`.
+    pub replacement: String,
+}
 
 /// The etag Google reports for a policy that was never set (base64 of 0x00 0x20 0x01).
 const EMPTY_POLICY_ETAG: &str = "ACAB";
@@ -310,7 +357,7 @@ pub fn well_formed_account(email: &str) -> bool {
     local_ok && domain_ok
 }
 
-impl State {
+impl Store {
     /// Whether a service account exists: seeded ones only, or any well-formed one that was not deleted while none
     /// are seeded.
     pub fn account_exists(&self, email: &str) -> bool {
@@ -319,26 +366,32 @@ impl State {
             // Identity made it), or in the lenient mode.
             let pool = email.split('[').next().unwrap_or_default();
             let project = pool.strip_suffix(".svc.id.goog").unwrap_or_default();
-            return self.identity_pools.contains(project) || self.runtime.any_account_exists;
+            return self.identity_pools.contains(project) || self.any_account_exists;
         }
         if default_compute_account(email) {
             return !self.deleted_service_accounts.contains_key(email);
         }
-        if self.runtime.any_account_exists && self.service_accounts.is_empty() {
+        if self.any_account_exists && self.service_accounts.is_empty() {
             well_formed_account(email) && !self.deleted_service_accounts.contains_key(email)
         } else {
             self.service_accounts.contains_key(email)
         }
     }
 
-    pub fn seed_service_account(&mut self, email: &str, display_name: Option<&str>) -> ApiResult<()> {
+    /// Makes `email` exist, as a new account (a new `uniqueId`) even if one of that email existed before.
+    pub fn seed_service_account(
+        &mut self,
+        email: &str,
+        display_name: Option<&str>,
+        counter: &mut u64,
+    ) -> ApiResult<()> {
         if !well_formed_account(email) {
             return Err(ApiError::invalid(format!(
                 "Invalid service account email: {email}"
             )));
         }
-        self.counter += 1;
-        let unique_id = format!("1{:020}", self.counter);
+        *counter += 1;
+        let unique_id = format!("1{:020}", *counter);
         let project_id = project_of_account(email);
         self.deleted_service_accounts.remove(email);
         self.service_accounts.insert(
@@ -356,7 +409,12 @@ impl State {
 
     /// The account `projects/{project}/serviceAccounts/{email}` addresses (`project` may be `-`), if it exists.
     /// Accounts that exist only because none are seeded get a stable made-up unique id.
-    fn account(&self, project: &str, email: &str) -> ApiResult<Option<ServiceAccount>> {
+    fn account(
+        &self,
+        project: &str,
+        email: &str,
+        known: KnownProjects<'_>,
+    ) -> ApiResult<Option<ServiceAccount>> {
         if !email.contains('@') {
             // Google also accepts unique ids; the emulator does not.
             return Err(ApiError::invalid(format!(
@@ -368,7 +426,7 @@ impl State {
         }
         let account = match self.service_accounts.get(email) {
             Some(a) => a.clone(),
-            None if default_compute_account(email) => self.compute_account_of(email, project),
+            None if default_compute_account(email) => self.compute_account_of(email, project, known),
             None => ServiceAccount {
                 email: email.to_string(),
                 project_id: project_of_account(email),
@@ -386,16 +444,16 @@ impl State {
     /// The default compute account `email` (`NUMBER-compute@developer...`) as Google renders it: it belongs to the
     /// project of that number, named by its id. `asked` is the project of the request (`-` for any); otherwise the id
     /// is looked up among the projects the emulator knows, and the number stands in for an unknown one.
-    fn compute_account_of(&self, email: &str, asked: &str) -> ServiceAccount {
+    fn compute_account_of(&self, email: &str, asked: &str, known: KnownProjects<'_>) -> ServiceAccount {
         let number: u64 = email
             .split('-')
             .next()
             .and_then(|n| n.parse().ok())
             .unwrap_or_default();
-        let project_id = if asked != "-" && self.project_number(asked) == number {
+        let project_id = if asked != "-" && known.resourcemanager.project_number(asked) == number {
             asked.to_string()
         } else {
-            self.project_of_number(number)
+            self.project_of_number(number, known)
                 .unwrap_or_else(|| number.to_string())
         };
         ServiceAccount {
@@ -409,25 +467,29 @@ impl State {
 
     /// The id of the project numbered `number`, among the projects the emulator has seen: numbered through the
     /// admin API, holding services or custom roles, or owning created accounts.
-    fn project_of_number(&self, number: u64) -> Option<String> {
-        let seen = self
+    fn project_of_number(&self, number: u64, known: KnownProjects<'_>) -> Option<String> {
+        let seen = known
+            .resourcemanager
             .project_numbers
             .keys()
             .cloned()
             .chain(
-                self.services
+                known
+                    .run
+                    .services
                     .keys()
                     .filter_map(|k| k.split('/').nth(1).map(str::to_string)),
             )
             .chain(
                 self.custom_roles
+                    .by_name()
                     .keys()
                     .filter_map(|k| k.split('/').nth(1).map(str::to_string)),
             )
             .chain(self.service_accounts.values().map(|a| a.project_id.clone()));
         let mut found = None;
         for project in seen {
-            if project.parse::<u64>().is_err() && self.project_number(&project) == number {
+            if project.parse::<u64>().is_err() && known.resourcemanager.project_number(&project) == number {
                 found = Some(project);
                 break;
             }
@@ -436,8 +498,13 @@ impl State {
     }
 
     /// `GET /v1/projects/{p}/serviceAccounts/{email}`.
-    pub fn get_service_account(&self, project: &str, email: &str) -> ApiResult<Value> {
-        match self.account(project, email)? {
+    pub fn get_service_account(
+        &self,
+        project: &str,
+        email: &str,
+        known: KnownProjects<'_>,
+    ) -> ApiResult<Value> {
+        match self.account(project, email, known)? {
             Some(account) => Ok(render_account(&account)),
             None => Err(ApiError::not_found("Unknown service account")),
         }
@@ -445,7 +512,12 @@ impl State {
 
     /// `POST /v1/projects/{p}/serviceAccounts` with `{"accountId", "serviceAccount": {"displayName",
     /// "description"}}`. The new account joins the accounts that exist, so from then on unknown ones do not.
-    pub fn create_service_account(&mut self, project: &str, req: &Request) -> ApiResult<Value> {
+    pub fn create_service_account(
+        &mut self,
+        project: &str,
+        req: &Request,
+        counter: &mut u64,
+    ) -> ApiResult<Value> {
         let body = req.json()?;
         let account_id = wire::str_field(&body, "accountId").unwrap_or("");
         if account_id.is_empty() {
@@ -505,7 +577,7 @@ impl State {
                 "resourceName": format!("projects/{project}/serviceAccounts/{email}"),
             })));
         }
-        self.seed_service_account(&email, Some(display_name))?;
+        self.seed_service_account(&email, Some(display_name), counter)?;
         // A new account starts with an empty policy, whatever an earlier account of that email had.
         self.service_account_policies.remove(&email);
         let account = self
@@ -516,18 +588,19 @@ impl State {
         Ok(render_account(account))
     }
 
-    /// `DELETE /v1/projects/{p}/serviceAccounts/{email}`: removes the account and its own policy, revokes the
-    /// tokens minted for it, and rewrites every policy that named it (`serviceAccount:EMAIL`) to name the deleted
-    /// account instead (`deleted:serviceAccount:EMAIL?uid=UNIQUE_ID`), as Google does. An account re-created with
-    /// the same email gets a new unique id and none of those grants. An account that exists only because none are
-    /// seeded is remembered as deleted, so it stops existing without changing that mode.
+    /// IAM's part of `DELETE /v1/projects/{p}/serviceAccounts/{email}` (the whole call is
+    /// [`crate::model::State::delete_service_account`]): removes the account and its own policy and revokes the
+    /// tokens minted for it; answers the member policies name it by, and the deleted account's member that replaces
+    /// it. An account re-created with the same email gets a new unique id and none of the old grants. An account
+    /// that exists only because none are seeded is remembered as deleted, so it stops existing without changing
+    /// that mode.
     pub fn delete_service_account(
         &mut self,
         project: &str,
         email: &str,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
-        let account = self.account(project, email)?.ok_or_else(|| {
+        known: KnownProjects<'_>,
+    ) -> ApiResult<DeletedAccount> {
+        let account = self.account(project, email, known)?.ok_or_else(|| {
             ApiError::not_found(format!(
                 "Service account projects/{project}/serviceAccounts/{email} does not exist."
             ))
@@ -538,45 +611,33 @@ impl State {
         self.deleted_service_accounts
             .insert(email.to_string(), account.unique_id.clone());
         let member = format!("serviceAccount:{email}");
-        let deleted = format!("deleted:{member}?uid={}", account.unique_id);
-        self.tokens.retain(|_, t| t.principal != member);
-        let mut counter = self.counter;
-        for secret in self.secrets.values_mut() {
-            // Earlier policies named this account too (a re-created account never held their grants), and revision
-            // start-up judges access by the policy as it stood up to `iam_propagation` ago.
-            for change in &mut secret.policy_history {
-                replace_in_bindings(&mut change.bindings, &member, &deleted);
-            }
-            if replace_member(&mut secret.policy, &member, &deleted, &mut counter) {
-                secret.policy_history.push(PolicyChange {
-                    at: now,
-                    bindings: secret.policy.bindings.clone(),
-                });
-            }
-        }
-        for service in self.services.values_mut() {
-            replace_member(&mut service.policy, &member, &deleted, &mut counter);
-        }
+        let replacement = format!("deleted:{member}?uid={}", account.unique_id);
+        self.tokens.revoke(&member);
+        Ok(DeletedAccount { member, replacement })
+    }
+
+    /// Names `replacement` instead of `member` in every service account's own policy (a deleted account).
+    pub fn replace_member(&mut self, member: &str, replacement: &str, counter: &mut u64) {
         for policy in self.service_account_policies.values_mut() {
-            replace_member(policy, &member, &deleted, &mut counter);
+            replace_member(policy, member, replacement, counter);
         }
-        for policy in self.project_policies.values_mut() {
-            replace_member(policy, &member, &deleted, &mut counter);
-        }
-        self.counter = counter;
-        Ok(json!({}))
     }
 
     /// `GET /v1/projects/{p}/serviceAccounts`: the seeded and created accounts of the project, and its default
     /// compute account unless deleted, by email.
-    pub fn list_service_accounts(&self, project: &str, req: &Request) -> ApiResult<Value> {
+    pub fn list_service_accounts(
+        &self,
+        project: &str,
+        req: &Request,
+        known: KnownProjects<'_>,
+    ) -> ApiResult<Value> {
         let compute = (project != "-")
-            .then(|| compute_account(self.project_number(project)))
+            .then(|| compute_account(known.resourcemanager.project_number(project)))
             .filter(|email| {
                 !self.deleted_service_accounts.contains_key(email)
                     && !self.service_accounts.contains_key(email)
             })
-            .map(|email| self.compute_account_of(&email, project));
+            .map(|email| self.compute_account_of(&email, project, known));
         let mut items: Vec<(String, Value)> = self
             .service_accounts
             .values()
@@ -598,8 +659,13 @@ impl State {
         Ok(Value::Object(out))
     }
 
-    fn account_for_policy(&self, project: &str, email: &str) -> ApiResult<ServiceAccount> {
-        self.account(project, email)?.ok_or_else(|| {
+    fn account_for_policy(
+        &self,
+        project: &str,
+        email: &str,
+        known: KnownProjects<'_>,
+    ) -> ApiResult<ServiceAccount> {
+        self.account(project, email, known)?.ok_or_else(|| {
             ApiError::not_found(format!(
                 "Service account projects/{project}/serviceAccounts/{email} does not exist."
             ))
@@ -607,9 +673,15 @@ impl State {
     }
 
     /// `POST /v1/projects/{p}/serviceAccounts/{email}:getIamPolicy`.
-    pub fn sa_get_policy(&self, project: &str, email: &str, req: &Request) -> ApiResult<Value> {
+    pub fn get_account_policy(
+        &self,
+        project: &str,
+        email: &str,
+        req: &Request,
+        known: KnownProjects<'_>,
+    ) -> ApiResult<Value> {
         let requested = requested_version(req)?;
-        let account = self.account_for_policy(project, email)?;
+        let account = self.account_for_policy(project, email, known)?;
         let empty = Policy::default();
         render_policy(
             self.service_account_policies
@@ -621,32 +693,87 @@ impl State {
 
     /// `POST /v1/projects/{p}/serviceAccounts/{email}:setIamPolicy`, etag-checked and normalised like every
     /// other policy.
-    pub fn sa_set_policy(&mut self, project: &str, email: &str, req: &Request) -> ApiResult<Value> {
+    pub fn set_account_policy(
+        &mut self,
+        project: &str,
+        email: &str,
+        req: &Request,
+        counter: &mut u64,
+        known: KnownProjects<'_>,
+    ) -> ApiResult<Value> {
         let body = req.json()?;
-        let account = self.account_for_policy(project, email)?;
-        let mut counter = self.counter;
+        let account = self.account_for_policy(project, email, known)?;
         let mut policy = self
             .service_account_policies
             .get(&account.email)
             .cloned()
             .unwrap_or_default();
-        set_policy(&mut policy, &body, &mut counter, &|e| self.account_exists(e))?;
+        set_policy(&mut policy, &body, counter, &|e| self.account_exists(e))?;
         let out = render_policy(&policy, 3)?;
         self.service_account_policies.insert(account.email, policy);
-        self.counter = counter;
         Ok(out)
     }
 
     /// `POST /v1/projects/{p}/serviceAccounts/{email}:testIamPermissions` (every permission is granted).
-    pub fn sa_test_permissions(&self, project: &str, email: &str, req: &Request) -> ApiResult<Value> {
-        self.account_for_policy(project, email)?;
+    pub fn test_account_permissions(
+        &self,
+        project: &str,
+        email: &str,
+        req: &Request,
+        known: KnownProjects<'_>,
+    ) -> ApiResult<Value> {
+        self.account_for_policy(project, email, known)?;
         crate::secretmanager::test_permissions(req)
+    }
+
+    /// IAM Credentials `generateAccessToken` for service account `email`: a token acting as that account, for at
+    /// most an hour (Google's limit without the organization policy that extends it).
+    pub fn generate_access_token(
+        &mut self,
+        email: &str,
+        req: &Request,
+        now: DateTime<Utc>,
+        counter: &mut u64,
+    ) -> ApiResult<Value> {
+        let body = req.json()?;
+        let scopes = body.get("scope").and_then(Value::as_array).map_or(0, Vec::len);
+        if scopes == 0 {
+            return Err(ApiError::invalid("Scope required."));
+        }
+        let lifetime = match wire::str_field(&body, "lifetime") {
+            None => 3600,
+            Some(text) => text
+                .strip_suffix('s')
+                .and_then(|n| n.parse::<f64>().ok())
+                .filter(|n| (1.0..=3600.0).contains(n))
+                .map(|n| n as i64)
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "The lifetime {text:?} is invalid: give seconds, at most 3600s, such as \"3600s\"."
+                    ))
+                })?,
+        };
+        if !self.account_exists(email) {
+            return Err(ApiError::not_found(format!(
+                "Service account projects/-/serviceAccounts/{email} does not exist."
+            )));
+        }
+        let expire = now + chrono::Duration::seconds(lifetime);
+        let token = self
+            .tokens
+            .mint_token(&format!("serviceAccount:{email}"), Some(expire), counter)?;
+        Ok(json!({ "accessToken": token, "expireTime": wire::timestamp(expire) }))
     }
 }
 
 /// Replaces `member` by `replacement` in every binding of `policy`, keeping members sorted and deduplicated, and
 /// gives the policy a new etag when it changed. Returns whether it did.
-fn replace_member(policy: &mut Policy, member: &str, replacement: &str, counter: &mut u64) -> bool {
+pub(crate) fn replace_member(
+    policy: &mut Policy,
+    member: &str,
+    replacement: &str,
+    counter: &mut u64,
+) -> bool {
     let changed = replace_in_bindings(&mut policy.bindings, member, replacement);
     if changed {
         policy.etag = wire::etag_bytes(counter);
@@ -654,7 +781,8 @@ fn replace_member(policy: &mut Policy, member: &str, replacement: &str, counter:
     changed
 }
 
-fn replace_in_bindings(bindings: &mut [Value], member: &str, replacement: &str) -> bool {
+/// Replaces `member` by `replacement` in `bindings`, keeping members sorted and deduplicated; whether any changed.
+pub(crate) fn replace_in_bindings(bindings: &mut [Value], member: &str, replacement: &str) -> bool {
     let mut changed = false;
     for binding in bindings {
         let Some(list) = binding.get_mut("members").and_then(Value::as_array_mut) else {

@@ -1,13 +1,13 @@
 //! The Cloud Run Admin v1 (Knative `serving.knative.dev/v1`) view of the same services, for `gcloud run`, which
-//! speaks v1 on a regional host (`REGION-run.HOST`). The v2 model is the source of truth; this module only
-//! translates.
+//! speaks v1 on a regional host (`REGION-run.HOST`). A view, owning no data: each function translates a v1 request
+//! into Cloud Run v2 calls over the run store ([`CloudRun`]) and the v2 answer back into Knative objects.
 
 use chrono::DateTime;
 use chrono::Utc;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::model::State;
+use crate::run::CloudRun;
 use crate::wire;
 
 const INGRESS: [(&str, &str); 3] = [
@@ -451,232 +451,234 @@ fn v2_name(namespace: &str, region: &str, name: &str) -> String {
     format!("projects/{namespace}/locations/{region}/services/{name}")
 }
 
-impl State {
-    pub fn kn_get_service(
-        &mut self,
-        namespace: &str,
-        region: &str,
-        name: &str,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
-        let full = v2_name(namespace, region, name);
-        let svc = self.run_get_service(&full, now)?;
-        Ok(to_v1(&svc, namespace, region))
-    }
-
-    /// Lists services of one region, or of every region when `region` is `-` (`projects.locations.services.list`
-    /// with `locations/-`), keeping those whose labels match a Kubernetes `labelSelector`.
-    pub fn kn_list_services(
-        &mut self,
-        namespace: &str,
-        region: &str,
-        label_selector: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
-        let selector = LabelSelector::parse(label_selector.unwrap_or(""))?;
-        let parent = format!("projects/{namespace}/locations/{region}");
-        let req = crate::wire::Request::parse(axum::http::Method::GET, "/", None, bytes::Bytes::new());
-        let list = self.run_list_services(&parent, &req, now)?;
-        let items: Vec<Value> = list
-            .get("services")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|s| {
-                let location = str_of(s, &["name"])
-                    .and_then(|n| n.split('/').nth(3))
-                    .unwrap_or(region)
-                    .to_string();
-                to_v1(s, namespace, &location)
-            })
-            .filter(|s| {
-                selector.matches(
-                    s.get("metadata")
-                        .and_then(|m| m.get("labels"))
-                        .and_then(Value::as_object),
-                )
-            })
-            .collect();
-        let mut out = json!({"apiVersion": "serving.knative.dev/v1", "kind": "ServiceList", "items": items,
-            "metadata": {}});
-        if region == "-" {
-            out["unreachable"] = json!([]);
-        }
-        Ok(out)
-    }
-
-    /// Create (POST) or replace (PUT) through the v2 machinery, answering the Knative object.
-    pub fn kn_put_service(
-        &mut self,
-        namespace: &str,
-        region: &str,
-        name: Option<&str>,
-        body: &Map<String, Value>,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
-        let meta_name = body
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let id = name.unwrap_or(meta_name);
-        if region == "-" {
-            return Err(ApiError::invalid(
-                "A service must be created in a single region, not '-'.",
-            ));
-        }
-        if id.is_empty() {
-            return Err(ApiError::invalid("metadata.name must be set."));
-        }
-        let full = v2_name(namespace, region, id);
-        let exists = self.services.contains_key(&full);
-        if name.is_none() && exists {
-            return Err(ApiError::new(
-                crate::error::Code::AlreadyExists,
-                format!("Resource '{id}' already exists."),
-            ));
-        }
-        if name.is_some() && !exists {
-            return Err(ApiError::not_found(format!(
-                "Resource '{id}' of kind 'SERVICE' in region '{region}' in project '{namespace}' does not exist."
-            )));
-        }
-        let v2 = to_v2(body)?;
-        self.put_service_v1(&full, &v2, now)?;
-        self.kn_get_service(namespace, region, id, now)
-    }
-
-    pub fn kn_delete_service(
-        &mut self,
-        namespace: &str,
-        region: &str,
-        name: &str,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
-        let full = v2_name(namespace, region, name);
-        let req = crate::wire::Request::parse(axum::http::Method::DELETE, "/", None, bytes::Bytes::new());
-        self.run_delete_service(&full, &req, now)?;
-        Ok(
-            json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "details": {"name": name, "kind": "services"}}),
-        )
-    }
+/// `GET .../namespaces/{ns}/services/{name}`.
+pub fn get_service(
+    run: &mut CloudRun<'_>,
+    namespace: &str,
+    region: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<Value> {
+    let full = v2_name(namespace, region, name);
+    let svc = run.get_service(&full, now)?;
+    Ok(to_v1(&svc, namespace, region))
 }
 
-impl State {
-    fn revision_v1(&self, full: &str, namespace: &str, region: &str) -> Option<Value> {
-        let r = self.revisions.get(full)?;
-        let v2 = self.render_revision_json(r);
-        let svc_short = r.service.rsplit('/').next().unwrap_or("").to_string();
-        let serving = self
-            .services
-            .get(&r.service)
-            .map(|s| self.serving_revisions(s))
-            .unwrap_or_default()
-            .contains(&r.name);
-        let ready = v2
-            .get("conditions")
-            .and_then(|c| c.get(0))
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        let mut ready_v1 = json!({"type": "Ready", "status": status_word(str_of(&ready, &["state"]).unwrap_or("")),
-            "lastTransitionTime": timestamp_of(&ready, "lastTransitionTime")});
-        if let Some(m) = ready.get("message") {
-            ready_v1["message"] = m.clone();
-        }
-        let short = full.rsplit('/').next().unwrap_or("");
-        let timeout = v2
-            .get("timeout")
-            .and_then(Value::as_str)
-            .and_then(wire::parse_duration)
-            .map(|d| d.as_secs())
-            .unwrap_or(300);
-        Some(json!({
-            "apiVersion": "serving.knative.dev/v1",
-            "kind": "Revision",
-            "metadata": {
-                "name": short,
-                "namespace": namespace,
-                "uid": v2.get("uid"),
-                "generation": 1,
-                "creationTimestamp": v2.get("createTime"),
-                "labels": {
-                    "serving.knative.dev/service": svc_short,
-                    "serving.knative.dev/configuration": svc_short,
-                    "cloud.googleapis.com/location": region,
-                },
-                "annotations": {"serving.knative.dev/creator": "emulator@example.com"},
-            },
-            "spec": {
-                "containerConcurrency": v2.get("maxInstanceRequestConcurrency").cloned().unwrap_or(json!(80)),
-                "timeoutSeconds": timeout,
-                "serviceAccountName": v2.get("serviceAccount"),
-                "containers": containers_to_v1(&v2),
-            },
-            "status": {
-                "observedGeneration": 1,
-                "conditions": [ready_v1, {"type": "Active", "status": if serving { "True" } else { "False" }, "severity": "Info"}],
-                "logUrl": v2.get("logUri"),
-            },
-        }))
+/// Lists services of one region, or of every region when `region` is `-` (`projects.locations.services.list`
+/// with `locations/-`), keeping those whose labels match a Kubernetes `labelSelector`.
+pub fn list_services(
+    run: &mut CloudRun<'_>,
+    namespace: &str,
+    region: &str,
+    label_selector: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<Value> {
+    let selector = LabelSelector::parse(label_selector.unwrap_or(""))?;
+    let parent = format!("projects/{namespace}/locations/{region}");
+    let req = crate::wire::Request::parse(axum::http::Method::GET, "/", None, bytes::Bytes::new());
+    let list = run.list_services(&parent, &req, now)?;
+    let items: Vec<Value> = list
+        .get("services")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let location = str_of(s, &["name"])
+                .and_then(|n| n.split('/').nth(3))
+                .unwrap_or(region)
+                .to_string();
+            to_v1(s, namespace, &location)
+        })
+        .filter(|s| {
+            selector.matches(
+                s.get("metadata")
+                    .and_then(|m| m.get("labels"))
+                    .and_then(Value::as_object),
+            )
+        })
+        .collect();
+    let mut out = json!({"apiVersion": "serving.knative.dev/v1", "kind": "ServiceList", "items": items,
+        "metadata": {}});
+    if region == "-" {
+        out["unreachable"] = json!([]);
     }
+    Ok(out)
+}
 
-    pub fn kn_get_revision(
-        &mut self,
-        namespace: &str,
-        region: &str,
-        name: &str,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
-        self.settle(now);
-        let prefix = format!("projects/{namespace}/locations/{region}/services/");
-        let suffix = format!("/revisions/{name}");
-        let not_found = || ApiError::not_found(format!("Revision '{name}' does not exist."));
-        let full = self
-            .revisions
-            .keys()
-            .find(|k| k.starts_with(&prefix) && k.ends_with(&suffix))
-            .cloned()
-            .ok_or_else(not_found)?;
-        self.revision_v1(&full, namespace, region).ok_or_else(not_found)
+/// Create (POST, `name` None) or replace (PUT) through the v2 machinery, answering the Knative object.
+pub fn put_service(
+    run: &mut CloudRun<'_>,
+    namespace: &str,
+    region: &str,
+    name: Option<&str>,
+    body: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> ApiResult<Value> {
+    let meta_name = body
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let id = name.unwrap_or(meta_name);
+    if region == "-" {
+        return Err(ApiError::invalid(
+            "A service must be created in a single region, not '-'.",
+        ));
     }
+    if id.is_empty() {
+        return Err(ApiError::invalid("metadata.name must be set."));
+    }
+    let full = v2_name(namespace, region, id);
+    let exists = run.store.services.contains_key(&full);
+    if name.is_none() && exists {
+        return Err(ApiError::new(
+            crate::error::Code::AlreadyExists,
+            format!("Resource '{id}' already exists."),
+        ));
+    }
+    if name.is_some() && !exists {
+        return Err(ApiError::not_found(format!(
+            "Resource '{id}' of kind 'SERVICE' in region '{region}' in project '{namespace}' does not exist."
+        )));
+    }
+    let v2 = to_v2(body)?;
+    run.put_service_v1(&full, &v2, now)?;
+    get_service(run, namespace, region, id, now)
+}
 
-    /// Lists revisions, newest first, honouring a `serving.knative.dev/service = NAME` label selector.
-    pub fn kn_list_revisions(
-        &mut self,
-        namespace: &str,
-        region: &str,
-        selector: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
-        self.settle(now);
-        let mut service = None;
-        for term in selector.unwrap_or("").split(',').filter(|t| !t.trim().is_empty()) {
-            let (k, v) = term
-                .split_once('=')
-                .ok_or_else(|| ApiError::invalid(format!("Unsupported label selector: {term}")))?;
-            if k.trim() == "serving.knative.dev/service" {
-                service = Some(v.trim().to_string());
-            }
-        }
-        let prefix = match &service {
-            Some(s) => format!("projects/{namespace}/locations/{region}/services/{s}/revisions/"),
-            None => format!("projects/{namespace}/locations/{region}/services/"),
-        };
-        let mut revisions: Vec<&crate::model::Revision> = self
-            .revisions
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, r)| r)
-            .collect();
-        revisions.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.name.cmp(&a.name)));
-        let names: Vec<String> = revisions.iter().map(|r| r.name.clone()).collect();
-        let items: Vec<Value> = names
-            .iter()
-            .filter_map(|n| self.revision_v1(n, namespace, region))
-            .collect();
-        Ok(
-            json!({"apiVersion": "serving.knative.dev/v1", "kind": "RevisionList", "items": items, "metadata": {}}),
-        )
+/// `DELETE .../namespaces/{ns}/services/{name}`: the v2 delete, answered with a Kubernetes `Status`.
+pub fn delete_service(
+    run: &mut CloudRun<'_>,
+    namespace: &str,
+    region: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<Value> {
+    let full = v2_name(namespace, region, name);
+    let req = crate::wire::Request::parse(axum::http::Method::DELETE, "/", None, bytes::Bytes::new());
+    run.delete_service(&full, &req, now)?;
+    Ok(
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "details": {"name": name, "kind": "services"}}),
+    )
+}
+
+fn revision_v1(run: &CloudRun<'_>, full: &str, namespace: &str, region: &str) -> Option<Value> {
+    let r = run.store.revisions.get(full)?;
+    let v2 = run.render_revision_json(r);
+    let svc_short = r.service.rsplit('/').next().unwrap_or("").to_string();
+    let serving = run
+        .store
+        .services
+        .get(&r.service)
+        .map(|s| run.serving_revisions(s))
+        .unwrap_or_default()
+        .contains(&r.name);
+    let ready = v2
+        .get("conditions")
+        .and_then(|c| c.get(0))
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut ready_v1 = json!({"type": "Ready", "status": status_word(str_of(&ready, &["state"]).unwrap_or("")),
+        "lastTransitionTime": timestamp_of(&ready, "lastTransitionTime")});
+    if let Some(m) = ready.get("message") {
+        ready_v1["message"] = m.clone();
     }
+    let short = full.rsplit('/').next().unwrap_or("");
+    let timeout = v2
+        .get("timeout")
+        .and_then(Value::as_str)
+        .and_then(wire::parse_duration)
+        .map(|d| d.as_secs())
+        .unwrap_or(300);
+    Some(json!({
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Revision",
+        "metadata": {
+            "name": short,
+            "namespace": namespace,
+            "uid": v2.get("uid"),
+            "generation": 1,
+            "creationTimestamp": v2.get("createTime"),
+            "labels": {
+                "serving.knative.dev/service": svc_short,
+                "serving.knative.dev/configuration": svc_short,
+                "cloud.googleapis.com/location": region,
+            },
+            "annotations": {"serving.knative.dev/creator": "emulator@example.com"},
+        },
+        "spec": {
+            "containerConcurrency": v2.get("maxInstanceRequestConcurrency").cloned().unwrap_or(json!(80)),
+            "timeoutSeconds": timeout,
+            "serviceAccountName": v2.get("serviceAccount"),
+            "containers": containers_to_v1(&v2),
+        },
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [ready_v1, {"type": "Active", "status": if serving { "True" } else { "False" }, "severity": "Info"}],
+            "logUrl": v2.get("logUri"),
+        },
+    }))
+}
+
+/// `GET .../namespaces/{ns}/revisions/{name}`.
+pub fn get_revision(
+    run: &mut CloudRun<'_>,
+    namespace: &str,
+    region: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<Value> {
+    run.settle(now);
+    let prefix = format!("projects/{namespace}/locations/{region}/services/");
+    let suffix = format!("/revisions/{name}");
+    let not_found = || ApiError::not_found(format!("Revision '{name}' does not exist."));
+    let full = run
+        .store
+        .revisions
+        .keys()
+        .find(|k| k.starts_with(&prefix) && k.ends_with(&suffix))
+        .cloned()
+        .ok_or_else(not_found)?;
+    revision_v1(run, &full, namespace, region).ok_or_else(not_found)
+}
+
+/// Lists revisions, newest first, honouring a `serving.knative.dev/service = NAME` label selector.
+pub fn list_revisions(
+    run: &mut CloudRun<'_>,
+    namespace: &str,
+    region: &str,
+    selector: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<Value> {
+    run.settle(now);
+    let mut service = None;
+    for term in selector.unwrap_or("").split(',').filter(|t| !t.trim().is_empty()) {
+        let (k, v) = term
+            .split_once('=')
+            .ok_or_else(|| ApiError::invalid(format!("Unsupported label selector: {term}")))?;
+        if k.trim() == "serving.knative.dev/service" {
+            service = Some(v.trim().to_string());
+        }
+    }
+    let prefix = match &service {
+        Some(s) => format!("projects/{namespace}/locations/{region}/services/{s}/revisions/"),
+        None => format!("projects/{namespace}/locations/{region}/services/"),
+    };
+    let mut revisions: Vec<&crate::model::Revision> = run
+        .store
+        .revisions
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, r)| r)
+        .collect();
+    revisions.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.name.cmp(&a.name)));
+    let names: Vec<String> = revisions.iter().map(|r| r.name.clone()).collect();
+    let items: Vec<Value> = names
+        .iter()
+        .filter_map(|n| revision_v1(run, n, namespace, region))
+        .collect();
+    Ok(
+        json!({"apiVersion": "serving.knative.dev/v1", "kind": "RevisionList", "items": items, "metadata": {}}),
+    )
 }

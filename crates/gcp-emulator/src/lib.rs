@@ -166,21 +166,24 @@ impl App {
 
     fn fresh_state(config: &Config) -> Result<State, Error> {
         let mut state = State::default();
-        state.runtime.timing = run::Timing {
+        state.run.timing = run::Timing {
             revision_startup: config.revision_startup,
             iam_propagation: config.iam_propagation,
             failure_code: config.revision_failure_code,
         };
-        state.runtime.any_account_exists = config.any_service_account_exists;
+        state.iam.any_account_exists = config.any_service_account_exists;
         state
+            .iam
             .identity_pools
             .extend(config.workload_identity_pools.iter().cloned());
         for email in &config.service_accounts {
             state
-                .seed_service_account(email, None)
+                .iam
+                .seed_service_account(email, None, &mut state.counter)
                 .map_err(|e| Error::Config(e.message))?;
         }
         state
+            .run
             .crashing_images
             .extend(config.crashing_images.iter().cloned());
         Ok(state)
@@ -192,7 +195,7 @@ impl App {
         let mut fresh = Self::fresh_state(&self.config).unwrap_or_default();
         {
             let mut st = self.lock();
-            fresh.runtime.live = st.runtime.live.as_ref().map(run::LiveLink::renewed);
+            fresh.run.live = st.run.live.as_ref().map(run::LiveLink::renewed);
             *st = fresh;
         }
         if let Some(live) = &self.live {
@@ -330,13 +333,18 @@ pub async fn spawn(config: Config) -> Result<Emulator, Error> {
             path: path.clone(),
             source,
         })?;
+        // What the configuration decides, and the file does not hold, comes from the fresh state; so do the
+        // configured accounts and crashing images the file lacks.
         loaded.runtime = std::mem::take(&mut state.runtime);
-        for (email, account) in std::mem::take(&mut state.service_accounts) {
-            loaded.service_accounts.entry(email).or_insert(account);
+        loaded.run.timing = state.run.timing;
+        loaded.iam.any_account_exists = state.iam.any_account_exists;
+        for (email, account) in std::mem::take(&mut state.iam.service_accounts) {
+            loaded.iam.service_accounts.entry(email).or_insert(account);
         }
         loaded
+            .run
             .crashing_images
-            .extend(std::mem::take(&mut state.crashing_images));
+            .extend(std::mem::take(&mut state.run.crashing_images));
         loaded.number_secret_names();
         state = loaded;
     }
@@ -355,7 +363,7 @@ pub async fn spawn(config: Config) -> Result<Emulator, Error> {
         let live = run::Supervisor::new(config.run_dir.clone(), base_url.clone())
             .map_err(|(path, source)| Error::RunDir { path, source })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        state.runtime.live = Some(run::LiveLink::new(config.run_images.clone(), base_url, tx));
+        state.run.live = Some(run::LiveLink::new(config.run_images.clone(), base_url, tx));
         supervisor = Some((Arc::new(live), rx));
     }
     let app = Arc::new(App {
@@ -416,7 +424,7 @@ impl StateHandle {
     /// Makes `email` exist (in the lenient mode, from then on unseeded accounts do not).
     pub fn seed_service_account(&self, email: &str) {
         self.with(|st| {
-            if let Err(e) = st.seed_service_account(email, None) {
+            if let Err(e) = st.iam.seed_service_account(email, None, &mut st.counter) {
                 tracing::warn!(error = %e, "Refused to seed service account");
             }
         });
@@ -425,16 +433,15 @@ impl StateHandle {
     /// A token that authenticates as `principal` (`serviceAccount:EMAIL` or `user:EMAIL`) until the emulator
     /// stops; an error for a malformed principal.
     pub fn mint_token(&self, principal: &str) -> Result<String, ApiError> {
-        self.with(|st| st.mint_token(principal, None))
+        self.with(|st| st.iam.tokens.mint_token(principal, None, &mut st.counter))
     }
 
     /// Grants `role` to `member` on project `project`, as `gcloud projects add-iam-policy-binding` does.
     pub fn grant_on_project(&self, project: &str, role: &str, member: &str) {
         self.with(|st| {
-            let mut policy = st.project_policy(project);
+            let mut policy = st.resourcemanager.project_policy(project);
             iam::add_binding(&mut policy, role, member, &mut st.counter);
-            let key = st.project_number(project).to_string();
-            st.project_policies.insert(key, policy);
+            st.resourcemanager.put_project_policy(project, policy);
         });
     }
 
@@ -443,12 +450,13 @@ impl StateHandle {
     pub fn grant_on_service_account(&self, email: &str, role: &str, member: &str) {
         self.with(|st| {
             let mut policy = st
+                .iam
                 .service_account_policies
                 .get(email)
                 .cloned()
                 .unwrap_or_default();
             iam::add_binding(&mut policy, role, member, &mut st.counter);
-            st.service_account_policies.insert(email.to_string(), policy);
+            st.iam.service_account_policies.insert(email.to_string(), policy);
         });
     }
 
@@ -457,8 +465,8 @@ impl StateHandle {
     pub fn put_custom_role(&self, project: &str, id: &str, permissions: &[&str]) -> String {
         let name = format!("projects/{project}/roles/{id}");
         self.with(|st| {
-            st.custom_roles.insert(
-                name.clone(),
+            st.iam.custom_roles.put(
+                &name,
                 auth::CustomRole {
                     title: id.to_string(),
                     included_permissions: permissions.iter().map(|p| p.to_string()).collect(),
@@ -473,44 +481,46 @@ impl StateHandle {
     /// The payload of a secret version (`latest`, an alias or a number), if it exists and was not destroyed.
     pub fn secret_payload(&self, secret: &str, version: &str) -> Option<Vec<u8>> {
         let st = self.0.lock();
-        let s = st.secrets.get(&st.numbered(secret))?;
-        let id = s.resolve_version(version).ok()?;
-        let v = s.versions.get(&id)?;
-        (v.state != model::VersionState::Destroyed).then(|| v.data.clone())
+        st.secretmanager
+            .payload(&st.resourcemanager.numbered(secret), version)
     }
 
     /// The bindings of a secret's IAM policy (`projects/P/secrets/ID`, by project id or number).
     pub fn secret_bindings(&self, secret: &str) -> Option<Vec<serde_json::Value>> {
         let st = self.0.lock();
-        st.secrets
-            .get(&st.numbered(secret))
+        st.secretmanager
+            .secrets
+            .get(&st.resourcemanager.numbered(secret))
             .map(|s| s.policy.bindings.clone())
     }
 
     /// Makes project `project`'s GKE Workload Identity pool exist, as enabling Workload Identity on a cluster does.
     pub fn enable_workload_identity(&self, project: &str) {
-        self.with(|st| st.identity_pools.insert(project.to_string()));
+        self.with(|st| st.iam.identity_pools.insert(project.to_string()));
     }
 
     /// Gives project `project` (an id) the number `number`, as Google would have assigned it; refused once
     /// resources are named by its current number.
     pub fn set_project_number(&self, project: &str, number: u64) -> Result<(), ApiError> {
-        self.with(|st| st.set_project_number(project, number))
+        self.with(|st| {
+            st.resourcemanager
+                .set_project_number(project, number, &st.secretmanager)
+        })
     }
 
     /// The number of project `project` (an id, or already a number).
     pub fn project_number(&self, project: &str) -> u64 {
-        self.0.lock().project_number(project)
+        self.0.lock().resourcemanager.project_number(project)
     }
 
     /// Makes revisions using `image` fail to start.
     pub fn add_crashing_image(&self, image: &str) {
-        self.with(|st| st.crashing_images.insert(image.to_string()));
+        self.with(|st| st.run.crashing_images.insert(image.to_string()));
     }
 
     /// Adds a fault rule and returns its id.
     pub fn add_fault(&self, rule: FaultRule) -> u64 {
-        self.0.lock().add_fault(rule)
+        self.0.lock().runtime.add_fault(rule)
     }
 
     pub fn clear_faults(&self) {
@@ -519,7 +529,7 @@ impl StateHandle {
 
     /// Calls of one method (e.g. `SecretManagerService.AccessSecretVersion`), any status.
     pub fn call_count(&self, method: &str) -> u64 {
-        self.0.lock().call_count(method)
+        self.0.lock().runtime.call_count(method)
     }
 
     /// Calls per method, then per status name.

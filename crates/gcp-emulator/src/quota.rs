@@ -1,9 +1,9 @@
 //! Per-project quotas as token buckets, at Google's default Secret Manager rates times `quota_scale`.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::error::{ApiError, Code};
-use crate::model::State;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QuotaKind {
@@ -36,28 +36,24 @@ pub struct Bucket {
     last: Instant,
 }
 
-impl State {
+/// The token buckets, one per project and kind of quota.
+#[derive(Clone, Debug, Default)]
+pub struct Quotas {
+    buckets: HashMap<(String, QuotaKind), Bucket>,
+}
+
+impl Quotas {
     /// Takes one token from the project's bucket, or answers 429 RESOURCE_EXHAUSTED. A scale of 0 disables quotas.
-    pub fn take_quota(
-        &mut self,
-        project: &str,
-        kind: QuotaKind,
-        scale: f64,
-        now: Instant,
-    ) -> Result<(), ApiError> {
+    pub fn take(&mut self, project: &str, kind: QuotaKind, scale: f64, now: Instant) -> Result<(), ApiError> {
         if scale <= 0.0 || !scale.is_finite() {
             return Ok(());
         }
         let capacity = kind.per_minute() * scale;
         let rate = capacity / 60.0;
-        let bucket = self
-            .runtime
-            .buckets
-            .entry((project.to_string(), kind))
-            .or_insert(Bucket {
-                tokens: capacity,
-                last: now,
-            });
+        let bucket = self.buckets.entry((project.to_string(), kind)).or_insert(Bucket {
+            tokens: capacity,
+            last: now,
+        });
         let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
         bucket.last = now;

@@ -1,13 +1,26 @@
-//! Resource Manager (v1 and v3): a project's metadata and its IAM policy, the top of the emulated hierarchy.
+//! Resource Manager (v1 and v3): a project's metadata and its IAM policy, the top of the emulated hierarchy, and the
+//! project numbers every other API names projects by.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::iam::{render_policy, requested_version, set_policy};
-use crate::model::State;
+use crate::iam::{self, render_policy, requested_version, set_policy};
+use crate::model::Policy;
+use crate::secretmanager;
 use crate::wire::Request;
 
-impl State {
+/// Resource Manager's data: project numbers and project IAM policies.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    /// Project numbers set through the admin API, by project id; other projects get a stable hashed number.
+    pub project_numbers: BTreeMap<String, u64>,
+    /// IAM policies of projects, by project number.
+    pub project_policies: BTreeMap<String, Policy>,
+}
+
+impl Store {
     /// The number of `project` (an id, or already a number): the one set through the admin API, else a stable
     /// number derived from the id. Secret Manager names, policies and the default compute account use it.
     pub fn project_number(&self, project: &str) -> u64 {
@@ -20,24 +33,20 @@ impl State {
             .unwrap_or_else(|| crate::run::hashed_project_number(project))
     }
 
-    /// Renames secrets kept under a project id (state files written before names carried numbers).
-    pub fn number_secret_names(&mut self) {
-        let secrets = std::mem::take(&mut self.secrets);
-        for (key, mut secret) in secrets {
-            secret.name = self.numbered(&secret.name);
-            self.secrets.insert(self.numbered(&key), secret);
-        }
-    }
-
     /// Sets the number of project `project` (an id), refused once resources are named by its current number:
-    /// Google never renumbers a project.
-    pub fn set_project_number(&mut self, project: &str, number: u64) -> ApiResult<()> {
+    /// Google never renumbers a project. Secrets are the resources named by number, besides the project's policy.
+    pub fn set_project_number(
+        &mut self,
+        project: &str,
+        number: u64,
+        secrets: &secretmanager::Store,
+    ) -> ApiResult<()> {
         if project.parse::<u64>().is_ok() {
             return Err(ApiError::invalid("A project id is not a number."));
         }
         let current = self.project_number(project);
         let prefix = format!("projects/{current}/");
-        let in_use = self.secrets.keys().any(|k| k.starts_with(&prefix))
+        let in_use = secrets.secrets.keys().any(|k| k.starts_with(&prefix))
             || self.project_policies.contains_key(&current.to_string());
         if in_use && current != number {
             return Err(ApiError::precondition(format!(
@@ -66,8 +75,22 @@ impl State {
         }
     }
 
+    /// The IAM policy of project `project` (its id or number), empty when never set.
+    pub fn project_policy(&self, project: &str) -> Policy {
+        self.project_policies
+            .get(&self.project_number(project).to_string())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Makes `policy` the IAM policy of project `project` (its id or number).
+    pub fn put_project_policy(&mut self, project: &str, policy: Policy) {
+        let key = self.project_number(project).to_string();
+        self.project_policies.insert(key, policy);
+    }
+
     /// `GET /v1/projects/{p}` or `/v3/projects/{p}`: every project exists, with a stable number.
-    pub fn rm_get_project(&self, project: &str, api_version: &str) -> Value {
+    pub fn get_project(&self, project: &str, api_version: &str) -> Value {
         let number = self.project_number(project);
         if api_version == "v1" {
             json!({
@@ -87,20 +110,31 @@ impl State {
     }
 
     /// `POST /v{1,3}/projects/{p}:getIamPolicy`.
-    pub fn rm_get_policy(&self, project: &str, req: &Request) -> ApiResult<Value> {
+    pub fn get_policy(&self, project: &str, req: &Request) -> ApiResult<Value> {
         render_policy(&self.project_policy(project), requested_version(req)?)
     }
 
-    /// `POST /v{1,3}/projects/{p}:setIamPolicy`, etag-checked and normalised like every other policy.
-    pub fn rm_set_policy(&mut self, project: &str, req: &Request) -> ApiResult<Value> {
+    /// `POST /v{1,3}/projects/{p}:setIamPolicy`, etag-checked and normalised like every other policy; its members
+    /// must be accounts that exist.
+    pub fn set_policy(
+        &mut self,
+        project: &str,
+        req: &Request,
+        counter: &mut u64,
+        accounts: &iam::Store,
+    ) -> ApiResult<Value> {
         let body = req.json()?;
-        let mut counter = self.counter;
         let mut policy = self.project_policy(project);
-        set_policy(&mut policy, &body, &mut counter, &|e| self.account_exists(e))?;
+        set_policy(&mut policy, &body, counter, &|e| accounts.account_exists(e))?;
         let out = render_policy(&policy, 3)?;
-        self.project_policies
-            .insert(self.project_number(project).to_string(), policy);
-        self.counter = counter;
+        self.put_project_policy(project, policy);
         Ok(out)
+    }
+
+    /// Names `replacement` instead of `member` in every project's policy (a deleted service account).
+    pub fn replace_member(&mut self, member: &str, replacement: &str, counter: &mut u64) {
+        for policy in self.project_policies.values_mut() {
+            iam::replace_member(policy, member, replacement, counter);
+        }
     }
 }

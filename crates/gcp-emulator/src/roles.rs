@@ -1,11 +1,19 @@
 //! IAM custom roles of a project (`projects.roles`): create, get, list, update and delete.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::CustomRole;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::model::State;
 use crate::wire::{self, Request};
+
+/// The custom roles of every project by full name (`projects/P/roles/ID`), deleted ones included; kept in
+/// [`crate::iam::Store`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CustomRoles(BTreeMap<String, CustomRole>);
 
 /// Google's limits: role ids are 3 to 64 of `[a-zA-Z0-9_.]`; a role holds at most 3,000 permissions.
 fn valid_role_id(id: &str) -> bool {
@@ -89,9 +97,19 @@ fn apply_fields(role: &mut CustomRole, fields: &Map<String, Value>, mask: Option
     Ok(())
 }
 
-impl State {
+impl CustomRoles {
+    /// Every role by full name, for permission checks.
+    pub fn by_name(&self) -> &BTreeMap<String, CustomRole> {
+        &self.0
+    }
+
+    /// Creates or replaces role `name` as it is, as an admin would have set it up.
+    pub fn put(&mut self, name: &str, role: CustomRole) {
+        self.0.insert(name.to_string(), role);
+    }
+
     /// `POST /v1/projects/{p}/roles` with `{roleId, role}`.
-    pub fn iam_create_role(&mut self, project: &str, req: &Request) -> ApiResult<Value> {
+    pub fn create_role(&mut self, project: &str, req: &Request, counter: &mut u64) -> ApiResult<Value> {
         let body = req.json()?;
         let id = wire::str_field(&body, "roleId").unwrap_or("");
         if !valid_role_id(id) {
@@ -100,7 +118,7 @@ impl State {
             )));
         }
         let name = format!("projects/{project}/roles/{id}");
-        if self.custom_roles.contains_key(&name) {
+        if self.0.contains_key(&name) {
             return Err(ApiError::new(
                 Code::AlreadyExists,
                 format!("A role named {id} in projects/{project} already exists."),
@@ -110,29 +128,29 @@ impl State {
         let fields = body.get("role").and_then(Value::as_object).unwrap_or(&empty);
         let mut role = CustomRole::default();
         apply_fields(&mut role, fields, None)?;
-        role.etag = wire::b64(&wire::etag_bytes(&mut self.counter));
+        role.etag = wire::b64(&wire::etag_bytes(counter));
         let out = render_role(&name, &role);
-        self.custom_roles.insert(name, role);
+        self.0.insert(name, role);
         Ok(out)
     }
 
     fn role(&self, name: &str) -> ApiResult<&CustomRole> {
-        self.custom_roles
+        self.0
             .get(name)
             .ok_or_else(|| ApiError::not_found(format!("The role named {name} was not found.")))
     }
 
     /// `GET /v1/projects/{p}/roles/{id}`.
-    pub fn iam_get_role(&self, name: &str) -> ApiResult<Value> {
+    pub fn get_role(&self, name: &str) -> ApiResult<Value> {
         Ok(render_role(name, self.role(name)?))
     }
 
     /// `GET /v1/projects/{p}/roles` (deleted roles only with `showDeleted=true`).
-    pub fn iam_list_roles(&self, project: &str, req: &Request) -> Value {
+    pub fn list_roles(&self, project: &str, req: &Request) -> Value {
         let prefix = format!("projects/{project}/roles/");
         let show_deleted = req.param("showDeleted") == Some("true");
         let roles: Vec<Value> = self
-            .custom_roles
+            .0
             .iter()
             .filter(|(n, r)| n.starts_with(&prefix) && (show_deleted || !r.deleted))
             .map(|(n, r)| render_role(n, r))
@@ -145,7 +163,7 @@ impl State {
     }
 
     /// `PATCH /v1/projects/{p}/roles/{id}?updateMask=...`, etag-checked when the body carries one.
-    pub fn iam_update_role(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
+    pub fn update_role(&mut self, name: &str, req: &Request, counter: &mut u64) -> ApiResult<Value> {
         let body = req.json()?;
         let current = self.role(name)?.clone();
         if let Some(etag) = wire::str_field(&body, "etag").filter(|e| !e.is_empty())
@@ -159,19 +177,19 @@ impl State {
         let mask: Option<Vec<&str>> = req.param("updateMask").map(|m| m.split(',').collect());
         let mut role = current;
         apply_fields(&mut role, &body, mask.as_deref())?;
-        role.etag = wire::b64(&wire::etag_bytes(&mut self.counter));
+        role.etag = wire::b64(&wire::etag_bytes(counter));
         let out = render_role(name, &role);
-        self.custom_roles.insert(name.to_string(), role);
+        self.0.insert(name.to_string(), role);
         Ok(out)
     }
 
     /// `DELETE /v1/projects/{p}/roles/{id}`: the role is marked deleted and stops granting at once.
-    pub fn iam_delete_role(&mut self, name: &str) -> ApiResult<Value> {
+    pub fn delete_role(&mut self, name: &str, counter: &mut u64) -> ApiResult<Value> {
         let mut role = self.role(name)?.clone();
         role.deleted = true;
-        role.etag = wire::b64(&wire::etag_bytes(&mut self.counter));
+        role.etag = wire::b64(&wire::etag_bytes(counter));
         let out = render_role(name, &role);
-        self.custom_roles.insert(name.to_string(), role);
+        self.0.insert(name.to_string(), role);
         Ok(out)
     }
 }

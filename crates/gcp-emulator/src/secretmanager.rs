@@ -7,8 +7,15 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult, Code};
 use crate::iam;
-use crate::model::{Policy, PolicyChange, Secret, SecretVersion, State, VersionState};
+use crate::model::{Policy, PolicyChange, Secret, SecretVersion, VersionState};
 use crate::wire::{self, Request};
+
+/// Secret Manager's data: secrets by full name (`projects/NUMBER/secrets/x`), each with its versions, its IAM policy
+/// and that policy's history.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    pub secrets: BTreeMap<String, Secret>,
+}
 
 /// Secret Manager refuses payloads over 64 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 65536;
@@ -273,7 +280,11 @@ fn check_etag(given: Option<&str>, current: &str) -> ApiResult<()> {
     }
 }
 
-impl State {
+fn next_etag(counter: &mut u64) -> String {
+    wire::b64(&wire::etag_bytes(counter))
+}
+
+impl Store {
     fn secret(&self, name: &str) -> ApiResult<&Secret> {
         self.secrets.get(name).ok_or_else(|| secret_not_found(name))
     }
@@ -282,11 +293,13 @@ impl State {
         self.secrets.get_mut(name).ok_or_else(|| secret_not_found(name))
     }
 
-    fn next_etag(&mut self) -> String {
-        wire::b64(&wire::etag_bytes(&mut self.counter))
-    }
-
-    pub fn sm_create_secret(&mut self, project: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+    pub fn create_secret(
+        &mut self,
+        project: &str,
+        req: &Request,
+        now: DateTime<Utc>,
+        counter: &mut u64,
+    ) -> ApiResult<Value> {
         let id = req.param("secretId").unwrap_or("");
         if id.is_empty() {
             return Err(ApiError::field(
@@ -344,7 +357,7 @@ impl State {
             annotations,
             version_aliases: aliases,
             extra,
-            etag: self.next_etag(),
+            etag: next_etag(counter),
             versions: BTreeMap::new(),
             policy: Policy::default(),
             policy_history: Vec::new(),
@@ -354,11 +367,11 @@ impl State {
         Ok(out)
     }
 
-    pub fn sm_get_secret(&self, name: &str) -> ApiResult<Value> {
+    pub fn get_secret(&self, name: &str) -> ApiResult<Value> {
         Ok(self.secret(name)?.render())
     }
 
-    pub fn sm_list_secrets(&self, project: &str, req: &Request) -> ApiResult<Value> {
+    pub fn list_secrets(&self, project: &str, req: &Request) -> ApiResult<Value> {
         let filter = Filter::parse(
             req.param("filter"),
             &["name", "labels.", "replication", "create_time", "createTime"],
@@ -405,7 +418,13 @@ impl State {
         Ok(Value::Object(out))
     }
 
-    pub fn sm_update_secret(&mut self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+    pub fn update_secret(
+        &mut self,
+        name: &str,
+        req: &Request,
+        now: DateTime<Utc>,
+        counter: &mut u64,
+    ) -> ApiResult<Value> {
         let body = req.json()?;
         let mask = req.param("updateMask").unwrap_or("");
         if mask.is_empty() {
@@ -430,7 +449,7 @@ impl State {
         validate_labels(&labels)?;
         let annotations = wire::string_map(&body, "annotations")?;
         let aliases = version_aliases(&body)?;
-        let etag = self.next_etag();
+        let etag = next_etag(counter);
         let secret = self.secret_mut(name)?;
         check_etag(wire::str_field(&body, "etag"), &secret.etag)?;
         for (alias, version) in &aliases {
@@ -476,14 +495,20 @@ impl State {
         Ok(secret.render())
     }
 
-    pub fn sm_delete_secret(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
+    pub fn delete_secret(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
         let secret = self.secret(name)?;
         check_etag(req.param("etag"), &secret.etag)?;
         self.secrets.remove(name);
         Ok(json!({}))
     }
 
-    pub fn sm_add_version(&mut self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+    pub fn add_version(
+        &mut self,
+        name: &str,
+        req: &Request,
+        now: DateTime<Utc>,
+        counter: &mut u64,
+    ) -> ApiResult<Value> {
         let body = req.json()?;
         let payload = match body.get("payload") {
             Some(Value::Object(p)) => p,
@@ -525,7 +550,7 @@ impl State {
                 true
             }
         };
-        let etag = self.next_etag();
+        let etag = next_etag(counter);
         let secret = self.secret_mut(name)?;
         let id = secret.versions.keys().next_back().copied().unwrap_or(0) + 1;
         let version = SecretVersion {
@@ -543,14 +568,14 @@ impl State {
         Ok(out)
     }
 
-    pub fn sm_get_version(&self, secret: &str, version: &str) -> ApiResult<Value> {
+    pub fn get_version(&self, secret: &str, version: &str) -> ApiResult<Value> {
         let s = self.secret(secret)?;
         let id = s.resolve_version(version)?;
         let v = s.versions.get(&id).ok_or_else(|| version_not_found(secret))?;
         Ok(s.render_version(v))
     }
 
-    pub fn sm_list_versions(&self, secret: &str, req: &Request) -> ApiResult<Value> {
+    pub fn list_versions(&self, secret: &str, req: &Request) -> ApiResult<Value> {
         let filter = Filter::parse(
             req.param("filter"),
             &["state", "name", "create_time", "createTime"],
@@ -584,7 +609,7 @@ impl State {
         Ok(Value::Object(out))
     }
 
-    pub fn sm_access(&self, secret: &str, version: &str) -> ApiResult<Value> {
+    pub fn access_version(&self, secret: &str, version: &str) -> ApiResult<Value> {
         let s = self.secret(secret)?;
         let id = s.resolve_version(version)?;
         let v = s.versions.get(&id).ok_or_else(|| version_not_found(secret))?;
@@ -602,16 +627,17 @@ impl State {
     }
 
     /// `:enable`, `:disable` and `:destroy`, each guarded by the version's etag when one is given.
-    pub fn sm_set_version_state(
+    pub fn set_version_state(
         &mut self,
         secret: &str,
         version: &str,
         verb: &str,
         req: &Request,
         now: DateTime<Utc>,
+        counter: &mut u64,
     ) -> ApiResult<Value> {
         let body = req.json()?;
-        let etag = self.next_etag();
+        let etag = next_etag(counter);
         let s = self.secret_mut(secret)?;
         let id = s.resolve_version(version)?;
         let name = format!("{}/versions/{id}", s.name);
@@ -641,25 +667,65 @@ impl State {
         Ok(s.render_version(&v))
     }
 
-    pub fn sm_get_policy(&self, secret: &str, req: &Request) -> ApiResult<Value> {
+    pub fn get_policy(&self, secret: &str, req: &Request) -> ApiResult<Value> {
         let requested = iam::requested_version(req)?;
         iam::render_policy(&self.secret(secret)?.policy, requested)
     }
 
-    pub fn sm_set_policy(&mut self, secret: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+    /// `:setIamPolicy`; its members must be accounts that exist.
+    pub fn set_policy(
+        &mut self,
+        secret: &str,
+        req: &Request,
+        now: DateTime<Utc>,
+        counter: &mut u64,
+        accounts: &iam::Store,
+    ) -> ApiResult<Value> {
         let body = req.json()?;
-        let mut counter = self.counter;
         let mut policy = self.secret(secret)?.policy.clone();
-        iam::set_policy(&mut policy, &body, &mut counter, &|e| self.account_exists(e))?;
+        iam::set_policy(&mut policy, &body, counter, &|e| accounts.account_exists(e))?;
         let s = self.secret_mut(secret)?;
         s.policy = policy;
         s.policy_history.push(PolicyChange {
             at: now,
             bindings: s.policy.bindings.clone(),
         });
-        let out = iam::render_policy(&s.policy, 3)?;
-        self.counter = counter;
-        Ok(out)
+        iam::render_policy(&s.policy, 3)
+    }
+
+    /// Names `replacement` instead of `member` in every secret's policy (a deleted service account), and in the
+    /// policies each had before: a re-created account never held their grants, and revision start-up judges access
+    /// by the policy as it stood up to `iam_propagation` ago.
+    pub fn replace_member(&mut self, member: &str, replacement: &str, now: DateTime<Utc>, counter: &mut u64) {
+        for secret in self.secrets.values_mut() {
+            for change in &mut secret.policy_history {
+                iam::replace_in_bindings(&mut change.bindings, member, replacement);
+            }
+            if iam::replace_member(&mut secret.policy, member, replacement, counter) {
+                secret.policy_history.push(PolicyChange {
+                    at: now,
+                    bindings: secret.policy.bindings.clone(),
+                });
+            }
+        }
+    }
+
+    /// Renames every secret (its key and its name) with `rename`: state files written before names carried project
+    /// numbers name secrets by project id.
+    pub fn rename(&mut self, rename: impl Fn(&str) -> String) {
+        let secrets = std::mem::take(&mut self.secrets);
+        for (key, mut secret) in secrets {
+            secret.name = rename(&secret.name);
+            self.secrets.insert(rename(&key), secret);
+        }
+    }
+
+    /// The payload of a secret version (`latest`, an alias or a number), if it exists and was not destroyed.
+    pub fn payload(&self, secret: &str, version: &str) -> Option<Vec<u8>> {
+        let s = self.secrets.get(secret)?;
+        let id = s.resolve_version(version).ok()?;
+        let v = s.versions.get(&id)?;
+        (v.state != VersionState::Destroyed).then(|| v.data.clone())
     }
 }
 

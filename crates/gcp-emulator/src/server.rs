@@ -9,16 +9,16 @@ use axum::extract::State as AxumState;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::App;
 use crate::admin::{self, LogEntry};
-use crate::auth;
 use crate::error::{ApiError, ApiResult, Code, json_response};
 use crate::model::{Policy, State};
 use crate::quota::QuotaKind;
 use crate::wire::{self, Request};
+use crate::{auth, iam, knative};
 
 /// What a request addresses, before the method decides the call.
 #[derive(Debug)]
@@ -360,145 +360,176 @@ fn resolve(req: &Request) -> ApiResult<Call> {
 }
 
 async fn execute(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
+    // Waiting polls the state without holding its lock; every other call runs under it.
+    if let Target::Operation { name } = &call.target
+        && !matches!(req.method.as_str(), "GET" | "DELETE")
+    {
+        return crate::run::wait_operation(app, name, req).await;
+    }
     let now = Utc::now();
+    dispatch(&mut app.lock(), call, req, now)
+}
+
+/// Runs one call against the API its target belongs to. Each call changes its own API's store; what it reads of
+/// the others is handed to it.
+fn dispatch(st: &mut State, call: &Call, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
     let verb = req.verb.as_deref().unwrap_or("");
+    let counter = &mut st.counter;
     match &call.target {
         Target::Secrets { project } => {
             if req.method == Method::GET {
-                app.lock().sm_list_secrets(project, req)
+                st.secretmanager.list_secrets(project, req)
             } else {
-                app.lock().sm_create_secret(project, req, now)
+                st.secretmanager.create_secret(project, req, now, counter)
             }
         }
-        Target::Secret { name } => match (req.method.as_str(), verb) {
-            ("GET", "") => app.lock().sm_get_secret(name),
-            ("PATCH", _) => app.lock().sm_update_secret(name, req, now),
-            ("DELETE", _) => app.lock().sm_delete_secret(name, req),
-            (_, "addVersion") => app.lock().sm_add_version(name, req, now),
-            (_, "getIamPolicy") => app.lock().sm_get_policy(name, req),
-            (_, "setIamPolicy") => app.lock().sm_set_policy(name, req, now),
-            _ => {
-                app.lock().sm_get_secret(name)?;
-                crate::secretmanager::test_permissions(req)
+        Target::Secret { name } => {
+            let secrets = &mut st.secretmanager;
+            match (req.method.as_str(), verb) {
+                ("GET", "") => secrets.get_secret(name),
+                ("PATCH", _) => secrets.update_secret(name, req, now, counter),
+                ("DELETE", _) => secrets.delete_secret(name, req),
+                (_, "addVersion") => secrets.add_version(name, req, now, counter),
+                (_, "getIamPolicy") => secrets.get_policy(name, req),
+                (_, "setIamPolicy") => secrets.set_policy(name, req, now, counter, &st.iam),
+                _ => {
+                    secrets.get_secret(name)?;
+                    crate::secretmanager::test_permissions(req)
+                }
             }
-        },
-        Target::Versions { secret } => app.lock().sm_list_versions(secret, req),
+        }
+        Target::Versions { secret } => st.secretmanager.list_versions(secret, req),
         Target::Version { secret, version } => match verb {
-            "" => app.lock().sm_get_version(secret, version),
-            "access" => app.lock().sm_access(secret, version),
-            other => app.lock().sm_set_version_state(secret, version, other, req, now),
+            "" => st.secretmanager.get_version(secret, version),
+            "access" => st.secretmanager.access_version(secret, version),
+            other => st
+                .secretmanager
+                .set_version_state(secret, version, other, req, now, counter),
         },
         Target::ServiceAccounts { project } => {
             if req.method == Method::GET {
-                app.lock().list_service_accounts(project, req)
+                st.iam.list_service_accounts(project, req, st.known_projects())
             } else {
-                app.lock().create_service_account(project, req)
+                st.iam.create_service_account(project, req, counter)
             }
         }
-        Target::ServiceAccount { project, email } => match verb {
-            "" if req.method == Method::DELETE => app.lock().delete_service_account(project, email, now),
-            "" => app.lock().get_service_account(project, email),
-            "getIamPolicy" => app.lock().sa_get_policy(project, email, req),
-            "setIamPolicy" => app.lock().sa_set_policy(project, email, req),
-            "generateAccessToken" => app.lock().generate_access_token(email, req, now),
-            _ => app.lock().sa_test_permissions(project, email, req),
-        },
+        Target::ServiceAccount { project, email } => {
+            let known = iam::KnownProjects {
+                resourcemanager: &st.resourcemanager,
+                run: &st.run,
+            };
+            match verb {
+                "" if req.method == Method::DELETE => st.delete_service_account(project, email, now),
+                "" => st.iam.get_service_account(project, email, known),
+                "getIamPolicy" => st.iam.get_account_policy(project, email, req, known),
+                "setIamPolicy" => st.iam.set_account_policy(project, email, req, counter, known),
+                "generateAccessToken" => st.iam.generate_access_token(email, req, now, counter),
+                _ => st.iam.test_account_permissions(project, email, req, known),
+            }
+        }
         Target::Project { project, api } => match verb {
-            "" => Ok(app.lock().rm_get_project(project, api)),
-            "getIamPolicy" => app.lock().rm_get_policy(project, req),
-            "setIamPolicy" => app.lock().rm_set_policy(project, req),
+            "" => Ok(st.resourcemanager.get_project(project, api)),
+            "getIamPolicy" => st.resourcemanager.get_policy(project, req),
+            "setIamPolicy" => st.resourcemanager.set_policy(project, req, counter, &st.iam),
             _ => crate::secretmanager::test_permissions(req),
         },
         Target::Roles { project } => {
             if req.method == Method::GET {
-                Ok(app.lock().iam_list_roles(project, req))
+                Ok(st.iam.custom_roles.list_roles(project, req))
             } else {
-                app.lock().iam_create_role(project, req)
+                st.iam.custom_roles.create_role(project, req, counter)
             }
         }
         Target::Role { name } => match req.method.as_str() {
-            "GET" => app.lock().iam_get_role(name),
-            "PATCH" => app.lock().iam_update_role(name, req),
-            _ => app.lock().iam_delete_role(name),
+            "GET" => st.iam.custom_roles.get_role(name),
+            "PATCH" => st.iam.custom_roles.update_role(name, req, counter),
+            _ => st.iam.custom_roles.delete_role(name, counter),
         },
         Target::Services { parent } => {
             if req.method == Method::GET {
-                app.lock().run_list_services(parent, req, now)
+                st.cloud_run().list_services(parent, req, now)
             } else {
-                app.run_create_service(parent, req, now)
+                st.cloud_run().create_service(parent, req, now)
             }
         }
         Target::Service { name } => match (req.method.as_str(), verb) {
-            ("GET", "") => app.lock().run_get_service(name, now),
-            ("PATCH", _) => app.run_update_service(name, req, now),
-            ("DELETE", _) => app.lock().run_delete_service(name, req, now),
-            (_, "getIamPolicy") => app.lock().run_get_policy(name, req),
-            (_, "setIamPolicy") => app.lock().run_set_policy(name, req),
+            ("GET", "") => st.cloud_run().get_service(name, now),
+            ("PATCH", _) => st.cloud_run().update_service(name, req, now),
+            ("DELETE", _) => st.cloud_run().delete_service(name, req, now),
+            (_, "getIamPolicy") => st.cloud_run().get_policy(name, req),
+            (_, "setIamPolicy") => st.cloud_run().set_policy(name, req),
             // gcloud asks before the service exists; Google answers without checking existence.
             _ => crate::secretmanager::test_permissions(req),
         },
-        Target::Revisions { service } => app.lock().run_list_revisions(service, req, now),
+        Target::Revisions { service } => st.cloud_run().list_revisions(service, req, now),
         Target::Revision { name } => {
             if req.method == Method::GET {
-                app.lock().run_get_revision(name, now)
+                st.cloud_run().get_revision(name, now)
             } else {
-                app.lock().run_delete_revision(name, req, now)
+                st.cloud_run().delete_revision(name, req, now)
             }
         }
-        Target::Operations { parent } => app.lock().run_list_operations(parent, req, now),
-        Target::Operation { name } => match (req.method.as_str(), verb) {
-            ("GET", _) => app.lock().run_get_operation(name, now),
-            ("DELETE", _) => app.lock().run_delete_operation(name),
-            _ => app.run_wait_operation(name, req).await,
-        },
+        Target::Operations { parent } => st.cloud_run().list_operations(parent, req, now),
+        Target::Operation { name } => {
+            if req.method == Method::GET {
+                st.cloud_run().get_operation(name, now)
+            } else {
+                st.cloud_run().delete_operation(name)
+            }
+        }
         // Every API is enabled in the emulator.
         Target::ServiceUsage { project, service } => {
             if verb == "enable" {
-                app.lock().su_enable(project, service)
+                st.serviceusage.enable(project, service, &st.resourcemanager)
             } else {
-                app.lock().su_get_service(project, service)
+                st.serviceusage.get_service(project, service, &st.resourcemanager)
             }
         }
         Target::ServiceUsageServices { project } => {
             if req.method == Method::GET {
-                app.lock().su_list_services(project, req)
+                st.serviceusage.list_services(project, req, &st.resourcemanager)
             } else {
-                app.lock().su_batch_enable(project, req)
+                st.serviceusage.batch_enable(project, req, &st.resourcemanager)
             }
         }
         Target::ServiceUsageOperation { name } => crate::serviceusage::get_operation(name),
         Target::TestablePermissions => crate::auth::testable_permissions(req),
         Target::KnativeServices { namespace, region } => {
+            let run = &mut st.cloud_run();
             if req.method == Method::GET {
-                app.lock()
-                    .kn_list_services(namespace, region, req.param("labelSelector"), now)
+                knative::list_services(run, namespace, region, req.param("labelSelector"), now)
             } else {
                 let body = req.json()?;
-                app.lock().kn_put_service(namespace, region, None, &body, now)
+                knative::put_service(run, namespace, region, None, &body, now)
             }
         }
         Target::KnativeService {
             namespace,
             region,
             name,
-        } => match req.method.as_str() {
-            "GET" => app.lock().kn_get_service(namespace, region, name, now),
-            "PUT" => {
-                let body = req.json()?;
-                app.lock()
-                    .kn_put_service(namespace, region, Some(name), &body, now)
+        } => {
+            let run = &mut st.cloud_run();
+            match req.method.as_str() {
+                "GET" => knative::get_service(run, namespace, region, name, now),
+                "PUT" => {
+                    let body = req.json()?;
+                    knative::put_service(run, namespace, region, Some(name), &body, now)
+                }
+                _ => knative::delete_service(run, namespace, region, name, now),
             }
-            _ => app.lock().kn_delete_service(namespace, region, name, now),
-        },
-        Target::KnativeRevisions { namespace, region } => {
-            app.lock()
-                .kn_list_revisions(namespace, region, req.param("labelSelector"), now)
         }
+        Target::KnativeRevisions { namespace, region } => knative::list_revisions(
+            &mut st.cloud_run(),
+            namespace,
+            region,
+            req.param("labelSelector"),
+            now,
+        ),
         Target::KnativeRevision {
             namespace,
             region,
             name,
-        } => app.lock().kn_get_revision(namespace, region, name, now),
+        } => knative::get_revision(&mut st.cloud_run(), namespace, region, name, now),
     }
 }
 
@@ -551,13 +582,13 @@ pub async fn handle(
         && projects == "projects"
         && secrets == "secrets"
     {
-        let number = app.lock().project_number(project);
+        let number = app.lock().resourcemanager.project_number(project);
         req.segments[2] = number.to_string();
     }
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
-    req.caller = app.lock().caller(authorization, Utc::now());
+    req.caller = app.lock().iam.tokens.caller(authorization, Utc::now());
     let resolved = resolve(&req);
     let rpc = resolved.as_ref().map(|c| c.rpc).unwrap_or("Unknown");
     if !app.config.latency.is_zero() {
@@ -583,7 +614,7 @@ pub async fn handle(
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         caller: req.caller.principal().unwrap_or("").to_string(),
     };
-    app.lock().record_call(rpc, code, entry);
+    app.lock().runtime.record_call(rpc, code, entry);
     response
 }
 
@@ -591,8 +622,8 @@ pub async fn handle(
 /// resource's own policy (secret, service or service account), when it has one.
 fn scope<'a>(st: &'a State, call: &Call) -> (String, String, Option<&'a Policy>) {
     let project = call.project.clone();
-    let secret_policy = |name: &str| st.secrets.get(name).map(|s| &s.policy);
-    let service_policy = |name: &str| st.services.get(name).map(|s| &s.policy);
+    let secret_policy = |name: &str| st.secretmanager.secrets.get(name).map(|s| &s.policy);
+    let service_policy = |name: &str| st.run.services.get(name).map(|s| &s.policy);
     match &call.target {
         Target::Secrets { project } | Target::ServiceAccounts { project } | Target::Roles { project } => {
             (format!("projects/{project}"), project.clone(), None)
@@ -611,7 +642,7 @@ fn scope<'a>(st: &'a State, call: &Call) -> (String, String, Option<&'a Policy>)
         Target::ServiceAccount { project: p, email } => (
             format!("projects/{p}/serviceAccounts/{email}"),
             crate::iam::project_of_account(email),
-            st.service_account_policies.get(email),
+            st.iam.service_account_policies.get(email),
         ),
         Target::Services { parent } | Target::Operations { parent } => (parent.clone(), project, None),
         Target::Service { name } | Target::Revisions { service: name } => {
@@ -663,9 +694,12 @@ fn authorize(st: &State, call: &Call, req: &Request) -> ApiResult<()> {
         return Ok(());
     };
     let (resource, project, policy) = scope(st, call);
-    let condition_name = st.condition_name(&resource);
+    let condition_name = st.resourcemanager.condition_name(&resource);
     let facts = auth::Facts::of(&condition_name, Utc::now());
-    if !st.holds(principal, permission, &project, policy, &facts) {
+    if !st
+        .policies()
+        .grant(principal, permission, &project, policy, &facts)
+    {
         return Err(auth::denied(permission, &resource));
     }
     match call.rpc {
@@ -691,7 +725,7 @@ fn act_as(st: &State, principal: &str, project: &str, account: Option<&str>) -> 
     let account = match account.filter(|a| !a.is_empty()) {
         Some(a) => a,
         None => {
-            default_account = crate::iam::compute_account(st.project_number(project));
+            default_account = crate::iam::compute_account(st.resourcemanager.project_number(project));
             &default_account
         }
     };
@@ -700,10 +734,10 @@ fn act_as(st: &State, principal: &str, project: &str, account: Option<&str>) -> 
     } else {
         crate::iam::project_of_account(account)
     };
-    let policy = st.service_account_policies.get(account);
+    let policy = st.iam.service_account_policies.get(account);
     let name = format!("projects/{account_project}/serviceAccounts/{account}");
     let facts = auth::Facts::of(&name, Utc::now());
-    if st.holds(
+    if st.policies().grant(
         principal,
         "iam.serviceAccounts.actAs",
         &account_project,
@@ -720,12 +754,13 @@ fn act_as(st: &State, principal: &str, project: &str, account: Option<&str>) -> 
 fn held_permissions(st: &State, call: &Call, req: &Request, mut answer: Value) -> Value {
     let principal = req.caller.principal().unwrap_or("");
     let (resource, project, policy) = scope(st, call);
-    let condition_name = st.condition_name(&resource);
+    let condition_name = st.resourcemanager.condition_name(&resource);
     let facts = auth::Facts::of(&condition_name, Utc::now());
+    let policies = st.policies();
     if let Some(Value::Array(list)) = answer.get_mut("permissions") {
         list.retain(|p| {
             p.as_str()
-                .is_some_and(|p| st.holds(principal, p, &project, policy, &facts))
+                .is_some_and(|p| policies.grant(principal, p, &project, policy, &facts))
         });
         // Google's JSON leaves an empty list out.
         if list.is_empty()
@@ -745,11 +780,13 @@ async fn run_call(app: &App, call: &Call, req: &Request) -> ApiResult<Value> {
         let mut rng = rand::rng();
         let mut roll = || rand::Rng::random::<f64>(&mut rng);
         let mut st = app.lock();
-        let decision = st.decide_faults(call.rpc, &mut roll);
+        let decision = st.runtime.decide_faults(call.rpc, &mut roll);
         if decision.fail.is_none()
             && let Some(kind) = call.quota
         {
-            st.take_quota(&call.project, kind, app.config.quota_scale, Instant::now())?;
+            st.runtime
+                .quotas
+                .take(&call.project, kind, app.config.quota_scale, Instant::now())?;
         }
         decision
     };

@@ -2,13 +2,20 @@
 //! `services.get`, `services.list`, `services.enable` and `services.batchEnable` answer as Google does for APIs
 //! that are already enabled: enabling finishes at once, with Google's `operations/noop.DONE_OPERATION`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult, Code};
-use crate::model::State;
+use crate::resourcemanager;
 use crate::wire::{self, Request};
+
+/// Service Usage's data: the APIs enabled by name. Every API counts as enabled anyway; these are listed too.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    /// APIs enabled by name, by project number.
+    pub enabled_services: BTreeMap<String, BTreeSet<String>>,
+}
 
 /// APIs listed by `services.list`, with their titles as Google reports them. Any other API is enabled too, and
 /// is listed once a `services.enable` or `services.batchEnable` named it.
@@ -79,15 +86,26 @@ fn check_name(name: &str) -> ApiResult<()> {
     }
 }
 
-impl State {
+/// Service Usage names projects by number; Resource Manager knows them (`projects` in every call below).
+impl Store {
     /// `GET /v1/projects/{p}/services/{name}`.
-    pub fn su_get_service(&self, project: &str, name: &str) -> ApiResult<Value> {
-        Ok(render(self.project_number(project), name))
+    pub fn get_service(
+        &self,
+        project: &str,
+        name: &str,
+        projects: &resourcemanager::Store,
+    ) -> ApiResult<Value> {
+        Ok(render(projects.project_number(project), name))
     }
 
     /// `GET /v1/projects/{p}/services`: the catalogue and every API enabled by name, sorted. The only filters
     /// Google accepts are `state:ENABLED` and `state:DISABLED`; the latter lists nothing here.
-    pub fn su_list_services(&self, project: &str, req: &Request) -> ApiResult<Value> {
+    pub fn list_services(
+        &self,
+        project: &str,
+        req: &Request,
+        projects: &resourcemanager::Store,
+    ) -> ApiResult<Value> {
         let filter = req.param("filter").unwrap_or("").trim();
         let wanted = match filter.replace(' ', "").as_str() {
             "" | "state:ENABLED" | "state=ENABLED" => true,
@@ -101,14 +119,14 @@ impl State {
         let mut names: BTreeSet<&str> = CATALOGUE.iter().map(|(n, _)| *n).collect();
         if let Some(enabled) = self
             .enabled_services
-            .get(&self.project_number(project).to_string())
+            .get(&projects.project_number(project).to_string())
         {
             names.extend(enabled.iter().map(String::as_str));
         }
         let items: Vec<(String, Value)> = if wanted {
             names
                 .into_iter()
-                .map(|n| (n.to_string(), render(self.project_number(project), n)))
+                .map(|n| (n.to_string(), render(projects.project_number(project), n)))
                 .collect()
         } else {
             Vec::new()
@@ -126,29 +144,39 @@ impl State {
         Ok(Value::Object(out))
     }
 
-    fn remember_enabled(&mut self, project: &str, names: &[String]) {
+    fn remember_enabled(&mut self, number: u64, names: &[String]) {
         self.enabled_services
-            .entry(self.project_number(project).to_string())
+            .entry(number.to_string())
             .or_default()
             .extend(names.iter().cloned());
     }
 
     /// `POST /v1/projects/{p}/services/{name}:enable`.
-    pub fn su_enable(&mut self, project: &str, name: &str) -> ApiResult<Value> {
+    pub fn enable(
+        &mut self,
+        project: &str,
+        name: &str,
+        projects: &resourcemanager::Store,
+    ) -> ApiResult<Value> {
         check_name(name)?;
-        self.remember_enabled(project, &[name.to_string()]);
+        self.remember_enabled(projects.project_number(project), &[name.to_string()]);
         Ok(json!({
             "name": DONE_OPERATION,
             "done": true,
             "response": {
                 "@type": "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse",
-                "service": render(self.project_number(project), name),
+                "service": render(projects.project_number(project), name),
             },
         }))
     }
 
     /// `POST /v1/projects/{p}/services:batchEnable` with `{"serviceIds": [...]}`.
-    pub fn su_batch_enable(&mut self, project: &str, req: &Request) -> ApiResult<Value> {
+    pub fn batch_enable(
+        &mut self,
+        project: &str,
+        req: &Request,
+        projects: &resourcemanager::Store,
+    ) -> ApiResult<Value> {
         let body = req.json()?;
         let ids: Vec<String> = match body.get("serviceIds") {
             None | Some(Value::Null) => Vec::new(),
@@ -189,10 +217,10 @@ impl State {
                 ),
             ));
         }
-        self.remember_enabled(project, &ids);
+        self.remember_enabled(projects.project_number(project), &ids);
         let services: Vec<Value> = ids
             .iter()
-            .map(|n| render(self.project_number(project), n))
+            .map(|n| render(projects.project_number(project), n))
             .collect();
         Ok(json!({
             "name": DONE_OPERATION,

@@ -1112,7 +1112,7 @@ async fn gcloud_service_account_create_and_iam_policy() {
         ])
         .await;
     assert!(err.contains("NOT_FOUND"), "{err}");
-    assert_eq!(emu.state().with(|st| st.service_accounts.len()), 2);
+    assert_eq!(emu.state().with(|st| st.iam.service_accounts.len()), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

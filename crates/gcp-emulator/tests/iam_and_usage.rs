@@ -73,7 +73,10 @@ async fn created_accounts_exist_and_end_the_every_account_exists_mode() {
         listed(&api, SA).await,
         vec![compute_of_p(), "runtime@p.iam.gserviceaccount.com".to_string()]
     );
-    let other = api.emu.state().with(|st| st.project_number("other"));
+    let other = api
+        .emu
+        .state()
+        .with(|st| st.resourcemanager.project_number("other"));
     assert_eq!(
         listed(&api, "/v1/projects/other/serviceAccounts").await,
         vec![format!("{other}-compute@developer.gserviceaccount.com")]
@@ -282,7 +285,7 @@ async fn the_lenient_mode_makes_every_well_formed_account_exist_when_asked_for()
         ..gcp_emulator::Config::default()
     })
     .await;
-    assert!(api.emu.state().with(|st| st.runtime.any_account_exists));
+    assert!(api.emu.state().with(|st| st.iam.any_account_exists));
     let anyone = "anyone@p.iam.gserviceaccount.com";
     let got = api.ok("GET", &format!("{SA}/{anyone}"), None).await;
     assert_eq!(got["email"], anyone);
@@ -500,7 +503,7 @@ async fn policies_of_accounts_that_exist_without_seeding() {
     .await;
     let got = api.ok("POST", &format!("{resource}:getIamPolicy"), None).await;
     assert_eq!(got["bindings"][0]["role"], "roles/iam.serviceAccountUser");
-    assert!(api.emu.state().with(|st| st.service_accounts.is_empty()));
+    assert!(api.emu.state().with(|st| st.iam.service_accounts.is_empty()));
     api.ok(
         "GET",
         "/v1/projects/p/serviceAccounts/someone-else@p.iam.gserviceaccount.com",

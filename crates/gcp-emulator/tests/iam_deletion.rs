@@ -166,8 +166,8 @@ async fn delete_answers_empty_and_the_account_is_gone() {
     assert_eq!(emails, [OTHER], "the project's default compute account aside");
     let (own_policy, tombstone) = api.emu.state().with(|st| {
         (
-            st.service_account_policies.contains_key(RUN),
-            st.deleted_service_accounts.get(RUN).cloned(),
+            st.iam.service_account_policies.contains_key(RUN),
+            st.iam.deleted_service_accounts.get(RUN).cloned(),
         )
     });
     assert!(!own_policy, "the deleted account's own policy is removed");
@@ -239,10 +239,11 @@ async fn every_policy_naming_the_account_names_the_deleted_uid_instead() {
         json!([{"role": "roles/iam.serviceAccountUser", "members": [member, gone]}]),
     )
     .await;
-    let history_before = api
-        .emu
-        .state()
-        .with(|st| st.secrets[&p_name("secrets/db")].policy_history.len());
+    let history_before = api.emu.state().with(|st| {
+        st.secretmanager.secrets[&p_name("secrets/db")]
+            .policy_history
+            .len()
+    });
 
     api.ok("DELETE", &account_path(RUN), None).await;
 
@@ -257,7 +258,7 @@ async fn every_policy_naming_the_account_names_the_deleted_uid_instead() {
     );
     assert_ne!(got["etag"], before_secret["etag"]);
     let history = api.emu.state().with(|st| {
-        st.secrets[&p_name("secrets/db")]
+        st.secretmanager.secrets[&p_name("secrets/db")]
             .policy_history
             .last()
             .map(|c| c.bindings.clone())
@@ -267,7 +268,9 @@ async fn every_policy_naming_the_account_names_the_deleted_uid_instead() {
     assert_eq!(
         api.emu
             .state()
-            .with(|st| st.secrets[&p_name("secrets/db")].policy_history.len()),
+            .with(|st| st.secretmanager.secrets[&p_name("secrets/db")]
+                .policy_history
+                .len()),
         history_before + 1
     );
 
@@ -310,16 +313,19 @@ async fn policies_not_naming_the_account_keep_their_etag() {
         json!([{"role": "roles/secretmanager.secretAccessor", "members": [format!("serviceAccount:{OTHER}")]}]),
     )
     .await;
-    let history = api
-        .emu
-        .state()
-        .with(|st| st.secrets[&p_name("secrets/db")].policy_history.len());
+    let history = api.emu.state().with(|st| {
+        st.secretmanager.secrets[&p_name("secrets/db")]
+            .policy_history
+            .len()
+    });
     api.ok("DELETE", &account_path(RUN), None).await;
     assert_eq!(get_policy(&api, secret).await, before);
     assert_eq!(
         api.emu
             .state()
-            .with(|st| st.secrets[&p_name("secrets/db")].policy_history.len()),
+            .with(|st| st.secretmanager.secrets[&p_name("secrets/db")]
+                .policy_history
+                .len()),
         history
     );
     // A policy never set stays unset.
@@ -394,7 +400,7 @@ async fn a_recreated_account_gets_a_new_uid_and_none_of_the_old_grants() {
     assert!(
         api.emu
             .state()
-            .with(|st| !st.deleted_service_accounts.contains_key(RUN))
+            .with(|st| !st.iam.deleted_service_accounts.contains_key(RUN))
     );
     // The grant names the deleted account, not the new one.
     let policy = get_policy(&api, "/v1/projects/p/secrets/db").await;
@@ -511,7 +517,7 @@ async fn an_account_that_exists_because_none_are_seeded_can_be_deleted() {
     )
     .await;
     api.ok("GET", &account_path(OTHER), None).await;
-    assert!(api.emu.state().with(|st| st.service_accounts.is_empty()));
+    assert!(api.emu.state().with(|st| st.iam.service_accounts.is_empty()));
     // Nor can it be bound in a service account's policy or run a revision.
     let msg = api
         .err(
@@ -537,7 +543,11 @@ async fn an_account_that_exists_because_none_are_seeded_can_be_deleted() {
     // Created again, it is a new account (and, as for any creation, only created accounts exist from then on).
     let new_uid = create_account(&api, "ghost-sa").await;
     assert_ne!(new_uid, uid);
-    assert!(api.emu.state().with(|st| st.deleted_service_accounts.is_empty()));
+    assert!(
+        api.emu
+            .state()
+            .with(|st| st.iam.deleted_service_accounts.is_empty())
+    );
 }
 
 #[tokio::test]
@@ -626,7 +636,7 @@ async fn a_deleted_account_cannot_be_bound_again_in_any_policy() {
         create_account(&api, "gone-sa").await;
         api.ok("DELETE", &format!("/v1/projects/p/serviceAccounts/{email}"), None)
             .await;
-        assert!(api.emu.state().with(|st| st.service_accounts.is_empty()));
+        assert!(api.emu.state().with(|st| st.iam.service_accounts.is_empty()));
         api.create_secret("p", "k").await;
         let body = json!({"policy": {"bindings": [
             {"role": "roles/secretmanager.secretAccessor", "members": [format!("serviceAccount:{email}")]}

@@ -822,7 +822,9 @@ async fn an_unseeded_runtime_account_is_refused_on_create_and_update() {
     api.err("GET", &format!("{PARENT}/services/s"), None, 404, "NOT_FOUND")
         .await;
     assert_eq!(
-        api.emu.state().with(|st| (st.services.len(), st.revisions.len())),
+        api.emu
+            .state()
+            .with(|st| (st.run.services.len(), st.run.revisions.len())),
         (0, 0)
     );
 
@@ -893,5 +895,5 @@ async fn without_an_account_a_service_runs_as_the_default_compute_account() {
         .await;
     let done = wait(&api, &op).await;
     assert!(done.get("error").is_none(), "{done}");
-    assert!(api.emu.state().with(|st| st.service_accounts.is_empty()));
+    assert!(api.emu.state().with(|st| st.iam.service_accounts.is_empty()));
 }

@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::CloudRun;
 use super::spec::split_service;
 use super::startup::failure;
-use crate::model::{Outcome, Revision, Service, State, VersionState};
+use crate::model::{Outcome, Revision, Service, VersionState};
 use crate::wire;
 
 /// How the state reaches the live runtime; present only when some image has a command.
@@ -193,17 +194,17 @@ fn tag_of(t: &Value) -> Option<&str> {
     t.get("tag").and_then(Value::as_str).filter(|t| !t.is_empty())
 }
 
-impl State {
+impl CloudRun<'_> {
     /// The command line of a revision's image, when the live runtime runs it.
     pub(super) fn live_command(&self, revision: &Revision) -> Option<&str> {
-        let live = self.runtime.live.as_ref()?;
+        let live = self.store.live.as_ref()?;
         let image = ingress_container(&revision.template)?.get("image")?.as_str()?;
         live.images.get(image).map(String::as_str)
     }
 
     /// Whether the revision has been handed to the supervisor and its start-up has not settled.
     pub(super) fn live_starting(&self, name: &str) -> bool {
-        self.runtime
+        self.store
             .live
             .as_ref()
             .is_some_and(|l| l.starting.contains(name))
@@ -215,12 +216,12 @@ impl State {
         if !self.live_wanted(name) {
             return;
         }
-        let Some(revision) = self.revisions.get(name) else {
+        let Some(revision) = self.store.revisions.get(name) else {
             return;
         };
         match self.launch(revision, true) {
             Ok(launch) => {
-                if let Some(live) = self.runtime.live.as_mut() {
+                if let Some(live) = self.store.live.as_mut() {
                     live.starting.insert(name.to_string());
                     let _ = live.commands.send(Command::Start(Box::new(launch)));
                 }
@@ -234,10 +235,11 @@ impl State {
 
     /// How a live start-up ended: the supervisor's report, applied as the timer's would be.
     pub(crate) fn live_settled(&mut self, name: &str, outcome: Outcome, at: DateTime<Utc>) {
-        if let Some(live) = self.runtime.live.as_mut() {
+        if let Some(live) = self.store.live.as_mut() {
             live.starting.remove(name);
         }
         if self
+            .store
             .revisions
             .get(name)
             .is_some_and(|r| r.outcome == Outcome::Pending)
@@ -250,14 +252,14 @@ impl State {
 
     /// A revision's process ended without settling its start-up (stopped while starting): it may start again.
     pub(crate) fn live_ended(&mut self, name: &str) {
-        if let Some(live) = self.runtime.live.as_mut() {
+        if let Some(live) = self.store.live.as_mut() {
             live.starting.remove(name);
         }
     }
 
     /// Asks the supervisor to stop the processes no longer wanted.
     pub(crate) fn nudge_live(&self) {
-        if let Some(live) = &self.runtime.live {
+        if let Some(live) = &self.store.live {
             let _ = live.commands.send(Command::Sweep);
         }
     }
@@ -265,10 +267,10 @@ impl State {
     /// Whether a revision's process should keep running: the revision and its service exist (not being deleted),
     /// and it is still starting or traffic reaches it (a percent or a tag).
     pub(crate) fn live_wanted(&self, name: &str) -> bool {
-        let Some(r) = self.revisions.get(name) else {
+        let Some(r) = self.store.revisions.get(name) else {
             return false;
         };
-        let Some(s) = self.services.get(&r.service) else {
+        let Some(s) = self.store.services.get(&r.service) else {
             return false;
         };
         s.delete_time.is_none()
@@ -304,7 +306,8 @@ impl State {
             Some((tag, base)) => (Some(tag.to_string()), base.to_string()),
             None => (None, host),
         };
-        self.services
+        self.store
+            .services
             .values()
             .find(|s| self.service_hosts(s).contains(&base))
             .map(|s| (s.name.clone(), tag))
@@ -345,7 +348,10 @@ impl State {
     pub(crate) fn may_invoke(&self, s: &Service, principal: Option<&str>, now: DateTime<Utc>) -> bool {
         let project = split_service(&s.name).map(|n| n.project).unwrap_or("");
         let facts = crate::auth::Facts::of(&s.name, now);
-        let holds = |who: &str| self.holds(who, "run.routes.invoke", project, Some(&s.policy), &facts);
+        let holds = |who: &str| {
+            self.policies()
+                .grant(who, "run.routes.invoke", project, Some(&s.policy), &facts)
+        };
         holds("allUsers") || principal.is_some_and(holds)
     }
 
@@ -362,11 +368,13 @@ impl State {
         let container = ingress_container(t).cloned().unwrap_or(Value::Null);
         let resolve = |secret: &str, version: &str| -> Result<Vec<u8>, String> {
             let full = if secret.starts_with("projects/") {
-                self.numbered(secret)
+                self.resourcemanager.numbered(secret)
             } else {
-                self.numbered(&format!("projects/{project}/secrets/{secret}"))
+                self.resourcemanager
+                    .numbered(&format!("projects/{project}/secrets/{secret}"))
             };
             let s = self
+                .secretmanager
                 .secrets
                 .get(&full)
                 .ok_or_else(|| format!("Secret {full}/versions/{version} was not found"))?;

@@ -1,5 +1,10 @@
 //! Cloud Run Admin v2: services with long-running operations, revisions and their start-up, service IAM.
 //!
+//! [`Store`] holds Cloud Run's data. Its calls go through [`CloudRun`], which lends the store together with what
+//! Cloud Run reads of the other APIs: nearly every call first settles the revisions whose start-up is due, and
+//! judging one reads Secret Manager (the secrets it references), IAM (its runtime account, custom roles) and
+//! Resource Manager (project policies and numbers, which also name a service's hosts).
+//!
 //! This file holds the service and revision handlers and the write path they share; `spec` normalises and
 //! validates specs and makes names and ids, `startup` creates and settles revisions, `render` renders the JSON
 //! and `operations` keeps the long-running operations. The live runtime, which runs revisions of images given a
@@ -14,6 +19,7 @@ mod spec;
 mod startup;
 mod supervisor;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,13 +29,13 @@ use self::render::with_type;
 use self::spec::{
     apply_defaults, normalize_spec, operation_id, service_not_found, split_service, uuid, valid_service_id,
 };
-use crate::App;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::iam;
-use crate::model::{Policy, Revision, Service, State};
+use crate::model::{Operation, Policy, Revision, Service};
 use crate::wire::{self, Request};
+use crate::{auth, iam, resourcemanager, secretmanager};
 
 pub use self::live::LiveLink;
+pub use self::operations::wait_operation;
 pub(crate) use self::serve::{proxy, route};
 pub(crate) use self::spec::hashed_project_number;
 pub use self::supervisor::{LOG_LINES, RevisionLogEntry};
@@ -60,7 +66,52 @@ impl Default for Timing {
     }
 }
 
-impl State {
+/// Cloud Run's data: services, their revisions and long-running operations, and the images whose revisions crash;
+/// besides, from the configuration and not persisted, start-up timing and the link to the live runtime.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    /// Services by full name (`projects/p/locations/r/services/s`).
+    pub services: BTreeMap<String, Service>,
+    /// Revisions by full name.
+    pub revisions: BTreeMap<String, Revision>,
+    /// Long-running operations by full name.
+    pub operations: BTreeMap<String, Operation>,
+    /// Container images whose revisions fail to start.
+    pub crashing_images: BTreeSet<String>,
+    /// How long start-ups take and how failures are answered, from the configuration.
+    pub timing: Timing,
+    /// The live runtime, when some image has a command (`Config::run_images`).
+    pub live: Option<LiveLink>,
+}
+
+impl Store {
+    /// Names `replacement` instead of `member` in every service's policy (a deleted service account).
+    pub fn replace_member(&mut self, member: &str, replacement: &str, counter: &mut u64) {
+        for service in self.services.values_mut() {
+            iam::replace_member(&mut service.policy, member, replacement, counter);
+        }
+    }
+}
+
+/// A Cloud Run call's hold on the state: the run store and the counter to change, and the stores of the other APIs
+/// it reads (see the module's doc). Made by [`crate::model::State::cloud_run`].
+pub struct CloudRun<'a> {
+    pub store: &'a mut Store,
+    pub counter: &'a mut u64,
+    pub secretmanager: &'a secretmanager::Store,
+    pub iam: &'a iam::Store,
+    pub resourcemanager: &'a resourcemanager::Store,
+}
+
+impl CloudRun<'_> {
+    /// What a permission check reads: project policies and custom roles.
+    pub(crate) fn policies(&self) -> auth::Policies<'_> {
+        auth::Policies {
+            resourcemanager: self.resourcemanager,
+            custom_roles: &self.iam.custom_roles,
+        }
+    }
+
     /// Creates or replaces a service; shared by create and update-with-allowMissing.
     fn put_service(
         &mut self,
@@ -73,7 +124,7 @@ impl State {
         let n = split_service(name)?;
         let (project, location, id) = (n.project.to_string(), n.location.to_string(), n.id.to_string());
         let parent = format!("projects/{project}/locations/{location}");
-        let existing = self.services.get(name).cloned();
+        let existing = self.store.services.get(name).cloned();
         if existing.as_ref().is_some_and(|s| s.delete_time.is_some()) {
             return Err(ApiError::precondition(format!(
                 "Service {name} is being deleted and cannot be changed."
@@ -94,7 +145,7 @@ impl State {
             }
             _ => normalize_spec(body),
         };
-        apply_defaults(&mut spec, self.project_number(&project));
+        apply_defaults(&mut spec, self.resourcemanager.project_number(&project));
         self.validate_spec(&spec, &id)?;
         if let Some(Value::Array(traffic)) = spec.get("traffic") {
             for t in traffic {
@@ -104,7 +155,7 @@ impl State {
                     .filter(|r| !r.is_empty())
                 {
                     let full = format!("{name}/revisions/{r}");
-                    if !self.revisions.contains_key(&full) {
+                    if !self.store.revisions.contains_key(&full) {
                         return Err(ApiError::invalid(format!(
                             "Revision {r} referenced in traffic does not exist."
                         )));
@@ -112,7 +163,7 @@ impl State {
                 }
             }
         }
-        let etag = wire::b64(&wire::etag_bytes(&mut self.counter));
+        let etag = wire::b64(&wire::etag_bytes(self.counter));
         let mut service = match &existing {
             Some(old) => {
                 let mut s = old.clone();
@@ -124,10 +175,10 @@ impl State {
                 s
             }
             None => {
-                self.counter += 1;
+                *self.counter += 1;
                 Service {
                     name: name.to_string(),
-                    uid: uuid(self.counter, hashed_project_number(name), 0xb),
+                    uid: uuid(*self.counter, hashed_project_number(name), 0xb),
                     generation: 1,
                     observed_generation: 0,
                     create_time: now,
@@ -163,23 +214,24 @@ impl State {
             service.observed_generation = service.generation;
         }
         let metadata = self.render_service(&service);
-        self.services.insert(name.to_string(), service);
+        self.store.services.insert(name.to_string(), service);
         let op_name = self.new_operation(&parent, SERVICE_TYPE, name, metadata, now);
-        if let Some(op) = self.operations.get_mut(&op_name) {
+        if let Some(op) = self.store.operations.get_mut(&op_name) {
             op.awaits_revision = awaits.clone();
         }
         self.settle(now);
         if awaits.is_none()
-            && let Some(s) = self.services.get(name)
+            && let Some(s) = self.store.services.get(name)
         {
             let response = with_type(self.render_service(s), SERVICE_TYPE);
-            if let Some(op) = self.operations.get_mut(&op_name) {
+            if let Some(op) = self.store.operations.get_mut(&op_name) {
                 op.done = true;
                 op.response = Some(response);
             }
         }
         self.nudge_live();
         let op = self
+            .store
             .operations
             .get(&op_name)
             .ok_or_else(|| ApiError::new(Code::Internal, "operation vanished"))?;
@@ -197,13 +249,14 @@ impl State {
         self.put_service(name, body, None, false, now)
     }
 
-    pub fn run_list_services(&mut self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+    pub fn list_services(&mut self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         self.settle(now);
         let (prefix, any_location) = match parent.strip_suffix("/locations/-") {
             Some(p) => (format!("{p}/locations/"), true),
             None => (format!("{parent}/services/"), false),
         };
         let items: Vec<(String, Value)> = self
+            .store
             .services
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -223,15 +276,20 @@ impl State {
         Ok(Value::Object(out))
     }
 
-    pub fn run_get_service(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {
+    pub fn get_service(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {
         self.settle(now);
-        let s = self.services.get(name).ok_or_else(|| service_not_found(name))?;
+        let s = self
+            .store
+            .services
+            .get(name)
+            .ok_or_else(|| service_not_found(name))?;
         Ok(self.render_service(s))
     }
 
-    pub fn run_delete_service(&mut self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+    pub fn delete_service(&mut self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         self.settle(now);
         let s = self
+            .store
             .services
             .get(name)
             .ok_or_else(|| service_not_found(name))?
@@ -255,7 +313,7 @@ impl State {
         }
         // Deleting takes a while (as long as a revision start-up): until then the service is still there, with
         // `deleteTime` set and `reconciling`, and the operation is not done.
-        let rendered = match self.services.get_mut(name) {
+        let rendered = match self.store.services.get_mut(name) {
             Some(live) => {
                 live.delete_time.get_or_insert(now);
                 let live = live.clone();
@@ -268,50 +326,52 @@ impl State {
         // A service being deleted serves no more: its processes stop.
         self.nudge_live();
         let op = self
+            .store
             .operations
             .get(&op_name)
             .ok_or_else(|| ApiError::new(Code::Internal, "operation vanished"))?;
         Ok(self.render_operation(op))
     }
 
-    pub fn run_get_policy(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
+    pub fn get_policy(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
         let requested = iam::requested_version(req)?;
-        let s = self.services.get(name).ok_or_else(|| service_not_found(name))?;
+        let s = self
+            .store
+            .services
+            .get(name)
+            .ok_or_else(|| service_not_found(name))?;
         iam::render_policy(&s.policy, requested)
     }
 
-    pub fn run_set_policy(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
+    /// `:setIamPolicy` of a service; its members must be accounts that exist.
+    pub fn set_policy(&mut self, name: &str, req: &Request) -> ApiResult<Value> {
         let body = req.json()?;
-        let mut counter = self.counter;
         let mut policy = self
+            .store
             .services
             .get(name)
             .ok_or_else(|| service_not_found(name))?
             .policy
             .clone();
-        iam::set_policy(&mut policy, &body, &mut counter, &|e| self.account_exists(e))?;
+        let accounts = self.iam;
+        iam::set_policy(&mut policy, &body, self.counter, &|e| accounts.account_exists(e))?;
         let s = self
+            .store
             .services
             .get_mut(name)
             .ok_or_else(|| service_not_found(name))?;
         s.policy = policy;
-        let out = iam::render_policy(&s.policy, 3)?;
-        self.counter = counter;
-        Ok(out)
+        iam::render_policy(&s.policy, 3)
     }
 
-    pub fn run_list_revisions(
-        &mut self,
-        service: &str,
-        req: &Request,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
+    pub fn list_revisions(&mut self, service: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         self.settle(now);
-        if !self.services.contains_key(service) {
+        if !self.store.services.contains_key(service) {
             return Err(service_not_found(service));
         }
         let prefix = format!("{service}/revisions/");
         let mut revs: Vec<&Revision> = self
+            .store
             .revisions
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -322,21 +382,26 @@ impl State {
         wire::page_in_order("revisions", items, req, MAX_PAGE_SIZE)
     }
 
-    pub fn run_get_revision(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {
+    pub fn get_revision(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {
         self.settle(now);
-        let r = self.revisions.get(name).ok_or_else(|| revision_not_found(name))?;
+        let r = self
+            .store
+            .revisions
+            .get(name)
+            .ok_or_else(|| revision_not_found(name))?;
         Ok(self.render_revision(r))
     }
 
-    pub fn run_delete_revision(&mut self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+    pub fn delete_revision(&mut self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         self.settle(now);
         let r = self
+            .store
             .revisions
             .get(name)
             .ok_or_else(|| revision_not_found(name))?
             .clone();
         let short = r.name.rsplit('/').next().unwrap_or("").to_string();
-        if let Some(s) = self.services.get(&r.service) {
+        if let Some(s) = self.store.services.get(&r.service) {
             let serving = s.latest_ready.as_deref() == Some(name)
                 || s.latest_created.as_deref() == Some(name)
                 || self
@@ -357,28 +422,23 @@ impl State {
                 "metadata": with_type(rendered.clone(), REVISION_TYPE), "response": with_type(rendered, REVISION_TYPE)}),
             );
         }
-        self.revisions.remove(name);
+        self.store.revisions.remove(name);
         self.nudge_live();
         let op_name = self.new_operation(&parent, REVISION_TYPE, name, rendered.clone(), now);
-        if let Some(op) = self.operations.get_mut(&op_name) {
+        if let Some(op) = self.store.operations.get_mut(&op_name) {
             op.done = true;
             op.response = Some(with_type(rendered, REVISION_TYPE));
         }
         let op = self
+            .store
             .operations
             .get(&op_name)
             .ok_or_else(|| ApiError::new(Code::Internal, "operation vanished"))?;
         Ok(self.render_operation(op))
     }
-}
 
-fn revision_not_found(name: &str) -> ApiError {
-    let short = name.rsplit('/').next().unwrap_or(name);
-    ApiError::not_found(format!("Revision '{short}' does not exist."))
-}
-
-impl App {
-    pub fn run_create_service(&self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+    /// `POST .../services?serviceId=ID`.
+    pub fn create_service(&mut self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         let id = req.param("serviceId").unwrap_or("");
         if id.is_empty() {
             return Err(ApiError::field("service_id", "service_id must be set."));
@@ -399,17 +459,17 @@ impl App {
         let body = req.json()?;
         let validate_only = req.bool_param("validateOnly")?;
         let name = format!("{parent}/services/{id}");
-        let mut st = self.lock();
-        if st.services.contains_key(&name) {
+        if self.store.services.contains_key(&name) {
             return Err(ApiError::new(
                 Code::AlreadyExists,
                 format!("Resource '{id}' already exists."),
             ));
         }
-        st.put_service(&name, &body, None, validate_only, now)
+        self.put_service(&name, &body, None, validate_only, now)
     }
 
-    pub fn run_update_service(&self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
+    /// `PATCH .../services/ID` (with `allowMissing`, a create).
+    pub fn update_service(&mut self, name: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         let body = req.json()?;
         let allow_missing = req.bool_param("allowMissing")?;
         let validate_only = req.bool_param("validateOnly")?;
@@ -418,9 +478,8 @@ impl App {
         if !valid_service_id(n.id) {
             return Err(ApiError::invalid(format!("Invalid Service ID '{}'.", n.id)));
         }
-        let mut st = self.lock();
-        st.settle(now);
-        match st.services.get(name) {
+        self.settle(now);
+        match self.store.services.get(name) {
             None if !allow_missing => return Err(service_not_found(name)),
             Some(s) => {
                 if let Some(etag) = wire::str_field(&body, "etag").filter(|e| !e.is_empty())
@@ -434,6 +493,11 @@ impl App {
             }
             None => {}
         }
-        st.put_service(name, &body, mask.as_deref(), validate_only, now)
+        self.put_service(name, &body, mask.as_deref(), validate_only, now)
     }
+}
+
+fn revision_not_found(name: &str) -> ApiError {
+    let short = name.rsplit('/').next().unwrap_or(name);
+    ApiError::not_found(format!("Revision '{short}' does not exist."))
 }

@@ -6,15 +6,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::MAX_PAGE_SIZE;
 use super::render::with_type;
 use super::spec::operation_id;
+use super::{CloudRun, MAX_PAGE_SIZE};
 use crate::App;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Operation, Outcome, State};
+use crate::model::{Operation, Outcome};
 use crate::wire::{self, Request};
 
-impl State {
+impl CloudRun<'_> {
     pub(super) fn new_operation(
         &mut self,
         location_parent: &str,
@@ -24,7 +24,7 @@ impl State {
         now: DateTime<Utc>,
     ) -> String {
         let name = format!("{location_parent}/operations/{}", operation_id());
-        self.operations.insert(
+        self.store.operations.insert(
             name.clone(),
             Operation {
                 name: name.clone(),
@@ -52,15 +52,11 @@ impl State {
         out
     }
 
-    pub fn run_list_operations(
-        &mut self,
-        parent: &str,
-        req: &Request,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Value> {
+    pub fn list_operations(&mut self, parent: &str, req: &Request, now: DateTime<Utc>) -> ApiResult<Value> {
         self.settle(now);
         let prefix = format!("{parent}/operations/");
         let mut ops: Vec<&Operation> = self
+            .store
             .operations
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -71,17 +67,19 @@ impl State {
         wire::page_in_order("operations", items, req, MAX_PAGE_SIZE)
     }
 
-    pub fn run_get_operation(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {
+    pub fn get_operation(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {
         self.settle(now);
         let op = self
+            .store
             .operations
             .get(name)
             .ok_or_else(|| operation_not_found(name))?;
         Ok(self.render_operation(op))
     }
 
-    pub fn run_delete_operation(&mut self, name: &str) -> ApiResult<Value> {
-        self.operations
+    pub fn delete_operation(&mut self, name: &str) -> ApiResult<Value> {
+        self.store
+            .operations
             .remove(name)
             .ok_or_else(|| operation_not_found(name))?;
         Ok(json!({}))
@@ -92,40 +90,39 @@ fn operation_not_found(name: &str) -> ApiError {
     ApiError::not_found(format!("Operation {name} not found."))
 }
 
-impl App {
-    /// `operations:wait`: polls without holding the lock until the operation is done or the timeout passes.
-    pub async fn run_wait_operation(&self, name: &str, req: &Request) -> ApiResult<Value> {
-        let body = req.json()?;
-        let timeout = wire::str_field(&body, "timeout")
-            .and_then(wire::parse_duration)
-            .unwrap_or(Duration::from_secs(60))
-            .min(Duration::from_secs(600));
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (op, next_due) = {
-                let mut st = self.lock();
-                let op = st.run_get_operation(name, Utc::now())?;
-                let next_due = st
-                    .revisions
-                    .values()
-                    .filter(|r| r.outcome == Outcome::Pending)
-                    .map(|r| r.ready_at)
-                    .min();
-                (op, next_due)
-            };
-            let done = op.get("done").and_then(Value::as_bool).unwrap_or(false);
-            let now = tokio::time::Instant::now();
-            if done || now >= deadline {
-                return Ok(op);
-            }
-            let until_due = next_due
-                .and_then(|t| (t - Utc::now()).to_std().ok())
-                .unwrap_or(Duration::from_millis(10));
-            let pause = until_due
-                .max(Duration::from_millis(1))
-                .min(deadline - now)
-                .min(Duration::from_millis(50));
-            tokio::time::sleep(pause).await;
+/// `operations:wait`: polls without holding the lock until the operation is done or the timeout passes.
+pub async fn wait_operation(app: &App, name: &str, req: &Request) -> ApiResult<Value> {
+    let body = req.json()?;
+    let timeout = wire::str_field(&body, "timeout")
+        .and_then(wire::parse_duration)
+        .unwrap_or(Duration::from_secs(60))
+        .min(Duration::from_secs(600));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (op, next_due) = {
+            let mut st = app.lock();
+            let op = st.cloud_run().get_operation(name, Utc::now())?;
+            let next_due = st
+                .run
+                .revisions
+                .values()
+                .filter(|r| r.outcome == Outcome::Pending)
+                .map(|r| r.ready_at)
+                .min();
+            (op, next_due)
+        };
+        let done = op.get("done").and_then(Value::as_bool).unwrap_or(false);
+        let now = tokio::time::Instant::now();
+        if done || now >= deadline {
+            return Ok(op);
         }
+        let until_due = next_due
+            .and_then(|t| (t - Utc::now()).to_std().ok())
+            .unwrap_or(Duration::from_millis(10));
+        let pause = until_due
+            .max(Duration::from_millis(1))
+            .min(deadline - now)
+            .min(Duration::from_millis(50));
+        tokio::time::sleep(pause).await;
     }
 }

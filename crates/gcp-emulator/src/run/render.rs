@@ -3,8 +3,8 @@
 use serde_json::{Map, Value, json};
 
 use super::spec::split_service;
-use super::{BY_REVISION, LATEST};
-use crate::model::{Outcome, Revision, Service, State};
+use super::{BY_REVISION, CloudRun, LATEST};
+use crate::model::{Outcome, Revision, Service};
 use crate::wire;
 
 pub(super) fn with_type(mut v: Value, type_url: &str) -> Value {
@@ -21,12 +21,12 @@ fn region_code(location: &str) -> String {
     location.split('-').filter_map(|p| p.chars().next()).collect()
 }
 
-impl State {
+impl CloudRun<'_> {
     pub(super) fn render_service(&self, s: &Service) -> Value {
         let pending = s
             .latest_created
             .as_ref()
-            .and_then(|r| self.revisions.get(r))
+            .and_then(|r| self.store.revisions.get(r))
             .is_some_and(|r| r.outcome == Outcome::Pending);
         let mut out = Map::new();
         out.insert("name".into(), json!(s.name));
@@ -96,7 +96,7 @@ impl State {
     pub(super) fn service_hosts(&self, s: &Service) -> [String; 2] {
         let n = split_service(&s.name).ok();
         let (project, location, id) = n.map(|n| (n.project, n.location, n.id)).unwrap_or(("", "", ""));
-        let number = self.project_number(project);
+        let number = self.resourcemanager.project_number(project);
         let hash = format!("{:010x}", number % 0xff_ffff_ffff);
         [
             format!("{id}-{hash}-{}.a.run.app", region_code(location)),
@@ -107,7 +107,7 @@ impl State {
     /// The URL a Cloud Run host is reached at: Google's `https://HOST`, or, when the live runtime serves traffic,
     /// the emulator's `http://ADDR/_run/HOST`.
     pub(super) fn public_url(&self, host: &str) -> String {
-        match &self.runtime.live {
+        match &self.store.live {
             Some(live) => format!("{}/_run/{host}", live.base_url),
             None => format!("https://{host}"),
         }
@@ -225,7 +225,7 @@ impl State {
         );
         out.insert("observedGeneration".into(), json!(r.generation.to_string()));
         out.insert("reconciling".into(), json!(r.outcome == Outcome::Pending));
-        let log_uri = match &self.runtime.live {
+        let log_uri = match &self.store.live {
             Some(live) => live.logs_url(&r.name),
             None => format!("https://console.cloud.google.com/logs/viewer?resource={}", r.name),
         };

@@ -96,28 +96,29 @@ pub(crate) async fn proxy(
     let roll = rand::random::<f64>();
     let decision = {
         let mut st = app.lock();
-        st.settle(now);
-        match st.service_of_host(&route.host) {
+        let principal = match st.iam.tokens.caller(token, now) {
+            Caller::Principal(p) => Some(p),
+            _ => None,
+        };
+        let mut run = st.cloud_run();
+        run.settle(now);
+        match run.service_of_host(&route.host) {
             None => Decision::Refused(not_found()),
-            Some((name, tag)) => match st.services.get(&name) {
+            Some((name, tag)) => match run.store.services.get(&name) {
                 None => Decision::Refused(not_found()),
                 Some(s) => {
-                    let principal = match st.caller(token, now) {
-                        Caller::Principal(p) => Some(p),
-                        _ => None,
-                    };
-                    if app.config.enforce_auth && !st.may_invoke(s, principal.as_deref(), now) {
+                    if app.config.enforce_auth && !run.may_invoke(s, principal.as_deref(), now) {
                         Decision::Refused(forbidden(&route.path_and_query))
                     } else {
-                        match st.pick_revision(s, tag.as_deref(), roll) {
+                        match run.pick_revision(s, tag.as_deref(), roll) {
                             None if tag.is_some() => Decision::Refused(not_found()),
                             None => Decision::Refused(unavailable(
                                 "No revision of this service is ready to serve traffic.",
                             )),
                             Some(revision) => {
-                                let r = st.revisions.get(&revision);
+                                let r = run.store.revisions.get(&revision);
                                 Decision::Forward {
-                                    runnable: r.is_some_and(|r| st.live_command(r).is_some()),
+                                    runnable: r.is_some_and(|r| run.live_command(r).is_some()),
                                     ready: r.is_some_and(|r| r.outcome == Outcome::Ready),
                                     revision,
                                 }
@@ -151,8 +152,9 @@ pub(crate) async fn proxy(
         // start, as Cloud Run starts an instance for a request.
         _ if ready => {
             let launch = {
-                let st = app.lock();
-                st.revisions.get(&revision).map(|r| st.launch(r, false))
+                let mut st = app.lock();
+                let run = st.cloud_run();
+                run.store.revisions.get(&revision).map(|r| run.launch(r, false))
             };
             match launch {
                 Some(Ok(launch)) => supervisor.start(Arc::downgrade(app), launch),

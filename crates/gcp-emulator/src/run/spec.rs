@@ -4,9 +4,8 @@
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use super::{BY_REVISION, LATEST};
+use super::{BY_REVISION, CloudRun, LATEST};
 use crate::error::{ApiError, ApiResult};
-use crate::model::State;
 use crate::wire;
 
 /// Fields of a Service the server owns; whatever a client sends for them is ignored.
@@ -101,7 +100,7 @@ pub(super) fn valid_service_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// A stable pseudo project number for a project id no number was set for ([`State::project_number`]).
+/// A stable pseudo project number for a project id no number was set for ([`crate::resourcemanager::Store::project_number`]).
 pub(crate) fn hashed_project_number(project: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in project.bytes() {
@@ -322,7 +321,7 @@ pub(super) fn secret_refs(template: &Value) -> Vec<(String, String, String)> {
     out
 }
 
-impl State {
+impl CloudRun<'_> {
     pub(super) fn validate_spec(&self, spec: &Map<String, Value>, service_id: &str) -> ApiResult<()> {
         let template = match spec.get("template") {
             Some(Value::Object(t)) => t,
@@ -395,7 +394,7 @@ impl State {
             .get("serviceAccount")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            && !self.account_exists(sa)
+            && !self.iam.account_exists(sa)
         {
             return Err(ApiError::invalid(format!("Service account {sa} does not exist.")));
         }

@@ -1,19 +1,19 @@
 //! Revision start-up: creating a revision, judging how its start-up ends (crashing images, secrets and the IAM
 //! policy as it stood), and settling due revisions, deletions and the operations waiting on them. The outcome of
-//! a start-up is applied in one place, [`State::apply_outcome`], whether the timer decided it or a live process
+//! a start-up is applied in one place, [`CloudRun::apply_outcome`], whether the timer decided it or a live process
 //! (see `live`).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::SERVICE_TYPE;
 use super::render::with_type;
 use super::spec::{hashed_project_number, random_suffix, secret_refs, split_service, uuid};
+use super::{CloudRun, SERVICE_TYPE};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::iam;
-use crate::model::{Outcome, Policy, Revision, Service, State, VersionState};
+use crate::model::{Outcome, Policy, Revision, Service, VersionState};
 
-impl State {
+impl CloudRun<'_> {
     pub(super) fn new_revision(&mut self, service: &Service, now: DateTime<Utc>) -> ApiResult<String> {
         let n = split_service(&service.name)?;
         let template = service.spec.get("template").cloned().unwrap_or_else(|| json!({}));
@@ -26,18 +26,18 @@ impl State {
             None => format!("{}-{:05}-{}", n.id, service.generation, random_suffix(3)),
         };
         let name = format!("{}/revisions/{short}", service.name);
-        if self.revisions.contains_key(&name) {
+        if self.store.revisions.contains_key(&name) {
             return Err(ApiError::new(
                 Code::AlreadyExists,
                 format!("Revision named '{short}' with different configuration already exists."),
             ));
         }
-        self.counter += 1;
-        let startup = chrono::Duration::from_std(self.runtime.timing.revision_startup).unwrap_or_default();
+        *self.counter += 1;
+        let startup = chrono::Duration::from_std(self.store.timing.revision_startup).unwrap_or_default();
         let revision = Revision {
             name: name.clone(),
             service: service.name.clone(),
-            uid: uuid(self.counter, hashed_project_number(&name), 0xa),
+            uid: uuid(*self.counter, hashed_project_number(&name), 0xa),
             generation: 1,
             create_time: now,
             labels: template.get("labels").cloned().unwrap_or(Value::Null),
@@ -48,7 +48,7 @@ impl State {
             outcome: Outcome::Pending,
             settled_at: None,
         };
-        self.revisions.insert(name.clone(), revision);
+        self.store.revisions.insert(name.clone(), revision);
         Ok(name)
     }
 
@@ -64,7 +64,7 @@ impl State {
             .unwrap_or_default();
         for c in &containers {
             let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-            if self.crashing_images.contains(image) {
+            if self.store.crashing_images.contains(image) {
                 let port = c
                     .get("ports")
                     .and_then(|p| p.get(0))
@@ -83,18 +83,18 @@ impl State {
             .unwrap_or("")
             .to_string();
         let member = format!("serviceAccount:{sa}");
-        let propagation = chrono::Duration::from_std(self.runtime.timing.iam_propagation).unwrap_or_default();
+        let propagation = chrono::Duration::from_std(self.store.timing.iam_propagation).unwrap_or_default();
         let judged_at = revision.ready_at - propagation;
         // Cloud Run checks every secret reference and names each one that fails, in one message.
         let problems: Vec<String> = secret_refs(t)
             .into_iter()
             .filter_map(|(path, secret, version)| {
                 let full = if secret.starts_with("projects/") {
-                    self.numbered(&secret)
+                    self.resourcemanager.numbered(&secret)
                 } else {
-                    self.numbered(&format!("projects/{project}/secrets/{secret}"))
+                    self.resourcemanager.numbered(&format!("projects/{project}/secrets/{secret}"))
                 };
-                let Some(s) = self.secrets.get(&full) else {
+                let Some(s) = self.secretmanager.secrets.get(&full) else {
                     return Some(format!("{path}.name: Secret {full}/versions/{version} was not found"));
                 };
                 let secret_policy = Policy {
@@ -103,7 +103,14 @@ impl State {
                 };
                 let version_name = format!("{full}/versions/{version}");
                 let facts = crate::auth::Facts::of(&version_name, judged_at);
-                if !self.holds(&member, "secretmanager.versions.access", &project, Some(&secret_policy), &facts) {
+                let granted = self.policies().grant(
+                    &member,
+                    "secretmanager.versions.access",
+                    &project,
+                    Some(&secret_policy),
+                    &facts,
+                );
+                if !granted {
                     return Some(format!(
                         "{path}.name: Permission denied on secret: {full}/versions/{version} for Revision service account {sa}. The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level."
                     ));
@@ -132,22 +139,24 @@ impl State {
 
     /// Services whose deletion is due are gone; their delete operations finish with the last view of them.
     fn settle_deletions(&mut self, now: DateTime<Utc>) {
-        let delay = chrono::Duration::from_std(self.runtime.timing.revision_startup).unwrap_or_default();
+        let delay = chrono::Duration::from_std(self.store.timing.revision_startup).unwrap_or_default();
         let due: Vec<String> = self
+            .store
             .services
             .values()
             .filter(|s| s.delete_time.is_some_and(|t| t + delay <= now))
             .map(|s| s.name.clone())
             .collect();
         for name in due {
-            let Some(service) = self.services.get(&name).cloned() else {
+            let Some(service) = self.store.services.get(&name).cloned() else {
                 continue;
             };
             let rendered = with_type(self.render_service(&service), SERVICE_TYPE);
-            self.services.remove(&name);
+            self.store.services.remove(&name);
             let prefix = format!("{name}/revisions/");
-            self.revisions.retain(|k, _| !k.starts_with(&prefix));
+            self.store.revisions.retain(|k, _| !k.starts_with(&prefix));
             for op in self
+                .store
                 .operations
                 .values_mut()
                 .filter(|o| o.target == name && !o.done && o.awaits_revision.is_none())
@@ -160,17 +169,18 @@ impl State {
 
     /// Settles every revision whose start-up time has passed, then the operations waiting on them. A revision
     /// whose image the live runtime runs, and that passes judging, is handed to the runtime instead: it stays
-    /// pending until its process passes (or fails) its start-up probe, and [`State::live_settled`] applies that.
+    /// pending until its process passes (or fails) its start-up probe, and `live_settled` applies that.
     pub fn settle(&mut self, now: DateTime<Utc>) {
         self.settle_deletions(now);
         let due: Vec<String> = self
+            .store
             .revisions
             .values()
             .filter(|r| r.outcome == Outcome::Pending && r.ready_at <= now && !self.live_starting(&r.name))
             .map(|r| r.name.clone())
             .collect();
         for name in due {
-            let Some(revision) = self.revisions.get(&name) else {
+            let Some(revision) = self.store.revisions.get(&name) else {
                 continue;
             };
             let outcome = self.judge(revision);
@@ -187,13 +197,13 @@ impl State {
     /// Records how a revision's start-up ended, whichever runtime decided it (the timer or a live process), and
     /// what follows for its service when it is the latest created revision.
     pub(super) fn apply_outcome(&mut self, name: &str, outcome: Outcome, at: DateTime<Utc>) {
-        let Some(r) = self.revisions.get_mut(name) else {
+        let Some(r) = self.store.revisions.get_mut(name) else {
             return;
         };
         r.outcome = outcome.clone();
         r.settled_at = Some(at);
         let service_name = r.service.clone();
-        if let Some(s) = self.services.get_mut(&service_name)
+        if let Some(s) = self.store.services.get_mut(&service_name)
             && s.latest_created.as_deref() == Some(name)
         {
             s.last_transition = at;
@@ -214,21 +224,22 @@ impl State {
     /// Finishes the operations waiting on revisions that settled.
     pub(super) fn complete_operations(&mut self) {
         let waiting: Vec<String> = self
+            .store
             .operations
             .values()
             .filter(|o| !o.done && o.awaits_revision.is_some())
             .map(|o| o.name.clone())
             .collect();
         for op_name in waiting {
-            let Some(op) = self.operations.get(&op_name) else {
+            let Some(op) = self.store.operations.get(&op_name) else {
                 continue;
             };
             let rev = op.awaits_revision.clone().unwrap_or_default();
             let target = op.target.clone();
-            let outcome = self.revisions.get(&rev).map(|r| r.outcome.clone());
+            let outcome = self.store.revisions.get(&rev).map(|r| r.outcome.clone());
             let (response, error) = match outcome {
                 Some(Outcome::Pending) => continue,
-                Some(Outcome::Ready) => match self.services.get(&target) {
+                Some(Outcome::Ready) => match self.store.services.get(&target) {
                     Some(s) => (Some(with_type(self.render_service(s), SERVICE_TYPE)), None),
                     None => (
                         None,
@@ -237,14 +248,14 @@ impl State {
                 },
                 Some(Outcome::Failed { message, .. }) => (
                     None,
-                    Some(ApiError::new(self.runtime.timing.failure_code, message).rpc_status()),
+                    Some(ApiError::new(self.store.timing.failure_code, message).rpc_status()),
                 ),
                 None => (
                     None,
                     Some(ApiError::new(Code::Aborted, "The revision was deleted.").rpc_status()),
                 ),
             };
-            if let Some(op) = self.operations.get_mut(&op_name) {
+            if let Some(op) = self.store.operations.get_mut(&op_name) {
                 op.done = true;
                 op.response = response;
                 op.error = error;

@@ -282,8 +282,8 @@ impl Supervisor {
         {
             let mut st = app.lock();
             match outcome {
-                Some(outcome) => st.live_settled(revision, outcome, Utc::now()),
-                None => st.live_ended(revision),
+                Some(outcome) => st.cloud_run().live_settled(revision, outcome, Utc::now()),
+                None => st.cloud_run().live_ended(revision),
             }
         }
         app.mark_dirty();
@@ -293,11 +293,12 @@ impl Supervisor {
     fn sweep(&self, app: &App) {
         let running = self.running();
         let (unwanted, gone): (Vec<String>, Vec<String>) = {
-            let st = app.lock();
-            let unwanted = running.into_iter().filter(|r| !st.live_wanted(r)).collect();
+            let mut st = app.lock();
+            let run = st.cloud_run();
+            let unwanted = running.into_iter().filter(|r| !run.live_wanted(r)).collect();
             let gone = lock(&self.logs)
                 .keys()
-                .filter(|r| !st.revisions.contains_key(r.as_str()))
+                .filter(|r| !run.store.revisions.contains_key(r.as_str()))
                 .cloned()
                 .collect();
             (unwanted, gone)
@@ -497,7 +498,7 @@ pub(crate) async fn supervise(
             }
             Some(Command::Sweep) => supervisor.sweep(&strong),
             None => {
-                strong.lock().settle(Utc::now());
+                strong.lock().cloud_run().settle(Utc::now());
                 supervisor.sweep(&strong);
             }
         }
