@@ -119,21 +119,23 @@ fn job_in(ns: &str) -> Vec<Check> {
     checks.push(sub(check(false, "update", LLMD, n), "finalizers"));
     for verb in ["get", "list", "watch"] {
         checks.push(check(true, verb, "secrets", n));
+        // spec.config.configMapKeyRef: read and watched like a Secret.
+        checks.push(check(true, verb, "configmaps", n));
     }
     checks.push(check(true, "create", "events.events.k8s.io", n));
     checks.push(check(true, "patch", "events.events.k8s.io", n));
     checks.push(check(false, "create", "events", n));
-    // Users create and delete LiteLLMDeployments, not the operator; Secrets are read-only to it; nothing
-    // else in the namespace is its business.
+    // Users create and delete LiteLLMDeployments, not the operator; Secrets and ConfigMaps are read-only to it;
+    // nothing else in the namespace is its business.
     for verb in ["create", "delete", "deletecollection"] {
         checks.push(check(false, verb, LLMD, n));
     }
     for verb in ["create", "update", "patch", "delete", "deletecollection"] {
         checks.push(check(false, verb, "secrets", n));
+        checks.push(check(false, verb, "configmaps", n));
     }
     checks.push(check(false, "delete", "events", n));
     for resource in [
-        "configmaps",
         "pods",
         "serviceaccounts",
         "deployments.apps",
@@ -141,7 +143,6 @@ fn job_in(ns: &str) -> Vec<Check> {
     ] {
         checks.push(check(false, "create", resource, n));
     }
-    checks.push(check(false, "get", "configmaps", n));
     checks.push(check(false, "create", "serviceaccounts/token", n));
     checks.push(check(false, "impersonate", "serviceaccounts", n));
     checks
@@ -188,6 +189,8 @@ async fn cluster_wide_service_account_can_do_its_job_everywhere_and_nothing_more
         ("watch", LLMD),
         ("list", "secrets"),
         ("watch", "secrets"),
+        ("list", "configmaps"),
+        ("watch", "configmaps"),
     ] {
         checks.push(check(true, verb, resource, None));
     }
@@ -223,6 +226,8 @@ async fn namespaced_service_account_reads_secrets_only_in_the_watched_namespace(
             ("get", "secrets"),
             ("list", "secrets"),
             ("watch", "secrets"),
+            ("get", "configmaps"),
+            ("list", "configmaps"),
             ("list", LLMD),
             ("patch", LLMD),
         ] {
@@ -230,7 +235,12 @@ async fn namespaced_service_account_reads_secrets_only_in_the_watched_namespace(
         }
         checks.push(check(false, "create", "events.events.k8s.io", Some(ns)));
     }
-    for (verb, resource) in [("list", "secrets"), ("watch", "secrets"), ("list", LLMD)] {
+    for (verb, resource) in [
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("list", "configmaps"),
+        ("list", LLMD),
+    ] {
         checks.push(check(false, verb, resource, None));
     }
     let watch = format!("operator.watchNamespaces={{{watched}}}");

@@ -65,6 +65,7 @@ fn watch_rules() -> BTreeSet<(String, String, Vec<String>)> {
         ),
         rule("litellm.dev", "litellmdeployments/status", &["patch"]),
         rule("", "secrets", &["get", "list", "watch"]),
+        rule("", "configmaps", &["get", "list", "watch"]),
         rule("events.k8s.io", "events", &["create", "patch"]),
     ]
     .into()

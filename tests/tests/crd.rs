@@ -856,6 +856,10 @@ fn add_secret(secret: Value) -> impl FnOnce(&mut Value) {
     move |m| push(m, "/spec/secrets", secret)
 }
 
+fn config(config: Value) -> impl FnOnce(&mut Value) {
+    move |m| set(m, "/spec/config", config)
+}
+
 fn interfaces(list: Value) -> impl FnOnce(&mut Value) {
     move |m| set(m, "/spec/service/vpcAccess", json!({"networkInterfaces": list}))
 }
@@ -967,6 +971,34 @@ refused! {
         |m| set(m, "/spec/secrets/0/secretId", json!(long(256)));
     secret_id_pattern: Create "spec.secrets[].secretId pattern" =>
         |m| set(m, "/spec/secrets/0/secretId", json!("master.key"));
+
+    // config
+    config_has_one_source: Create "spec.config rule 0" => config(json!({}));
+    config_map_requires_key: Create "spec.config.configMapKeyRef required key" =>
+        config(json!({"configMapKeyRef": {"name": "litellm-config"}}));
+    config_map_requires_name: Create "spec.config.configMapKeyRef required name" =>
+        config(json!({"configMapKeyRef": {"key": "config.yaml"}}));
+    config_map_key_min_length: Create "spec.config.configMapKeyRef.key minLength" =>
+        config(json!({"configMapKeyRef": {"name": "litellm-config", "key": ""}}));
+    config_map_key_max_length: Create "spec.config.configMapKeyRef.key maxLength" =>
+        config(json!({"configMapKeyRef": {"name": "litellm-config", "key": long(254)}}));
+    config_map_key_pattern: Create "spec.config.configMapKeyRef.key pattern" =>
+        config(json!({"configMapKeyRef": {"name": "litellm-config", "key": "config yaml"}}));
+    config_map_name_min_length: Create "spec.config.configMapKeyRef.name minLength" =>
+        config(json!({"configMapKeyRef": {"name": "", "key": "config.yaml"}}));
+    config_map_name_max_length: Create "spec.config.configMapKeyRef.name maxLength" =>
+        config(json!({"configMapKeyRef": {"name": long(254), "key": "config.yaml"}}));
+    config_map_name_pattern: Create "spec.config.configMapKeyRef.name pattern" =>
+        config(json!({"configMapKeyRef": {"name": "LiteLLM_Config", "key": "config.yaml"}}));
+    config_inline_min_length: Create "spec.config.inline minLength" => config(json!({"inline": ""}));
+    config_inline_max_length: Create "spec.config.inline maxLength" =>
+        config(json!({"inline": format!("general_settings: {{note: {}}}", long(65536))}));
+    config_secret_id_min_length: Create "spec.config.secretId minLength" =>
+        config(json!({"inline": "model_list: []", "secretId": ""}));
+    config_secret_id_max_length: Create "spec.config.secretId maxLength" =>
+        config(json!({"inline": "model_list: []", "secretId": long(256)}));
+    config_secret_id_pattern: Create "spec.config.secretId pattern" =>
+        config(json!({"inline": "model_list: []", "secretId": "config.yaml"}));
 
     // service
     service_requires_image: Create "spec.service required image" =>

@@ -75,6 +75,12 @@ namespace, in a Role per namespace otherwise. Each rule says why.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+# Read LiteLLM's configuration from the ConfigMap a LiteLLMDeployment names (spec.config.configMapKeyRef, one get)
+# and watch ConfigMaps so an edit rolls out within seconds; the list and watch ask for metadata only, as for
+# Secrets. Read-only: the operator never creates, changes or deletes a ConfigMap.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch"]
 # Events on LiteLLMDeployments for every Google write and every failure (kube-rs' Recorder writes
 # events.k8s.io/v1 only; it patches an existing Event to count repeats).
 - apiGroups: ["events.k8s.io"]

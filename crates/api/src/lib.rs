@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 pub use resource::*;
-pub use validation::{FieldError, InvalidSpec, validate};
+pub use validation::{FieldError, InvalidSpec, MAX_CONFIG_BYTES, check_config, validate};
 
 /// The CustomResourceDefinition generated from the Rust types, finished for the API server and `kubectl explain`
 /// (see [`finish_schema`]). Use this, not `LiteLLMDeployment::crd()`.

@@ -44,6 +44,19 @@ pub const ALL_USERS: &str = "allUsers";
 /// Environment variables Cloud Run sets itself and refuses in a container spec.
 pub const RESERVED_ENV: [&str; 4] = ["PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"];
 
+/// Directory where the service mounts LiteLLM's configuration (`spec.config`).
+pub const CONFIG_MOUNT_PATH: &str = "/etc/litellm";
+
+/// File name of LiteLLM's configuration within [`CONFIG_MOUNT_PATH`].
+pub const CONFIG_FILE: &str = "config.yaml";
+
+/// The path LiteLLM reads its configuration from (`--config`). It is also the key of the configuration's pin in
+/// `status.secrets` (whose `env` names where each secret is delivered), which no env var name can be.
+pub const CONFIG_PATH: &str = "/etc/litellm/config.yaml";
+
+/// Name of the Cloud Run volume holding LiteLLM's configuration.
+pub const CONFIG_VOLUME: &str = "litellm-config";
+
 /// Condition types reported in `status.conditions`.
 pub mod condition {
     /// Everything below is true and the latest revision serves the spec's generation.
@@ -62,7 +75,7 @@ pub mod reason {
     pub const READY: &str = "Ready";
     /// The spec breaks a rule the API server could not check.
     pub const INVALID_SPEC: &str = "InvalidSpec";
-    /// A referenced Kubernetes Secret or key is missing.
+    /// A referenced Kubernetes Secret or ConfigMap, or its key, is missing.
     pub const SECRET_SOURCE_MISSING: &str = "SecretSourceMissing";
     /// Google refused a call for lack of a permission.
     pub const PERMISSION_DENIED: &str = "PermissionDenied";
@@ -98,6 +111,12 @@ pub fn default_secret_id(env: &str) -> String {
 /// deployment, so deployments sharing a project never collide on defaults.
 pub fn owned_secret_id(service: &str, env: &str) -> String {
     format!("{service}-{}", default_secret_id(env))
+}
+
+/// The default id of the secret holding LiteLLM's configuration: the service name and `-config`
+/// (`litellm-proxy` -> `litellm-proxy-config`).
+pub fn config_secret_id(service: &str) -> String {
+    format!("{service}-config")
 }
 
 /// `projects/P/secrets/ID`.
@@ -151,6 +170,13 @@ mod tests {
             owned_secret_id("litellm-proxy", "LITELLM_MASTER_KEY"),
             "litellm-proxy-litellm-master-key"
         );
+    }
+
+    #[test]
+    fn the_config_path_is_its_directory_and_file_and_no_env_name() {
+        assert_eq!(CONFIG_PATH, format!("{CONFIG_MOUNT_PATH}/{CONFIG_FILE}"));
+        assert!(CONFIG_PATH.contains('/'), "an env var name never contains '/'");
+        assert_eq!(config_secret_id("litellm-proxy"), "litellm-proxy-config");
     }
 
     #[test]

@@ -87,6 +87,16 @@ pub struct LiteLLMDeploymentSpec {
     )]
     pub secrets: Vec<SecretSpec>,
 
+    /// LiteLLM's proxy configuration (`model_list`, `router_settings`, `general_settings`, `litellm_settings`,
+    /// ...), as YAML: `inline`, or a key of a ConfigMap (`configMapKeyRef`). It is kept as a Secret Manager secret
+    /// the operator owns, like a `fromSecret` credential: the runtime service account gets an accessor binding on it,
+    /// and the service mounts it, pinned to a concrete version, as the file `/etc/litellm/config.yaml` and starts
+    /// LiteLLM with `--config /etc/litellm/config.yaml`. A change of the YAML adds a secret version and rolls out a
+    /// revision pinned to it. Refer to credentials of `spec.secrets` as `os.environ/NAME` instead of writing them
+    /// here. Default: none, LiteLLM runs without a config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigSpec>,
+
     /// How Secret Manager secrets are created and how many versions stay enabled. Default: `Automatic` replication,
     /// 2 enabled versions.
     #[serde(default)]
@@ -463,6 +473,64 @@ pub struct SecretKeySelector {
     pub key: String,
 }
 
+/// LiteLLM's proxy configuration: exactly one of `inline` or `configMapKeyRef`.
+///
+/// `Debug` leaves the YAML out: it may hold credentials, and must not reach a log line.
+#[derive(Serialize, Deserialize, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.inline) != has(self.configMapKeyRef)",
+    "message": "config needs exactly one of inline or configMapKeyRef"
+}]))]
+pub struct ConfigSpec {
+    /// The configuration as YAML text: a mapping such as `model_list: [...]`, `general_settings: {...}`. At most
+    /// 64 KiB, the most Secret Manager keeps in one version. The operator checks that it parses, that it is a
+    /// mapping and that each `model_list` entry has `model_name` and `litellm_params.model`, before any Google call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 65536))]
+    pub inline: Option<String>,
+
+    /// Take the YAML from a key of a ConfigMap in the same namespace. Editing that ConfigMap adds a new secret
+    /// version and rolls out a revision pinned to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ConfigMapKeySelector>,
+
+    /// Secret Manager secret id of the configuration. Default: the Cloud Run service name and `-config`
+    /// (`litellm-proxy-config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub secret_id: Option<String>,
+}
+
+impl std::fmt::Debug for ConfigSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigSpec")
+            .field(
+                "inline",
+                &self.inline.as_ref().map(|t| format!("<{} bytes>", t.len())),
+            )
+            .field("config_map_key_ref", &self.config_map_key_ref)
+            .field("secret_id", &self.secret_id)
+            .finish()
+    }
+}
+
+/// A key of a ConfigMap in the LiteLLMDeployment's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeySelector {
+    /// Name of the ConfigMap.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+
+    /// Key within the ConfigMap's `data`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
 /// A value generated once from a cryptographically secure random source.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -581,7 +649,8 @@ pub struct LiteLLMDeploymentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_ready_revision: Option<String>,
 
-    /// One entry per secret: the Secret Manager secret and the version the service is pinned to.
+    /// One entry per secret (the configuration of `spec.config` included): the Secret Manager secret and the
+    /// version the service is pinned to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["env"]))]
     pub secrets: Vec<PinnedSecret>,
@@ -595,7 +664,8 @@ pub struct LiteLLMDeploymentStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PinnedSecret {
-    /// Environment variable name.
+    /// Where the service reads the secret: the environment variable name, or for `spec.config` the path of the
+    /// file it is mounted as, `/etc/litellm/config.yaml`.
     pub env: String,
 
     /// Secret resource name, `projects/P/secrets/ID`.
@@ -605,8 +675,9 @@ pub struct PinnedSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
 
-    /// For `fromSecret`: the Kubernetes Secret's `resourceVersion` whose value produced `version`, so an
-    /// unchanged Secret never adds a version.
+    /// For `fromSecret` and `spec.config`: what produced `version` (the `resourceVersion` of the Kubernetes Secret
+    /// or ConfigMap, or `generation-N` of this LiteLLMDeployment for inline YAML), so an unchanged source never adds
+    /// a version nor reads one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_resource_version: Option<String>,
 
@@ -717,6 +788,43 @@ impl SecretSpec {
             (None, Some(g), None) => Some(SecretSource::Generate(g)),
             (None, None, Some(e)) => Some(SecretSource::External(e)),
             _ => None,
+        }
+    }
+}
+
+impl ConfigSpec {
+    /// The Secret Manager secret id: `secretId`, else the service name `service` and `-config` (see
+    /// [`names::config_secret_id`]).
+    pub fn effective_secret_id(&self, service: &str) -> String {
+        self.secret_id
+            .clone()
+            .unwrap_or_else(|| names::config_secret_id(service))
+    }
+
+    /// Where the YAML comes from, when exactly one source is set.
+    pub fn source(&self) -> Option<ConfigSource<'_>> {
+        match (&self.inline, &self.config_map_key_ref) {
+            (Some(text), None) => Some(ConfigSource::Inline(text)),
+            (None, Some(r)) => Some(ConfigSource::ConfigMap(r)),
+            _ => None,
+        }
+    }
+}
+
+/// The one source of LiteLLM's configuration.
+#[derive(Clone, Copy, PartialEq)]
+pub enum ConfigSource<'a> {
+    /// The YAML in the spec.
+    Inline(&'a str),
+    /// A key of a ConfigMap.
+    ConfigMap(&'a ConfigMapKeySelector),
+}
+
+impl std::fmt::Debug for ConfigSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::Inline(text) => write!(f, "Inline(<{} bytes>)", text.len()),
+            ConfigSource::ConfigMap(r) => f.debug_tuple("ConfigMap").field(r).finish(),
         }
     }
 }

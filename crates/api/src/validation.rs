@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::names::{self, RESERVED_ENV};
-use crate::resource::{LiteLLMDeployment, ProbeType, Replication, SecretSource};
+use crate::resource::{ConfigSource, LiteLLMDeployment, ProbeType, Replication, SecretSource};
 
 /// One problem with a spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,6 +201,7 @@ pub fn validate(obj: &LiteLLMDeployment) -> Result<(), InvalidSpec> {
     }
 
     validate_secrets(obj, &mut errors);
+    validate_config(obj, &mut errors);
 
     let policy = &spec.secret_policy;
     match (policy.replication, &policy.replica_locations) {
@@ -396,6 +397,221 @@ fn validate_secrets(obj: &LiteLLMDeployment, errors: &mut Problems) {
     }
 }
 
+fn validate_config(obj: &LiteLLMDeployment, errors: &mut Problems) {
+    let Some(config) = &obj.spec.config else {
+        return;
+    };
+    match config.source() {
+        None => errors.add("spec.config", "set exactly one of inline or configMapKeyRef"),
+        Some(ConfigSource::Inline(text)) => {
+            if let Err(problems) = check_config(text) {
+                for problem in problems {
+                    errors.add("spec.config.inline", problem);
+                }
+            }
+        }
+        Some(ConfigSource::ConfigMap(r)) => {
+            if r.name.len() > 253 || !DNS_SUBDOMAIN.is_match(&r.name) {
+                errors.add(
+                    "spec.config.configMapKeyRef.name",
+                    format!("{:?} is not a ConfigMap name", r.name),
+                );
+            }
+            if r.key.len() > 253 || !SECRET_KEY.is_match(&r.key) {
+                errors.add(
+                    "spec.config.configMapKeyRef.key",
+                    format!("{:?} is not a ConfigMap data key", r.key),
+                );
+            }
+        }
+    }
+    let service = obj.service_name();
+    let id = config.effective_secret_id(&service);
+    let field = if config.secret_id.is_some() {
+        "spec.config.secretId"
+    } else {
+        "spec.config"
+    };
+    if !SECRET_ID.is_match(&id) {
+        errors.add(
+            field,
+            format!("secret id {id:?} must match [A-Za-z0-9_-]{{1,255}}"),
+        );
+    }
+    if let Some(i) = obj
+        .spec
+        .secrets
+        .iter()
+        .position(|s| s.effective_secret_id(&service) == id)
+    {
+        errors.add(
+            field,
+            format!(
+                "secret id {id:?} of the configuration is already used by spec.secrets[{i}]; set a distinct \
+                 spec.config.secretId"
+            ),
+        );
+    }
+}
+
+/// The most bytes Secret Manager keeps in one version, and so the largest LiteLLM configuration.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// The parser's own words for what is wrong with a YAML text. An error message is only ever one of these (with its
+/// line and column): the parser's full message may quote the text (`invalid value: string "sk-..."`, `duplicate
+/// entry with key "..."`), and a configuration may hold credentials.
+const YAML_PROBLEMS: [(&str, &str); 19] = [
+    (
+        "mapping values are not allowed",
+        "a `key: value` where no mapping may start",
+    ),
+    (
+        "did not find expected key",
+        "did not find the expected key (check the indentation)",
+    ),
+    (
+        "did not find expected '-' indicator",
+        "did not find the expected '-' of a list item (check the indentation)",
+    ),
+    (
+        "did not find expected node content",
+        "did not find the expected value",
+    ),
+    (
+        "did not find expected ',' or ']'",
+        "a flow list `[...]` is not closed",
+    ),
+    (
+        "did not find expected ',' or '}'",
+        "a flow mapping `{...}` is not closed",
+    ),
+    ("could not find expected ':'", "a key without ':'"),
+    (
+        "block sequence entries are not allowed",
+        "a list item where none may start",
+    ),
+    (
+        "found unexpected end of stream",
+        "the text ends inside a value (an unclosed quote or bracket)",
+    ),
+    (
+        "found character that cannot start any token",
+        "a character that cannot start any token (a tab used for indentation?)",
+    ),
+    (
+        "found a tab character",
+        "a tab character that breaks the indentation",
+    ),
+    (
+        "found unknown escape character",
+        "an unknown escape sequence in a double-quoted string",
+    ),
+    ("found undefined tag handle", "an undefined tag"),
+    (
+        "found unexpected document indicator",
+        "an unexpected document marker",
+    ),
+    (
+        "found incompatible YAML document",
+        "an unsupported YAML version directive",
+    ),
+    ("unknown anchor", "an alias to an anchor that is not defined"),
+    ("duplicate entry", "a key that appears twice in one mapping"),
+    (
+        "more than one document",
+        "more than one YAML document (`---`); give one",
+    ),
+    ("recursion limit exceeded", "nesting too deep"),
+];
+
+/// Checks LiteLLM configuration YAML as far as it can be checked without LiteLLM: it parses, it is a mapping, and each
+/// `model_list` entry is a mapping with `model_name` and `litellm_params.model`. Returns every problem, each naming a
+/// line and column or a `model_list` index, never any of the text (it may hold credentials).
+pub fn check_config(text: &str) -> Result<(), Vec<String>> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(vec![format!(
+            "is {} bytes; Secret Manager takes at most {MAX_CONFIG_BYTES} bytes per version",
+            text.len()
+        )]);
+    }
+    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Err(vec![yaml_error(&e)]),
+    };
+    let Some(settings) = value.as_mapping() else {
+        return Err(vec![format!(
+            "is {}, not a mapping of LiteLLM settings such as model_list and general_settings",
+            kind(&value)
+        )]);
+    };
+    let mut problems = Vec::new();
+    match settings.get("model_list") {
+        None | Some(serde_yaml::Value::Null) => {}
+        Some(serde_yaml::Value::Sequence(models)) => {
+            for (i, model) in models.iter().enumerate() {
+                let Some(model) = model.as_mapping() else {
+                    problems.push(format!(
+                        "model_list[{i}] is {}, not a mapping with model_name and litellm_params",
+                        kind(model)
+                    ));
+                    continue;
+                };
+                if model.get("model_name").is_none_or(serde_yaml::Value::is_null) {
+                    problems.push(format!("model_list[{i}] has no model_name"));
+                }
+                match model.get("litellm_params") {
+                    Some(serde_yaml::Value::Mapping(params)) => {
+                        if params.get("model").is_none_or(serde_yaml::Value::is_null) {
+                            problems.push(format!(
+                                "model_list[{i}].litellm_params has no model (for example openai/gpt-4o-mini)"
+                            ));
+                        }
+                    }
+                    _ => problems.push(format!(
+                        "model_list[{i}] has no litellm_params mapping (with model, for example openai/gpt-4o-mini)"
+                    )),
+                }
+            }
+        }
+        Some(other) => problems.push(format!("model_list is {}, not a list of models", kind(other))),
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// `not valid YAML at line L column C: <what>`, in the words of [`YAML_PROBLEMS`] only.
+fn yaml_error(e: &serde_yaml::Error) -> String {
+    let message = e.to_string();
+    let what = YAML_PROBLEMS
+        .iter()
+        .find(|(parser, _)| message.contains(parser))
+        .map_or("the parser refused it", |(_, ours)| ours);
+    match e.location() {
+        Some(at) => format!(
+            "not valid YAML at line {} column {}: {what}",
+            at.line(),
+            at.column()
+        ),
+        None => format!("not valid YAML: {what}"),
+    }
+}
+
+/// What kind of YAML value `v` is, for messages (never its content).
+fn kind(v: &serde_yaml::Value) -> &'static str {
+    match v {
+        serde_yaml::Value::Null => "empty",
+        serde_yaml::Value::Bool(_) => "a boolean",
+        serde_yaml::Value::Number(_) => "a number",
+        serde_yaml::Value::String(_) => "a string",
+        serde_yaml::Value::Sequence(_) => "a list",
+        serde_yaml::Value::Mapping(_) => "a mapping",
+        serde_yaml::Value::Tagged(_) => "a tagged value",
+    }
+}
+
 fn validate_labels(field: &str, labels: &BTreeMap<String, String>, errors: &mut Problems) {
     for (key, value) in labels {
         let at = format!("{field}.{key}");
@@ -472,6 +688,8 @@ impl Problems {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -492,6 +710,106 @@ mod tests {
         assert_eq!(parse_memory_mib("1G"), Some(953));
         assert_eq!(parse_memory_mib("4"), None);
         assert_eq!(parse_memory_mib("4Ti"), None);
+    }
+
+    const DEMO: &str = "model_list:\n  - model_name: demo\n    litellm_params:\n      model: openai/gpt-4o-mini\n      \
+                        api_key: os.environ/OPENAI_API_KEY\ngeneral_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n";
+
+    #[test]
+    fn a_litellm_config_passes() {
+        assert_eq!(check_config(DEMO), Ok(()));
+        assert_eq!(check_config("general_settings: {}\n"), Ok(()));
+        assert_eq!(
+            check_config("model_list:\n"),
+            Ok(()),
+            "no models: LiteLLM may keep them in its database"
+        );
+    }
+
+    #[test]
+    fn yaml_that_does_not_parse_is_refused_with_line_and_column_only() {
+        let secret = "sk-live-0123456789";
+        for (text, at) in [
+            (
+                format!("general_settings:\n  master_key: {secret}\n bad: [\n"),
+                "line 3 column 2",
+            ),
+            (format!("a: !!int {secret}\n"), "line 1 column 4"),
+            (format!("{secret}: 1\n{secret}: 2\n"), "line 1 column 1"),
+            (format!("key: \"{secret}\n"), "line 2 column 1"),
+        ] {
+            let problems = check_config(&text).unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].starts_with("not valid YAML at "), "{problems:?}");
+            assert!(problems[0].contains(at), "{text:?}: {problems:?}");
+            assert!(!problems[0].contains(secret), "{problems:?}");
+        }
+        let two = check_config("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(
+            two,
+            ["not valid YAML: more than one YAML document (`---`); give one"]
+        );
+    }
+
+    #[test]
+    fn a_config_that_is_not_a_mapping_is_refused() {
+        assert_eq!(
+            check_config("- model_name: demo\n").unwrap_err(),
+            ["is a list, not a mapping of LiteLLM settings such as model_list and general_settings"]
+        );
+        assert!(check_config("sk-just-a-key").unwrap_err()[0].starts_with("is a string, not a mapping"));
+        assert!(check_config("# only a comment\n").unwrap_err()[0].starts_with("is empty, not a mapping"));
+    }
+
+    #[test]
+    fn each_model_needs_model_name_and_litellm_params_model() {
+        let text = "model_list:\n  - model_name: a\n    litellm_params: {model: openai/x}\n  - litellm_params: {model: x}\n  \
+                    - model_name: c\n    litellm_params: {api_key: sk-hidden}\n  - model_name: d\n  - just-a-string\n";
+        assert_eq!(
+            check_config(text).unwrap_err(),
+            [
+                "model_list[1] has no model_name",
+                "model_list[2].litellm_params has no model (for example openai/gpt-4o-mini)",
+                "model_list[3] has no litellm_params mapping (with model, for example openai/gpt-4o-mini)",
+                "model_list[4] is a string, not a mapping with model_name and litellm_params",
+            ]
+        );
+        assert_eq!(
+            check_config("model_list: {demo: x}\n").unwrap_err(),
+            ["model_list is a mapping, not a list of models"]
+        );
+    }
+
+    #[test]
+    fn a_config_over_64_kib_is_refused() {
+        let big = format!(
+            "general_settings:\n  note: \"{}\"\n",
+            "x".repeat(MAX_CONFIG_BYTES)
+        );
+        assert!(check_config(&big).unwrap_err()[0].contains("at most 65536 bytes"));
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, a problem never repeats any of it: a marker planted anywhere in generated YAML-ish
+        /// text (keys, values, quotes, brackets, tabs, anchors) never shows in the messages.
+        #[test]
+        fn problems_never_contain_the_text(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "SECRETMARK", "SECRETMARK: ", ": SECRETMARK", "\n", "\n  ", "\t", "- ", "[", "]", "{", "}",
+                    "\"SECRETMARK", "'", "!!int ", "&a ", "*b ", "? ", "---\n", "model_list:", "litellm_params:",
+                    "model_name: SECRETMARK", "\\q", "%YAML 9.9\n", ",",
+                ]),
+                0..24,
+            )
+        ) {
+            let text: String = parts.concat();
+            if let Err(problems) = check_config(&text) {
+                for p in problems {
+                    proptest::prop_assert!(!p.contains("SECRETMARK"), "{:?} -> {:?}", text, p);
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The shipped examples parse and validate.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use litellm_operator_api::{LiteLLMDeployment, SecretSource, validate};
+use litellm_operator_api::{ConfigSource, LiteLLMDeployment, SecretSource, validate};
 use serde::Deserialize;
 
 fn deployments(rel: &str) -> Vec<LiteLLMDeployment> {
@@ -69,5 +69,40 @@ fn runbook_example_has_the_whole_stack_and_validates() {
     assert_eq!(
         d.spec.service.env["LANGFUSE_BASE_URL"],
         "https://cloud.langfuse.com"
+    );
+}
+
+#[test]
+fn live_demo_example_has_an_inline_mock_config_and_generated_keys() {
+    let all = deployments("examples/live-demo.yaml");
+    assert_eq!(all.len(), 1);
+    let d = &all[0];
+    validate(d).unwrap();
+    assert!(d.spec.service.allow_unauthenticated);
+    let generated: Vec<&str> = d
+        .spec
+        .secrets
+        .iter()
+        .filter(|s| matches!(s.source(), Some(SecretSource::Generate(_))))
+        .map(|s| s.env.as_str())
+        .collect();
+    assert_eq!(generated, ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"]);
+    let config = d.spec.config.as_ref().unwrap();
+    assert_eq!(
+        config.effective_secret_id(&d.service_name()),
+        "litellm-demo-config"
+    );
+    let Some(ConfigSource::Inline(text)) = config.source() else {
+        panic!("the live demo's configuration is inline")
+    };
+    let yaml: serde_json::Value = serde_yaml::from_str(text).unwrap();
+    let model = &yaml["model_list"][0];
+    assert_eq!(model["model_name"], "demo");
+    assert_eq!(model["litellm_params"]["model"], "openai/gpt-4o-mini");
+    assert_eq!(model["litellm_params"]["api_key"], "fake-key");
+    assert_eq!(model["litellm_params"]["mock_response"], "hello from the mock");
+    assert_eq!(
+        yaml["general_settings"]["master_key"],
+        "os.environ/LITELLM_MASTER_KEY"
     );
 }

@@ -44,6 +44,9 @@ fn reference_documents_every_spec_field_and_cel_rule() {
         "`status.secrets[].version`",
         "*CEL*: project is immutable",
         "*CEL*: each secret needs exactly one source",
+        "`spec.config.inline`",
+        "`spec.config.configMapKeyRef.name`",
+        "*CEL*: config needs exactly one of inline or configMapKeyRef",
     ] {
         assert!(md.contains(needle), "reference lacks {needle}");
     }

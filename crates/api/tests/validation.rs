@@ -364,3 +364,79 @@ fn messages_never_echo_secret_values() {
             .all(|(f, m)| !f.contains("hunter2") && !m.contains("hunter2"))
     );
 }
+
+#[test]
+fn config_needs_exactly_one_source() {
+    assert_eq!(
+        problems(|v| v["spec"]["config"] = json!({"inline": "model_list: []\n"})),
+        Vec::<(String, String)>::new()
+    );
+    assert_eq!(
+        problems(
+            |v| v["spec"]["config"] = json!({"configMapKeyRef": {"name": "litellm", "key": "config.yaml"}})
+        ),
+        Vec::<(String, String)>::new()
+    );
+    refused(|v| v["spec"]["config"] = json!({}), "spec.config", "exactly one");
+    refused(
+        |v| {
+            v["spec"]["config"] =
+                json!({"inline": "a: 1\n", "configMapKeyRef": {"name": "litellm", "key": "config.yaml"}})
+        },
+        "spec.config",
+        "exactly one",
+    );
+    refused(
+        |v| v["spec"]["config"] = json!({"configMapKeyRef": {"name": "Not_A_Name", "key": "config.yaml"}}),
+        "spec.config.configMapKeyRef.name",
+        "not a ConfigMap name",
+    );
+}
+
+#[test]
+fn inline_config_must_be_litellm_yaml_and_is_never_echoed() {
+    refused(
+        |v| v["spec"]["config"] = json!({"inline": "general_settings:\n  master_key: sk-hunter2\n bad: [\n"}),
+        "spec.config.inline",
+        "not valid YAML at line 3 column 2",
+    );
+    refused(
+        |v| v["spec"]["config"] = json!({"inline": "- sk-hunter2\n"}),
+        "spec.config.inline",
+        "is a list, not a mapping",
+    );
+    refused(
+        |v| v["spec"]["config"] = json!({"inline": "model_list:\n  - model_name: demo\n"}),
+        "spec.config.inline",
+        "model_list[0] has no litellm_params",
+    );
+    let found = problems(|v| v["spec"]["config"] = json!({"inline": "a: !!int sk-hunter2\n"}));
+    assert!(!found.is_empty());
+    assert!(found.iter().all(|(_, m)| !m.contains("hunter2")), "{found:?}");
+}
+
+#[test]
+fn the_config_secret_id_must_not_collide_with_a_secret() {
+    // `CONFIG` defaults to `litellm-proxy-config`, the configuration's default id too.
+    refused(
+        |v| {
+            v["spec"]["secrets"][1]["env"] = json!("CONFIG");
+            v["spec"]["config"] = json!({"inline": "model_list: []\n"});
+        },
+        "spec.config",
+        "already used by spec.secrets[1]",
+    );
+    refused(
+        |v| {
+            v["spec"]["config"] =
+                json!({"inline": "model_list: []\n", "secretId": "litellm-proxy-database-url"})
+        },
+        "spec.config.secretId",
+        "already used by spec.secrets[0]",
+    );
+    refused(
+        |v| v["spec"]["config"] = json!({"inline": "model_list: []\n", "secretId": "bad id"}),
+        "spec.config.secretId",
+        "must match",
+    );
+}

@@ -1,6 +1,6 @@
 //! Observe: read what exists in Google for one deployment, nothing else, into the planner's [`Model`].
 //!
-//! A full pass reads, per secret, its metadata and version list (plus the newest value only when a `fromSecret`
+//! A full pass reads, per secret, its metadata and version list (plus the newest value only when a given value's
 //! source changed, as [`secrets::needs_payload`] decides) and the policy of every resource a binding sits on; per
 //! deployment, the service and its policy. A light pass (shortly after a full one, same generation) trusts the
 //! record for inputs that did not change and reads only the service.
@@ -38,7 +38,7 @@ pub async fn deployment(
             gcp,
             desired,
             secret,
-            sources.get(&secret.env),
+            sources.get(secret.key()),
             &record,
             light,
         ));
@@ -114,29 +114,30 @@ async fn observe_secret(
                 ..SecretState::default()
             }),
         },
-        DesiredSource::FromSecret(_) | DesiredSource::Generate(_) => {
-            match gcp.find_secret(&name).await.map_err(Error::observe(&name))? {
-                None => SecretView::Missing,
-                Some(found) => {
-                    let mut state = SecretState {
-                        labels: found.labels,
-                        etag: found.etag,
-                        versions: versions(gcp, &name).await?.unwrap_or_default(),
-                        newest_payload: None,
-                    };
-                    if secrets::needs_payload(secret, source, &state, record)
-                        && let Some(newest) = state.newest_enabled()
-                    {
-                        let accessed = gcp
-                            .access_version(&name, VersionRef::Number(newest))
-                            .await
-                            .map_err(Error::observe(&name))?;
-                        state.newest_payload = Some(accessed.payload);
-                    }
-                    SecretView::Present(state)
+        DesiredSource::FromSecret(_)
+        | DesiredSource::FromConfigMap(_)
+        | DesiredSource::Inline { .. }
+        | DesiredSource::Generate(_) => match gcp.find_secret(&name).await.map_err(Error::observe(&name))? {
+            None => SecretView::Missing,
+            Some(found) => {
+                let mut state = SecretState {
+                    labels: found.labels,
+                    etag: found.etag,
+                    versions: versions(gcp, &name).await?.unwrap_or_default(),
+                    newest_payload: None,
+                };
+                if secrets::needs_payload(secret, source, &state, record)
+                    && let Some(newest) = state.newest_enabled()
+                {
+                    let accessed = gcp
+                        .access_version(&name, VersionRef::Number(newest))
+                        .await
+                        .map_err(Error::observe(&name))?;
+                    state.newest_payload = Some(accessed.payload);
                 }
+                SecretView::Present(state)
             }
-        }
+        },
     };
     Ok((secret.resource.clone(), view))
 }

@@ -67,7 +67,7 @@ mod tests {
         let pins: BTreeMap<String, String> = d
             .secrets
             .iter()
-            .map(|s| (s.env.clone(), "1".to_owned()))
+            .map(|s| (s.key().to_owned(), "1".to_owned()))
             .collect();
         let mut body = desired::service(&d, &pins);
         body["traffic"] = json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]);

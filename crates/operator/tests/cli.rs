@@ -1188,3 +1188,162 @@ async fn apply_and_import_print_json_and_apply_reports_progress_while_a_slow_rev
     );
     assert_eq!(json.stderr, yaml.stderr, "the warnings go to stderr either way");
 }
+
+/// A LiteLLMDeployment whose configuration comes from a ConfigMap in the same file; `answer` tells versions apart
+/// and [`CANARY`] stands for a credential written in the YAML (never printed).
+fn config_stack(answer: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: litellm-config, namespace: llm}}
+data:
+  config.yaml: |
+    model_list:
+      - model_name: demo
+        litellm_params:
+          model: openai/gpt-4o-mini
+          api_key: {CANARY}
+          mock_response: {answer}
+---
+apiVersion: litellm.dev/v1alpha1
+kind: LiteLLMDeployment
+metadata: {{name: cli-config, namespace: llm}}
+spec:
+  project: my-project
+  region: us-central1
+  service: {{image: ghcr.io/berriai/litellm:main-stable, serviceAccount: {SA}}}
+  secrets:
+    - env: LITELLM_MASTER_KEY
+      generate: {{length: 32, prefix: sk-}}
+  config:
+    configMapKeyRef: {{name: litellm-config, key: config.yaml}}
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_and_apply_read_the_config_from_a_config_map_in_the_files_and_pin_it() {
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
+    let gcp = google(&emu).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("config.yaml");
+    std::fs::write(&stack, config_stack("one")).unwrap();
+    let s = "projects/my-project/secrets";
+    let svc = "projects/my-project/locations/us-central1/services/cli-config";
+
+    let plan = cli(&emu, &["plan", "-f", path(&stack)]).await;
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    let planned = changes(&plan.stdout);
+    assert!(
+        planned.contains(&format!("+ create secret {s}/cli-config-config")),
+        "{planned:?}"
+    );
+    assert!(
+        planned.contains(&format!(
+            "+ add version 1 to {s}/cli-config-config (/etc/litellm/config.yaml)"
+        )),
+        "{planned:?}"
+    );
+    assert!(
+        planned.contains(&format!("+ create service {svc}")),
+        "{planned:?}"
+    );
+
+    let apply = cli(&emu, &["apply", "-f", path(&stack)]).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let name = ServiceName::new("my-project", "us-central1", "cli-config");
+    let live = serde_json::to_value(gcp.get_service(&name).await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        live["template"]["volumes"][0]["secret"]["items"][0]["version"], "1",
+        "{live}"
+    );
+    assert_eq!(
+        live["template"]["containers"][0]["args"],
+        json!(["--config", "/etc/litellm/config.yaml"])
+    );
+    assert_eq!(
+        emu.state()
+            .secret_payload(&format!("{s}/cli-config-config"), "1")
+            .map(|p| String::from_utf8(p).unwrap().contains("mock_response: one")),
+        Some(true)
+    );
+    let plan = cli(&emu, &["plan", "-f", path(&stack)]).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains(&format!(
+            "= {s}/cli-config-config version 1 (/etc/litellm/config.yaml)"
+        )),
+        "{}",
+        plan.stdout
+    );
+
+    // An edit of the ConfigMap: one version, one revision pinned to it.
+    std::fs::write(&stack, config_stack("two")).unwrap();
+    let plan = cli(&emu, &["plan", "-f", path(&stack)]).await;
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert_eq!(
+        changes(&plan.stdout),
+        [
+            format!("+ add version 2 to {s}/cli-config-config (/etc/litellm/config.yaml)"),
+            format!("~ update service {svc} (new revision): template.volumes[0].secret.items[0].version"),
+        ]
+    );
+    let apply = cli(&emu, &["apply", "-f", path(&stack)]).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(
+        apply.stdout.contains("status: revision cli-config-00002-"),
+        "{}",
+        apply.stdout
+    );
+    let settled = writes(&emu);
+    let again = cli(&emu, &["apply", "-f", path(&stack)]).await;
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(writes(&emu), settled, "a converged apply wrote to Google");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_config_map_or_invalid_config_yaml_stops_before_any_google_call() {
+    let emu = gcp_emulator::spawn(emulator_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stack = config_stack("one");
+    let deployment = stack.split("---\n").nth(1).unwrap().to_owned();
+    let cases = [
+        (
+            deployment.clone(),
+            "spec.config.configMapKeyRef: ConfigMap llm/litellm-config is not in the given files",
+        ),
+        (
+            stack.replace("config.yaml: |", "other.yaml: |"),
+            "spec.config.configMapKeyRef: ConfigMap llm/litellm-config has no key \"config.yaml\" in its data",
+        ),
+        (
+            stack.replace("mock_response: one", "mock_response: [one"),
+            "spec.config.configMapKeyRef: ConfigMap litellm-config key \"config.yaml\": not valid YAML at line 7",
+        ),
+        (
+            stack.replace("model: openai/gpt-4o-mini", "provider: openai"),
+            "ConfigMap litellm-config key \"config.yaml\": model_list[0].litellm_params has no model",
+        ),
+        (
+            deployment.replace(
+                "configMapKeyRef: {name: litellm-config, key: config.yaml}",
+                "inline: \"general_settings: [\"",
+            ),
+            "LiteLLMDeployment llm/cli-config: spec.config.inline: not valid YAML at line",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("case-{i}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        for command in ["plan", "apply"] {
+            let run = cli(&emu, &[command, "-f", path(&file)]).await;
+            assert_eq!(run.code, 1, "{command} case {i}: {}{}", run.stdout, run.stderr);
+            assert!(
+                run.stderr.contains(expected),
+                "{command} case {i}: want {expected:?} in\n{}",
+                run.stderr
+            );
+        }
+    }
+    assert_eq!(all_calls(&emu), 0, "bad input reached Google");
+}

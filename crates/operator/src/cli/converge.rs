@@ -226,10 +226,9 @@ fn prepare<'a>(manifests: &'a Manifests, d: &'a Deployment, state: &State) -> Pr
         .desired
         .secrets
         .iter()
-        .filter_map(|s| match &s.source {
-            DesiredSource::FromSecret(selector) => Some((
-                s.env.clone(),
-                match manifests.value(d, selector) {
+        .filter_map(|s| {
+            let source = match &s.source {
+                DesiredSource::FromSecret(selector) => match manifests.value(d, selector) {
                     Some(value) => Source::Value {
                         payload: SecretPayload::new(value.to_vec()),
                         revision: None,
@@ -241,8 +240,21 @@ fn prepare<'a>(manifests: &'a Manifests, d: &'a Deployment, state: &State) -> Pr
                         ),
                     },
                 },
-            )),
-            _ => None,
+                DesiredSource::FromConfigMap(selector) => match manifests.config_value(d, selector) {
+                    Some(value) => Source::Value {
+                        payload: SecretPayload::new(value.as_bytes().to_vec()),
+                        revision: None,
+                    },
+                    None => Source::Missing {
+                        message: format!(
+                            "ConfigMap {ns}/{} has no key {:?} in its data",
+                            selector.name, selector.key
+                        ),
+                    },
+                },
+                other => other.spec_value()?,
+            };
+            Some((s.key().to_owned(), source))
         })
         .collect();
     // The other deployments in these files are peers too, recorded or not.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::{ImportArgs, Problems};
 use crate::plan::desired::service;
 use crate::plan::service_diff::drift;
-use crate::plan::{DesiredSource, DesiredState, desired_state};
+use crate::plan::{DesiredSecret, DesiredSource, DesiredState, desired_state};
 use crate::service_json::to_json;
 
 /// The manifest and what a person must know about it.
@@ -119,8 +119,10 @@ pub(crate) async fn import(gcp: &Gcp, args: &ImportArgs) -> Result<Imported, Pro
         .is_some_and(|v| v.iter().any(|v| v.get("secret").is_some()))
     {
         warnings.push(format!(
-            "{name} mounts secrets as files; a LiteLLMDeployment passes secrets as env vars only, so those mounts are \
-             not imported"
+            "{name} mounts secrets as files; a LiteLLMDeployment passes secrets as env vars, and only LiteLLM's \
+             configuration (spec.config, mounted at {}) as a file, so those mounts are not imported (put a LiteLLM \
+             configuration file in spec.config)",
+            names::CONFIG_PATH
         ));
     }
     let cloud_sql: Vec<Value> = template["volumes"]
@@ -312,7 +314,7 @@ fn restart_warning(
                 DesiredSource::External { version } if version != "latest" => version.clone(),
                 _ => PINNED_LATEST.to_owned(),
             };
-            (s.env.clone(), version)
+            (s.key().to_owned(), version)
         })
         .collect();
     let want = service(desired, &pins);
@@ -349,7 +351,7 @@ fn restart_warning(
         .secrets
         .iter()
         .filter(|s| matches!(&s.source, DesiredSource::External { version } if version == "latest"))
-        .map(|s| s.env.as_str())
+        .map(DesiredSecret::key)
         .collect();
     if !latest.is_empty() {
         why.push(format!(

@@ -1,15 +1,17 @@
-//! Reading LiteLLMDeployments and the Kubernetes Secrets they reference from multi-document YAML files.
+//! Reading LiteLLMDeployments and the Kubernetes Secrets and ConfigMaps they reference from multi-document YAML
+//! files.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use litellm_operator_api::{LiteLLMDeployment, SecretKeySelector};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
+use litellm_operator_api::{ConfigMapKeySelector, ConfigSource, LiteLLMDeployment, SecretKeySelector};
+use litellm_operator_gcp::SecretPayload;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::Problems;
-use crate::plan::{DesiredState, desired_state};
+use crate::plan::{Delivery, DesiredState, Source, desired_state, secrets};
 
 /// One LiteLLMDeployment, validated.
 pub(crate) struct Deployment {
@@ -42,6 +44,8 @@ pub(crate) struct Manifests {
     /// LiteLLMDeployments in file order.
     pub deployments: Vec<Deployment>,
     secrets: BTreeMap<(String, String), SourceSecret>,
+    /// The `data` of each ConfigMap, by `(namespace, name)`.
+    config_maps: BTreeMap<(String, String), BTreeMap<String, String>>,
 }
 
 impl Manifests {
@@ -55,15 +59,28 @@ impl Manifests {
     }
 }
 
+impl Manifests {
+    /// The YAML a `spec.config.configMapKeyRef` points at, in the deployment's namespace.
+    pub fn config_value(&self, deployment: &Deployment, selector: &ConfigMapKeySelector) -> Option<&str> {
+        let ns = namespace_of(&deployment.obj.metadata.namespace);
+        self.config_maps
+            .get(&(ns, selector.name.clone()))
+            .and_then(|data| data.get(&selector.key))
+            .map(String::as_str)
+    }
+}
+
 fn namespace_of(ns: &Option<String>) -> String {
     ns.clone().unwrap_or_else(|| "default".to_owned())
 }
 
-/// Reads every file; returns every problem found (unreadable file, invalid YAML, invalid spec, missing Secret).
+/// Reads every file; returns every problem found (unreadable file, invalid YAML, invalid spec, missing Secret or
+/// ConfigMap).
 pub(crate) fn load(files: &[PathBuf]) -> Result<Manifests, Problems> {
     let mut problems = Vec::new();
     let mut objects = Vec::new();
     let mut secrets = BTreeMap::new();
+    let mut config_maps = BTreeMap::new();
     for path in files {
         let file = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
@@ -113,6 +130,18 @@ pub(crate) fn load(files: &[PathBuf]) -> Result<Manifests, Problems> {
                          base64 strings, stringData values strings)"
                     )),
                 },
+                "ConfigMap" => match serde_json::from_value::<ConfigMap>(value) {
+                    Ok(map) => {
+                        let ns = namespace_of(&map.metadata.namespace);
+                        let name = map.metadata.name.clone().unwrap_or_default();
+                        config_maps.insert((ns, name), map.data.unwrap_or_default());
+                    }
+                    // Never serde's message: it could quote the configuration.
+                    Err(_) => problems.push(format!(
+                        "{file}: document {doc}: ConfigMap {name}: not a valid ConfigMap (data values must be \
+                         strings)"
+                    )),
+                },
                 "" => problems.push(format!("{file}: document {doc}: kind: missing")),
                 _ => {}
             }
@@ -121,6 +150,7 @@ pub(crate) fn load(files: &[PathBuf]) -> Result<Manifests, Problems> {
     let manifests = Manifests {
         deployments: Vec::new(),
         secrets,
+        config_maps,
     };
     let mut deployments = Vec::new();
     for (file, obj) in objects {
@@ -183,9 +213,51 @@ fn kube_secret(value: Value) -> Option<((String, String), SourceSecret)> {
     Some(((ns, name), SourceSecret { values }))
 }
 
-/// One problem per `fromSecret` whose Secret or key is not in the files.
+/// One problem per `fromSecret` whose Secret or key is not in the files, and one for a `spec.config` whose
+/// ConfigMap or key is not, or whose YAML the planner would refuse (checked here, by the planner's own rule, so
+/// nothing reaches Google).
 fn missing_sources(manifests: &Manifests, deployment: &Deployment) -> Vec<String> {
     let ns = namespace_of(&deployment.obj.metadata.namespace);
+    let config = deployment
+        .obj
+        .spec
+        .config
+        .as_ref()
+        .and_then(|c| c.source())
+        .and_then(|source| {
+            let ConfigSource::ConfigMap(selector) = source else {
+                return None;
+            };
+            let what = match manifests.config_value(deployment, selector) {
+                Some(text) => {
+                    let secret = deployment
+                        .desired
+                        .secrets
+                        .iter()
+                        .find(|s| s.delivery == Delivery::ConfigFile)?;
+                    let value = Source::Value {
+                        payload: SecretPayload::new(text.as_bytes().to_vec()),
+                        revision: None,
+                    };
+                    secrets::source_problem(secret, Some(&value))?.message
+                }
+                None if manifests
+                    .config_maps
+                    .contains_key(&(ns.clone(), selector.name.clone())) =>
+                {
+                    format!(
+                        "ConfigMap {ns}/{} has no key {:?} in its data",
+                        selector.name, selector.key
+                    )
+                }
+                None => format!("ConfigMap {ns}/{} is not in the given files", selector.name),
+            };
+            Some(format!(
+                "{}: LiteLLMDeployment {}: spec.config.configMapKeyRef: {what}",
+                deployment.file,
+                deployment.id()
+            ))
+        });
     deployment
         .obj
         .spec
@@ -217,6 +289,7 @@ fn missing_sources(manifests: &Manifests, deployment: &Deployment) -> Vec<String
                 deployment.id()
             ))
         })
+        .chain(config)
         .collect()
 }
 

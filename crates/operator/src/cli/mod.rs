@@ -44,7 +44,7 @@ pub enum ManifestFormat {
 /// `litellm-operator plan`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct PlanArgs {
-    /// YAML files with LiteLLMDeployments and the Kubernetes Secrets they read (multi-document).
+    /// YAML files with LiteLLMDeployments and the Kubernetes Secrets and ConfigMaps they read (multi-document).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// Output format.
@@ -63,7 +63,7 @@ pub struct PlanArgs {
 /// `litellm-operator apply`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ApplyArgs {
-    /// YAML files with LiteLLMDeployments and the Kubernetes Secrets they read (multi-document).
+    /// YAML files with LiteLLMDeployments and the Kubernetes Secrets and ConfigMaps they read (multi-document).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// How long to wait for the new revision to become Ready.

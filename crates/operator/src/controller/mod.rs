@@ -1,5 +1,5 @@
-//! The reconciling controller: watches LiteLLMDeployments and the Kubernetes Secrets they reference, and runs
-//! the pipeline `desired -> secrets -> iam -> service -> retire -> status` under a finalizer.
+//! The reconciling controller: watches LiteLLMDeployments and the Kubernetes Secrets and ConfigMaps they reference,
+//! and runs the pipeline `desired -> secrets -> iam -> service -> retire -> status` under a finalizer.
 
 mod deletion;
 mod pipeline;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -19,7 +19,7 @@ use kube::runtime::utils::{Predicate, predicates};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
 use litellm_operator_api::names::{FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, condition, reason};
-use litellm_operator_api::{LiteLLMDeployment, LiteLLMDeploymentStatus, SecretSource};
+use litellm_operator_api::{ConfigSource, LiteLLMDeployment, LiteLLMDeploymentStatus, SecretSource};
 use litellm_operator_gcp::Gcp;
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
@@ -298,14 +298,22 @@ impl Context {
 /// Runs the controller until SIGTERM / Ctrl-C.
 pub async fn run(ctx: Arc<Context>, health: Health) {
     let settings = ctx.settings.clone();
-    let (deployments, secrets): (Api<LiteLLMDeployment>, Api<PartialObjectMeta<Secret>>) =
-        match &settings.namespace {
-            Some(ns) => (
-                Api::namespaced(ctx.client.clone(), ns),
-                Api::namespaced(ctx.client.clone(), ns),
-            ),
-            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-        };
+    let (deployments, secrets, config_maps): (
+        Api<LiteLLMDeployment>,
+        Api<PartialObjectMeta<Secret>>,
+        Api<PartialObjectMeta<ConfigMap>>,
+    ) = match &settings.namespace {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+            Api::all(ctx.client.clone()),
+        ),
+    };
     if let Err(e) = deployments.list(&ListParams::default().limit(1)).await {
         warn!(error = %e, "Could not list LiteLLMDeployments; is the CRD installed and RBAC granted?");
     }
@@ -340,19 +348,35 @@ pub async fn run(ctx: Arc<Context>, health: Health) {
         let next = rx.recv().await?;
         Some((next, Some(rx)))
     });
-    // Secrets are watched by metadata only: their values never enter the watch cache.
+    // Secrets are watched by metadata only: their values never enter the watch cache. ConfigMaps too: the ones a
+    // `spec.config` names are read when it is reconciled, the others never.
     let secret_changes = watcher(secrets, watcher::Config::default()).touched_objects();
+    let config_map_changes = watcher(config_maps, watcher::Config::default()).touched_objects();
+    let secret_store = store.clone();
     let controller = controller
         .watches_stream(secret_changes, move |secret: PartialObjectMeta<Secret>| {
             let ns = secret.namespace();
             let name = secret.name_any();
-            store
+            secret_store
                 .state()
                 .into_iter()
                 .filter(|d| d.namespace() == ns && references(d, &name))
                 .map(|d| ObjectRef::from_obj(&*d))
                 .collect::<Vec<_>>()
         })
+        .watches_stream(
+            config_map_changes,
+            move |config_map: PartialObjectMeta<ConfigMap>| {
+                let ns = config_map.namespace();
+                let name = config_map.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|d| d.namespace() == ns && references_config_map(d, &name))
+                    .map(|d| ObjectRef::from_obj(&*d))
+                    .collect::<Vec<_>>()
+            },
+        )
         .reconcile_on(triggers)
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .shutdown_on_signal();
@@ -378,6 +402,15 @@ fn references(obj: &LiteLLMDeployment, name: &str) -> bool {
         .secrets
         .iter()
         .any(|s| matches!(s.source(), Some(SecretSource::FromSecret(r)) if r.name == name))
+}
+
+/// Whether `obj` takes its configuration from the ConfigMap `name` (same namespace).
+fn references_config_map(obj: &LiteLLMDeployment, name: &str) -> bool {
+    obj.spec
+        .config
+        .as_ref()
+        .and_then(|c| c.source())
+        .is_some_and(|s| matches!(s, ConfigSource::ConfigMap(r) if r.name == name))
 }
 
 async fn reconcile(obj: Arc<LiteLLMDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -1,9 +1,9 @@
-//! The controller's front end to the shared pipeline: inputs from Kubernetes Secrets, the record in status,
-//! Events for every action performed; and cleanup on deletion through the same planner and executor.
+//! The controller's front end to the shared pipeline: inputs from Kubernetes Secrets and ConfigMaps, the record in
+//! status, Events for every action performed; and cleanup on deletion through the same planner and executor.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
@@ -164,42 +164,75 @@ pub(super) async fn apply(
     )
 }
 
-/// The values of `fromSecret` sources, read from Kubernetes Secrets in the resource's namespace (each Secret once).
+/// The given values: `fromSecret` sources read from Kubernetes Secrets, a `spec.config` from its ConfigMap, both in
+/// the resource's namespace (each object once), and inline configuration from the spec.
 async fn sources(
     obj: &LiteLLMDeployment,
     desired: &DesiredState,
     ctx: &Context,
 ) -> Result<BTreeMap<String, Source>> {
     let ns = obj.namespace().unwrap_or_default();
-    let api: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     let mut read: BTreeMap<String, Option<KubeSecret>> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for secret in &desired.secrets {
-        let DesiredSource::FromSecret(selector) = &secret.source else {
-            continue;
-        };
-        if !read.contains_key(&selector.name) {
-            let found = api.get_opt(&selector.name).await.map_err(Error::Kubernetes)?;
-            read.insert(selector.name.clone(), found);
-        }
-        let source = match read.get(&selector.name).and_then(Option::as_ref) {
-            None => Source::Missing {
-                message: format!("Kubernetes Secret {ns}/{} not found", selector.name),
+        let source = match &secret.source {
+            DesiredSource::FromSecret(selector) => {
+                if !read.contains_key(&selector.name) {
+                    let found = secrets.get_opt(&selector.name).await.map_err(Error::Kubernetes)?;
+                    read.insert(selector.name.clone(), found);
+                }
+                match read.get(&selector.name).and_then(Option::as_ref) {
+                    None => Source::Missing {
+                        message: format!("Kubernetes Secret {ns}/{} not found", selector.name),
+                    },
+                    Some(found) => match found.data.as_ref().and_then(|d| d.get(&selector.key)) {
+                        None => Source::Missing {
+                            message: format!(
+                                "Kubernetes Secret {ns}/{} has no key {:?}",
+                                selector.name, selector.key
+                            ),
+                        },
+                        Some(value) => Source::Value {
+                            payload: SecretPayload::new(value.0.clone()),
+                            revision: found.metadata.resource_version.clone(),
+                        },
+                    },
+                }
+            }
+            DesiredSource::FromConfigMap(selector) => {
+                match config_maps
+                    .get_opt(&selector.name)
+                    .await
+                    .map_err(Error::Kubernetes)?
+                {
+                    None => Source::Missing {
+                        message: format!(
+                            "ConfigMap {ns}/{} (spec.config.configMapKeyRef) not found",
+                            selector.name
+                        ),
+                    },
+                    Some(found) => match found.data.as_ref().and_then(|d| d.get(&selector.key)) {
+                        None => Source::Missing {
+                            message: format!(
+                                "ConfigMap {ns}/{} (spec.config.configMapKeyRef) has no key {:?} in its data",
+                                selector.name, selector.key
+                            ),
+                        },
+                        Some(value) => Source::Value {
+                            payload: SecretPayload::new(value.clone().into_bytes()),
+                            revision: found.metadata.resource_version.clone(),
+                        },
+                    },
+                }
+            }
+            other => match other.spec_value() {
+                Some(value) => value,
+                None => continue,
             },
-            Some(found) => match found.data.as_ref().and_then(|d| d.get(&selector.key)) {
-                None => Source::Missing {
-                    message: format!(
-                        "Kubernetes Secret {ns}/{} has no key {:?}",
-                        selector.name, selector.key
-                    ),
-                },
-                Some(value) => Source::Value {
-                    payload: SecretPayload::new(value.0.clone()),
-                    revision: found.metadata.resource_version.clone(),
-                },
-            },
         };
-        out.insert(secret.env.clone(), source);
+        out.insert(secret.key().to_owned(), source);
     }
     Ok(out)
 }

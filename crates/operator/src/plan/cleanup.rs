@@ -24,7 +24,8 @@ pub struct Teardown {
     pub delete_service: bool,
     /// Delete the secrets.
     pub delete_secrets: bool,
-    /// Secrets we may have created: declared (not external) and recorded, minus the external ones.
+    /// Secrets we may have created: declared (not external; the configuration's too) and recorded, minus the
+    /// external ones.
     pub secrets: Vec<SecretName>,
 }
 
@@ -40,11 +41,16 @@ impl Teardown {
             .filter(|s| matches!(s.source(), Some(SecretSource::External(_))))
             .map(|s| names::secret_resource(&spec.project, &s.effective_secret_id(&obj.service_name())))
             .collect();
+        let config = spec
+            .config
+            .iter()
+            .map(|c| SecretName::new(&spec.project, c.effective_secret_id(&obj.service_name())));
         let declared = spec
             .secrets
             .iter()
             .filter(|s| !matches!(s.source(), Some(SecretSource::External(_))))
-            .map(|s| SecretName::new(&spec.project, s.effective_secret_id(&obj.service_name())));
+            .map(|s| SecretName::new(&spec.project, s.effective_secret_id(&obj.service_name())))
+            .chain(config);
         let recorded = obj
             .status
             .iter()

@@ -5,11 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use litellm_operator_api::names::{self, ALL_USERS, RUN_INVOKER_ROLE, SECRET_ACCESSOR_ROLE};
-use litellm_operator_api::{
-    AppliedBinding, Deletion, GeneratedValue, Ingress, InvalidSpec, LiteLLMDeployment, LivenessProbe,
-    ProbeType, Replication, SecretKeySelector, SecretSource, ServiceSpec, StartupProbe, VpcEgress, validate,
+use litellm_operator_api::names::{
+    self, ALL_USERS, CONFIG_FILE, CONFIG_MOUNT_PATH, CONFIG_PATH, CONFIG_VOLUME, RUN_INVOKER_ROLE,
+    SECRET_ACCESSOR_ROLE,
 };
+use litellm_operator_api::{
+    AppliedBinding, ConfigMapKeySelector, ConfigSource, Deletion, GeneratedValue, Ingress, InvalidSpec,
+    LiteLLMDeployment, LivenessProbe, ProbeType, Replication, SecretKeySelector, SecretSource, ServiceSpec,
+    StartupProbe, VpcEgress, validate,
+};
+use litellm_operator_gcp::SecretPayload;
 use serde_json::{Value, json};
 
 /// Everything the later steps need, derived from the spec alone.
@@ -27,7 +32,7 @@ pub struct DesiredState {
     pub secret_labels: BTreeMap<String, String>,
     /// Labels of the Cloud Run service (user labels plus ownership).
     pub service_labels: BTreeMap<String, String>,
-    /// One entry per `spec.secrets` item, in spec order.
+    /// One entry per `spec.secrets` item, in spec order, then LiteLLM's configuration (`spec.config`) if set.
     pub secrets: Vec<DesiredSecret>,
     /// Replication of secrets created from now on.
     pub replication: DesiredReplication,
@@ -61,8 +66,8 @@ impl DesiredState {
 /// One Secret Manager secret the service reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredSecret {
-    /// Environment variable name.
-    pub env: String,
+    /// Where the service reads it.
+    pub delivery: Delivery,
     /// Secret id.
     pub secret_id: String,
     /// `projects/P/secrets/ID`.
@@ -71,11 +76,47 @@ pub struct DesiredSecret {
     pub source: DesiredSource,
 }
 
+impl DesiredSecret {
+    /// The key of its value in [`super::Inputs::sources`] and of its pin in the record (`status.secrets[].env`):
+    /// the env var name, or for the configuration the path of its file, which no env var name can be.
+    pub fn key(&self) -> &str {
+        self.delivery.key()
+    }
+}
+
+/// Where the service reads a secret: the one place that differs between a credential and LiteLLM's configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// An environment variable of this name.
+    Env(String),
+    /// LiteLLM's configuration: a file at [`CONFIG_PATH`] (a secret volume), passed to LiteLLM with `--config`.
+    ConfigFile,
+}
+
+impl Delivery {
+    /// See [`DesiredSecret::key`].
+    pub fn key(&self) -> &str {
+        match self {
+            Delivery::Env(name) => name,
+            Delivery::ConfigFile => CONFIG_PATH,
+        }
+    }
+}
+
 /// The source of a secret's value, owned.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DesiredSource {
     /// A key of a Kubernetes Secret in the resource's namespace.
     FromSecret(SecretKeySelector),
+    /// A key of a ConfigMap in the resource's namespace (LiteLLM's configuration).
+    FromConfigMap(ConfigMapKeySelector),
+    /// Written in the spec (LiteLLM's configuration, `spec.config.inline`).
+    Inline {
+        /// The text (redacted in `Debug`).
+        payload: SecretPayload,
+        /// `generation-N` of the resource that holds it: a generation whose value is recorded needs no read.
+        revision: Option<String>,
+    },
     /// Generated once.
     Generate(GeneratedValue),
     /// Managed elsewhere; pin this version (`latest` is resolved by the secrets step).
@@ -83,6 +124,38 @@ pub enum DesiredSource {
         /// `latest` or a number.
         version: String,
     },
+}
+
+impl DesiredSource {
+    /// Whether the value is given (by a Kubernetes Secret, a ConfigMap or the spec) rather than generated or managed
+    /// elsewhere: it is compared with the newest version and added only when it changed.
+    pub fn given(&self) -> bool {
+        matches!(
+            self,
+            DesiredSource::FromSecret(_) | DesiredSource::FromConfigMap(_) | DesiredSource::Inline { .. }
+        )
+    }
+
+    /// The value the spec itself holds (inline configuration), as the front ends hand values to the planner.
+    pub fn spec_value(&self) -> Option<super::Source> {
+        match self {
+            DesiredSource::Inline { payload, revision } => Some(super::Source::Value {
+                payload: payload.clone(),
+                revision: revision.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What the value comes from, for messages (never the value): `Secret NAME key "KEY"`, ...
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            DesiredSource::FromSecret(s) => Some(format!("Secret {} key {:?}", s.name, s.key)),
+            DesiredSource::FromConfigMap(c) => Some(format!("ConfigMap {} key {:?}", c.name, c.key)),
+            DesiredSource::Inline { .. } => Some("spec.config.inline".to_owned()),
+            DesiredSource::Generate(_) | DesiredSource::External { .. } => None,
+        }
+    }
 }
 
 /// Replication for new secrets.
@@ -120,7 +193,7 @@ pub fn desired_state(obj: &LiteLLMDeployment) -> Result<DesiredState, InvalidSpe
 
     let member = names::service_account_member(&spec.service.service_account);
     let mut bindings = Vec::new();
-    let secrets: Vec<DesiredSecret> = spec
+    let mut secrets: Vec<DesiredSecret> = spec
         .secrets
         .iter()
         .filter_map(|s| {
@@ -139,13 +212,37 @@ pub fn desired_state(obj: &LiteLLMDeployment) -> Result<DesiredState, InvalidSpe
                 member: member.clone(),
             });
             Some(DesiredSecret {
-                env: s.env.clone(),
+                delivery: Delivery::Env(s.env.clone()),
                 secret_id,
                 resource,
                 source,
             })
         })
         .collect();
+    // LiteLLM's configuration: one more owned secret, delivered as a file.
+    if let Some(config) = &spec.config
+        && let Some(source) = config.source()
+    {
+        let secret_id = config.effective_secret_id(&service_name);
+        let resource = names::secret_resource(&spec.project, &secret_id);
+        bindings.push(AppliedBinding {
+            resource: resource.clone(),
+            role: SECRET_ACCESSOR_ROLE.to_owned(),
+            member: member.clone(),
+        });
+        secrets.push(DesiredSecret {
+            delivery: Delivery::ConfigFile,
+            secret_id,
+            resource,
+            source: match source {
+                ConfigSource::Inline(text) => DesiredSource::Inline {
+                    payload: SecretPayload::new(text.as_bytes().to_vec()),
+                    revision: obj.metadata.generation.map(|g| format!("generation-{g}")),
+                },
+                ConfigSource::ConfigMap(r) => DesiredSource::FromConfigMap(r.clone()),
+            },
+        });
+    }
     if spec.service.allow_unauthenticated {
         bindings.push(AppliedBinding {
             resource: service_resource.clone(),
@@ -184,10 +281,11 @@ pub fn desired_state(obj: &LiteLLMDeployment) -> Result<DesiredState, InvalidSpe
 /// Name of the volume that mounts the Cloud SQL connector's sockets.
 const CLOUD_SQL_VOLUME: &str = "cloudsql";
 
-/// The Cloud Run v2 service (REST JSON shape) with each secret pinned to `pinned[env]`.
+/// The Cloud Run v2 service (REST JSON shape) with each secret pinned to `pinned[key]` (see
+/// [`DesiredSecret::key`]).
 ///
 /// Secrets without a pinned version yet are left out: the service step waits until every secret is pinned, so this
-/// only matters for plans.
+/// only matters for plans. Without `spec.config` the service has no arguments and no configuration volume.
 pub fn service(desired: &DesiredState, pinned: &BTreeMap<String, String>) -> Value {
     let s = &desired.service_spec;
     let mut env: Vec<Value> = s
@@ -195,12 +293,17 @@ pub fn service(desired: &DesiredState, pinned: &BTreeMap<String, String>) -> Val
         .iter()
         .map(|(k, v)| json!({"name": k, "value": v}))
         .collect();
+    let mut config = None;
     for secret in &desired.secrets {
-        if let Some(version) = pinned.get(&secret.env) {
-            env.push(json!({
-                "name": secret.env,
+        let Some(version) = pinned.get(secret.key()) else {
+            continue;
+        };
+        match &secret.delivery {
+            Delivery::Env(name) => env.push(json!({
+                "name": name,
                 "valueSource": {"secretKeyRef": {"secret": secret.resource, "version": version}}
-            }));
+            })),
+            Delivery::ConfigFile => config = Some((&secret.resource, version)),
         }
     }
     env.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -222,10 +325,26 @@ pub fn service(desired: &DesiredState, pinned: &BTreeMap<String, String>) -> Val
         "maxInstanceRequestConcurrency": s.scaling.concurrency,
         "timeout": format!("{}s", s.request_timeout_seconds),
     });
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
     if !s.cloud_sql_instances.is_empty() {
-        template["volumes"] =
-            json!([{"name": CLOUD_SQL_VOLUME, "cloudSqlInstance": {"instances": s.cloud_sql_instances}}]);
-        container["volumeMounts"] = json!([{"name": CLOUD_SQL_VOLUME, "mountPath": "/cloudsql"}]);
+        volumes.push(
+            json!({"name": CLOUD_SQL_VOLUME, "cloudSqlInstance": {"instances": s.cloud_sql_instances}}),
+        );
+        mounts.push(json!({"name": CLOUD_SQL_VOLUME, "mountPath": "/cloudsql"}));
+    }
+    if let Some((secret, version)) = config {
+        volumes.push(json!({
+            "name": CONFIG_VOLUME,
+            "secret": {"secret": secret, "items": [{"version": version, "path": CONFIG_FILE}]}
+        }));
+        mounts.push(json!({"name": CONFIG_VOLUME, "mountPath": CONFIG_MOUNT_PATH}));
+        // LiteLLM takes its port from `PORT`, which Cloud Run sets: `--config` is the only argument.
+        container["args"] = json!(["--config", CONFIG_PATH]);
+    }
+    if !volumes.is_empty() {
+        template["volumes"] = Value::Array(volumes);
+        container["volumeMounts"] = Value::Array(mounts);
     }
     if let Some(vpc) = &s.vpc_access {
         let mut access = json!({"egress": match vpc.egress {
@@ -357,7 +476,7 @@ mod tests {
             .secrets
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.env.clone(), (i + 1).to_string()))
+            .map(|(i, s)| (s.key().to_owned(), (i + 1).to_string()))
             .collect();
         let svc = service(&d, &pinned);
         let env = svc["template"]["containers"][0]["env"].as_array().unwrap();
@@ -399,6 +518,196 @@ mod tests {
             json!({"tcpSocket": {"port": 4000}, "initialDelaySeconds": 0, "periodSeconds": 240,
                    "timeoutSeconds": 240, "failureThreshold": 1})
         );
+    }
+
+    const CONFIG_YAML: &str =
+        "model_list:\n  - model_name: demo\n    litellm_params:\n      model: openai/gpt-4o-mini\n";
+
+    fn with_config(config: Value) -> LiteLLMDeployment {
+        let mut obj = example();
+        obj.metadata.generation = Some(7);
+        obj.spec.config = Some(serde_json::from_value(config).unwrap());
+        obj
+    }
+
+    /// Pins every secret of `d` to version `n`.
+    fn all_pinned(d: &DesiredState, n: &str) -> BTreeMap<String, String> {
+        d.secrets
+            .iter()
+            .map(|s| (s.key().to_owned(), n.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn without_config_the_service_has_no_arguments_and_no_volume() {
+        let d = desired_state(&example()).unwrap();
+        assert!(d.secrets.iter().all(|s| matches!(s.delivery, Delivery::Env(_))));
+        let svc = service(&d, &all_pinned(&d, "1"));
+        assert!(svc["template"].get("volumes").is_none(), "{svc}");
+        let container = &svc["template"]["containers"][0];
+        assert!(container.get("args").is_none(), "{container}");
+        assert!(container.get("volumeMounts").is_none(), "{container}");
+    }
+
+    #[test]
+    fn an_inline_config_is_an_owned_secret_mounted_as_a_file_pinned_to_its_version() {
+        let d = desired_state(&with_config(json!({"inline": CONFIG_YAML}))).unwrap();
+        let config = d.secrets.last().unwrap();
+        assert_eq!(config.delivery, Delivery::ConfigFile);
+        assert_eq!(config.key(), "/etc/litellm/config.yaml");
+        assert_eq!(config.secret_id, "litellm-proxy-config");
+        assert_eq!(
+            config.resource,
+            "projects/my-project/secrets/litellm-proxy-config"
+        );
+        assert_eq!(
+            config.source,
+            DesiredSource::Inline {
+                payload: SecretPayload::new(CONFIG_YAML.as_bytes().to_vec()),
+                revision: Some("generation-7".into()),
+            }
+        );
+        assert!(
+            d.bindings
+                .iter()
+                .any(|b| b.resource == config.resource && b.role == SECRET_ACCESSOR_ROLE)
+        );
+        // Neither the text nor a part of it shows in Debug (logs, errors).
+        assert!(!format!("{d:?}").contains("openai/gpt-4o-mini"));
+
+        let mut pins = all_pinned(&d, "1");
+        pins.insert(config.key().to_owned(), "3".into());
+        let svc = service(&d, &pins);
+        assert_eq!(
+            svc["template"]["volumes"],
+            json!([{"name": "litellm-config", "secret": {
+                "secret": "projects/my-project/secrets/litellm-proxy-config",
+                "items": [{"version": "3", "path": "config.yaml"}]
+            }}])
+        );
+        let container = &svc["template"]["containers"][0];
+        assert_eq!(
+            container["volumeMounts"],
+            json!([{"name": "litellm-config", "mountPath": "/etc/litellm"}])
+        );
+        assert_eq!(container["args"], json!(["--config", "/etc/litellm/config.yaml"]));
+        // Not an env var.
+        let env = container["env"].as_array().unwrap();
+        assert_eq!(env.len(), 11 + 4);
+        assert!(env.iter().all(|e| !e["name"].as_str().unwrap().contains('/')));
+    }
+
+    #[test]
+    fn a_config_map_config_and_cloud_sql_share_the_volumes_and_a_secret_id_can_be_chosen() {
+        let mut obj = with_config(json!({
+            "configMapKeyRef": {"name": "litellm", "key": "config.yaml"}, "secretId": "proxy-config"
+        }));
+        obj.spec.service.cloud_sql_instances = vec!["my-project:us-central1:litellm-db".into()];
+        let d = desired_state(&obj).unwrap();
+        let config = d.secrets.last().unwrap();
+        assert_eq!(config.resource, "projects/my-project/secrets/proxy-config");
+        assert!(matches!(&config.source, DesiredSource::FromConfigMap(r) if r.name == "litellm"));
+        assert_eq!(
+            config.source.spec_value(),
+            None,
+            "a ConfigMap's value comes from the front end"
+        );
+        let svc = service(&d, &all_pinned(&d, "1"));
+        let names: Vec<&str> = svc["template"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["cloudsql", "litellm-config"]);
+        assert_eq!(
+            svc["template"]["containers"][0]["volumeMounts"][1]["mountPath"],
+            "/etc/litellm"
+        );
+        // Not pinned yet: neither mounted nor passed.
+        let unpinned: BTreeMap<String, String> = all_pinned(&d, "1")
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with('/'))
+            .collect();
+        let svc = service(&d, &unpinned);
+        assert_eq!(svc["template"]["volumes"].as_array().unwrap().len(), 1);
+        assert!(svc["template"]["containers"][0].get("args").is_none());
+    }
+
+    #[test]
+    fn invalid_config_yaml_is_refused_before_anything_else_without_its_text() {
+        let err = desired_state(&with_config(
+            json!({"inline": "general_settings:\n  master_key: sk-secret-1\n bad: [\n"}),
+        ))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("spec.config.inline: not valid YAML at line 3 column 2"),
+            "{text}"
+        );
+        assert!(!text.contains("sk-secret-1"), "{text}");
+        let err = desired_state(&with_config(json!({"inline": "- sk-secret-1\n"}))).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("spec.config.inline: is a list, not a mapping"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("sk-secret-1"));
+    }
+
+    proptest::proptest! {
+        /// `spec.config` adds exactly one secret, one accessor binding and the volume, mount and `--config`: with
+        /// those taken out, the desired state and service are what the spec without it gives, whatever else the
+        /// spec holds. So a spec without `config` plans as it did before `config` existed.
+        #[test]
+        fn a_config_adds_only_its_secret_binding_volume_mount_and_args(
+            cloud_sql in proptest::bool::ANY,
+            public in proptest::bool::ANY,
+            from_map in proptest::bool::ANY,
+            drop in proptest::collection::vec(proptest::bool::ANY, 11),
+        ) {
+            let mut obj = example();
+            obj.spec.service.allow_unauthenticated = public;
+            if cloud_sql {
+                obj.spec.service.cloud_sql_instances = vec!["my-project:us-central1:litellm-db".into()];
+            }
+            let mut keep = drop.iter().map(|d| !d);
+            obj.spec.secrets.retain(|_| keep.next().unwrap_or(true));
+            let without = desired_state(&obj).unwrap();
+            obj.spec.config = Some(serde_json::from_value(if from_map {
+                json!({"configMapKeyRef": {"name": "litellm", "key": "config.yaml"}})
+            } else {
+                json!({"inline": CONFIG_YAML})
+            }).unwrap());
+            let with = desired_state(&obj).unwrap();
+
+            let (config, rest) = with.secrets.split_last().unwrap();
+            proptest::prop_assert_eq!(&config.delivery, &Delivery::ConfigFile);
+            proptest::prop_assert_eq!(rest, without.secrets.as_slice());
+            let mut bindings = with.bindings.clone();
+            bindings.retain(|b| b.resource != config.resource);
+            proptest::prop_assert_eq!(&bindings, &without.bindings);
+            proptest::prop_assert_eq!(with.bindings.len(), without.bindings.len() + 1);
+
+            let plain = service(&without, &all_pinned(&without, "1"));
+            proptest::prop_assert!(plain["template"]["containers"][0].get("args").is_none());
+            proptest::prop_assert_eq!(plain["template"].get("volumes").is_some(), cloud_sql);
+            let mut mounted = service(&with, &all_pinned(&with, "1"));
+            let template = mounted["template"].as_object_mut().unwrap();
+            let volumes = template["volumes"].as_array_mut().unwrap();
+            proptest::prop_assert_eq!(volumes.pop().unwrap()["name"].clone(), json!(CONFIG_VOLUME));
+            if volumes.is_empty() {
+                template.remove("volumes");
+            }
+            let container = template["containers"][0].as_object_mut().unwrap();
+            proptest::prop_assert!(container.remove("args").is_some());
+            let mounts = container["volumeMounts"].as_array_mut().unwrap();
+            mounts.pop();
+            if mounts.is_empty() {
+                container.remove("volumeMounts");
+            }
+            proptest::prop_assert_eq!(mounted, plain);
+        }
     }
 
     #[test]

@@ -28,7 +28,9 @@ use litellm_operator_gcp::SecretName;
 
 pub use self::action::{Action, ActionKind, Effect, NewValue, Phase, ServiceChange};
 use self::desired::DesiredSource as Src;
-pub use self::desired::{DesiredReplication, DesiredSecret, DesiredSource, DesiredState, desired_state};
+pub use self::desired::{
+    Delivery, DesiredReplication, DesiredSecret, DesiredSource, DesiredState, desired_state,
+};
 pub use self::model::{
     Clock, Model, PeerSet, Peers, PolicyView, Record, SecretState, SecretView, Source, VersionView,
 };
@@ -40,7 +42,7 @@ pub use self::service::ServiceState;
 pub struct Inputs<'a> {
     /// The desired state.
     pub desired: &'a DesiredState,
-    /// `fromSecret` values by env name.
+    /// Given values (`fromSecret`, `spec.config`) by [`DesiredSecret::key`].
     pub sources: &'a BTreeMap<String, Source>,
     /// Adoption of unlabelled resources is switched on.
     pub adopt: bool,
@@ -55,7 +57,7 @@ pub struct Inputs<'a> {
 /// One secret's line in the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretLine {
-    /// Env var.
+    /// Env var, or the configuration's file path ([`DesiredSecret::key`]).
     pub env: String,
     /// `projects/P/secrets/S`.
     pub resource: String,
@@ -91,7 +93,7 @@ impl Plan {
         self.actions.is_empty()
     }
 
-    /// Pins by env, when every secret has one.
+    /// Pins by [`DesiredSecret::key`], when every secret has one.
     pub fn pins(&self) -> Option<BTreeMap<String, String>> {
         self.secrets
             .iter()
@@ -245,13 +247,13 @@ pub fn plan(inputs: &Inputs<'_>, model: &Model) -> Plan {
         let decision = secrets::decide(
             desired,
             secret,
-            inputs.sources.get(&secret.env),
+            inputs.sources.get(secret.key()),
             model,
             inputs.adopt,
         );
         plan.actions.extend(decision.actions);
         plan.secrets.push(SecretLine {
-            env: secret.env.clone(),
+            env: secret.key().to_owned(),
             resource: secret.resource.clone(),
             pin: decision.pin,
         });

@@ -11,14 +11,16 @@ use serde_json::Value;
 
 use super::action::{Action, Effect};
 
-/// The value of a `fromSecret` source, as the front end read it (a Kubernetes Secret, a manifest file).
+/// A given value (`fromSecret`, `spec.config`), as the front end read it (a Kubernetes Secret or ConfigMap, a
+/// manifest file, the spec).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// The value, and the source object's `resourceVersion` when it has one.
     Value {
         /// The bytes (redacted in `Debug`).
         payload: SecretPayload,
-        /// `resourceVersion` of the Kubernetes Secret; `None` for files.
+        /// `resourceVersion` of the Kubernetes Secret or ConfigMap, `generation-N` for inline configuration;
+        /// `None` for files.
         revision: Option<String>,
     },
     /// The Secret or its key is missing.
@@ -121,7 +123,7 @@ pub struct SecretState {
     pub etag: String,
     /// Its versions, newest first.
     pub versions: Vec<VersionView>,
-    /// The value of the newest enabled version, when it was read (only when a `fromSecret` source changed).
+    /// The value of the newest enabled version, when it was read (only when a given value's source changed).
     pub newest_payload: Option<SecretPayload>,
 }
 

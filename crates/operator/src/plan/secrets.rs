@@ -1,10 +1,12 @@
 //! Secrets and versions: which secret to create or adopt, which version to add, which version to pin.
 //!
-//! A version is added only when the value changed: a `fromSecret` source whose recorded `resourceVersion` is
-//! unchanged keeps its pin; otherwise its value is compared with the newest enabled version before adding, so a
-//! crash between `addVersion` and the record's write never adds the same value twice. A generated value is made
+//! A version is added only when the value changed: a given value (`fromSecret`, LiteLLM's configuration from a
+//! ConfigMap or the spec) whose recorded source revision is unchanged keeps its pin; otherwise its value is compared
+//! with the newest enabled version before adding, so a crash between `addVersion` and the record's write never adds
+//! the same value twice. A generated value is made
 //! once: a secret that has ever had a version never gets a second generated value.
 
+use litellm_operator_api::check_config;
 use litellm_operator_api::names::reason;
 use litellm_operator_gcp::{MAX_PAYLOAD_BYTES, SecretName};
 
@@ -58,7 +60,8 @@ impl Problem {
 pub struct Pin {
     /// Version number (for a version still to be added, the number it is expected to get).
     pub version: u64,
-    /// The source's `resourceVersion` that produced it (`fromSecret` from Kubernetes).
+    /// The source revision that produced it: a Kubernetes Secret's or ConfigMap's `resourceVersion`, or the
+    /// resource's `generation-N` for inline configuration.
     pub source_revision: Option<String>,
 }
 
@@ -71,56 +74,62 @@ pub struct SecretDecision {
     pub pin: Result<Pin, Problem>,
 }
 
-/// A problem with the source value itself, found before any Google call (so the secret is not even read).
+/// A problem with the source value itself, found before any Google call (so the secret is not even read). A
+/// ConfigMap's YAML is checked here as `validate` checks inline YAML (never quoting it).
 pub fn source_problem(secret: &DesiredSecret, source: Option<&Source>) -> Option<Problem> {
-    let DesiredSource::FromSecret(selector) = &secret.source else {
-        return None;
-    };
+    let what = secret.source.describe()?;
     match source {
         None => Some(Problem::new(
             ProblemKind::SourceMissing,
-            format!("no value for Secret {} key {:?}", selector.name, selector.key),
+            format!("no value for {what}"),
         )),
         Some(Source::Missing { message }) => Some(Problem::new(ProblemKind::SourceMissing, message.clone())),
         Some(Source::Value { payload, .. }) if payload.is_empty() => Some(Problem::new(
             ProblemKind::InvalidSpec,
-            format!(
-                "Secret {} key {:?} is empty; Secret Manager refuses an empty version",
-                selector.name, selector.key
-            ),
+            format!("{what} is empty; Secret Manager refuses an empty version"),
         )),
         Some(Source::Value { payload, .. }) if payload.len() > MAX_PAYLOAD_BYTES => Some(Problem::new(
             ProblemKind::InvalidSpec,
             format!(
-                "Secret {} key {:?} holds {} bytes; Secret Manager takes at most {MAX_PAYLOAD_BYTES} bytes per version",
-                selector.name,
-                selector.key,
+                "{what} holds {} bytes; Secret Manager takes at most {MAX_PAYLOAD_BYTES} bytes per version",
                 payload.len()
             ),
         )),
+        Some(Source::Value { payload, .. }) if matches!(secret.source, DesiredSource::FromConfigMap(_)) => {
+            let problems = match std::str::from_utf8(payload.expose()) {
+                Ok(text) => check_config(text).err()?,
+                Err(_) => vec!["is not UTF-8 text".to_owned()],
+            };
+            Some(Problem::new(
+                ProblemKind::InvalidSpec,
+                format!("{what}: {}", problems.join("; ")),
+            ))
+        }
         Some(Source::Value { .. }) => None,
     }
 }
 
 /// Whether the record alone pins this secret in a light pass (its input unchanged since the last full pass):
-/// the Kubernetes Secret's `resourceVersion` for `fromSecret`, the spec itself for `generate` and `external`.
+/// the source revision for given values, the spec itself for `generate` and `external`.
 pub fn trusted(secret: &DesiredSecret, source: Option<&Source>, record: &Record) -> bool {
-    let Some((version, revision)) = record.pin(&secret.env, &secret.resource) else {
+    let Some((version, revision)) = record.pin(secret.key(), &secret.resource) else {
         return false;
     };
     match &secret.source {
         DesiredSource::Generate(_) => true,
         DesiredSource::External { version: wanted } => wanted == "latest" || *wanted == version.to_string(),
-        DesiredSource::FromSecret(_) => match source {
-            Some(Source::Value {
-                revision: Some(now), ..
-            }) => revision == Some(now.as_str()),
-            _ => false,
-        },
+        DesiredSource::FromSecret(_) | DesiredSource::FromConfigMap(_) | DesiredSource::Inline { .. } => {
+            match source {
+                Some(Source::Value {
+                    revision: Some(now), ..
+                }) => revision == Some(now.as_str()),
+                _ => false,
+            }
+        }
     }
 }
 
-/// Whether the newest enabled version's value must be read to decide (a `fromSecret` source that changed or was
+/// Whether the newest enabled version's value must be read to decide (a given value whose source changed or was
 /// never recorded). The observer asks this after reading the versions, so payload reads happen only on changes.
 pub fn needs_payload(
     secret: &DesiredSecret,
@@ -128,9 +137,9 @@ pub fn needs_payload(
     state: &SecretState,
     record: &Record,
 ) -> bool {
-    let DesiredSource::FromSecret(_) = &secret.source else {
+    if !secret.source.given() {
         return false;
-    };
+    }
     state.newest_enabled().is_some() && recorded_pin(secret, source, state, record).is_none()
 }
 
@@ -141,7 +150,7 @@ fn recorded_pin(
     state: &SecretState,
     record: &Record,
 ) -> Option<Pin> {
-    let (version, revision) = record.pin(&secret.env, &secret.resource)?;
+    let (version, revision) = record.pin(secret.key(), &secret.resource)?;
     let Some(Source::Value {
         revision: Some(now), ..
     }) = source
@@ -172,7 +181,7 @@ pub fn decide(
         return refuse(problem);
     }
     if let SecretView::Trusted = view
-        && let Some((version, revision)) = model.record.pin(&secret.env, &secret.resource)
+        && let Some((version, revision)) = model.record.pin(secret.key(), &secret.resource)
     {
         return SecretDecision {
             actions: Vec::new(),
@@ -222,12 +231,12 @@ pub fn decide(
     let expected = state.next_number();
     let add = |value| Action::AddVersion {
         secret: name.clone(),
-        env: secret.env.clone(),
+        env: secret.key().to_owned(),
         value,
         expected,
     };
     let pin = match &secret.source {
-        DesiredSource::FromSecret(_) => {
+        DesiredSource::FromSecret(_) | DesiredSource::FromConfigMap(_) | DesiredSource::Inline { .. } => {
             let Some(Source::Value { payload, revision }) = source else {
                 // `source_problem` refused every other case above.
                 return refuse(Problem::new(ProblemKind::SourceMissing, "no value"));
@@ -261,7 +270,7 @@ pub fn decide(
         DesiredSource::Generate(generate) => {
             let recorded = model
                 .record
-                .pin(&secret.env, &secret.resource)
+                .pin(secret.key(), &secret.resource)
                 .map(|(n, _)| n)
                 .filter(|n| state.enabled(*n));
             match recorded.or_else(|| state.newest_enabled()) {

@@ -4,6 +4,7 @@
 //! desired service are compared; fields the server fills in (container names, port names, `cpuIdle`, launch stage,
 //! status) are ignored, and a value the desired service leaves at its proto3 default matches an absent one.
 
+use litellm_operator_api::names::{CONFIG_PATH, CONFIG_VOLUME};
 use serde_json::{Map, Value};
 
 /// Label keys Google itself may put on a service; never counted as drift.
@@ -20,6 +21,21 @@ pub fn drift(desired: &Value, live: &Value) -> Vec<String> {
         && container(live).get("livenessProbe").is_some_and(|p| !p.is_null())
     {
         out.push("template.containers[0].livenessProbe".to_owned());
+    }
+    // LiteLLM's configuration is wholly owned: a spec without `config` removes its volume (the update sends the
+    // spec's container, so its mount and `--config` go with it). Only the operator's own volume and arguments count:
+    // another tool's are left alone.
+    if desired.get("template").is_some()
+        && desired["template"].get("volumes").is_none()
+        && has_config_volume(live)
+    {
+        out.push(format!("template.volumes (removes {CONFIG_VOLUME})"));
+    }
+    if container(desired).is_object()
+        && container(desired).get("args").is_none()
+        && container(live)["args"] == config_args()
+    {
+        out.push("template.containers[0].args (removes --config)".to_owned());
     }
     // Labels are wholly owned: one removed from the spec must go from the service too.
     if let (Some(want), Some(have)) = (
@@ -66,6 +82,18 @@ fn compare(path: &str, desired: &Value, live: Option<&Value>, out: &mut Vec<Stri
             }
         }
     }
+}
+
+/// Whether the service has the operator's configuration volume.
+fn has_config_volume(service: &Value) -> bool {
+    service["template"]["volumes"]
+        .as_array()
+        .is_some_and(|volumes| volumes.iter().any(|v| v["name"] == CONFIG_VOLUME))
+}
+
+/// The arguments the operator gives LiteLLM for `spec.config`.
+fn config_args() -> Value {
+    Value::from(vec!["--config", CONFIG_PATH])
 }
 
 /// Whether every item is an object with a string `name` (env vars).
@@ -117,10 +145,11 @@ fn compare_env(path: &str, want: &[Value], have: &[Value], out: &mut Vec<String>
 }
 
 /// Cloud Run keeps a secret of the service's own project as the bare id it was given (`gcloud run deploy
-/// --set-secrets ENV=ID:N`), the spec names it in full (`projects/P/secrets/ID`). The spec's secrets are always of
-/// the service's project, so the two name the same secret.
+/// --set-secrets ENV=ID:N`, or `/PATH=ID:N` for a secret volume), the spec names it in full
+/// (`projects/P/secrets/ID`). The spec's secrets are always of the service's project, so the two name the same
+/// secret.
 fn same_secret(path: &str, want: &Value, have: &Value) -> bool {
-    if !path.ends_with(".secretKeyRef.secret") {
+    if !(path.ends_with(".secretKeyRef.secret") || path.ends_with(".secret.secret")) {
         return false;
     }
     match (want.as_str(), have.as_str()) {
@@ -178,6 +207,17 @@ pub fn merge_owned(live: &Value, desired: &Value) -> Value {
             .collect();
         labels.extend(want.iter().map(|(k, v)| (k.clone(), v.clone())));
         merged["labels"] = Value::Object(labels);
+    }
+    // Without `config` in the spec, its volume goes (another tool's volumes stay).
+    if desired.get("template").is_some()
+        && desired["template"].get("volumes").is_none()
+        && let Some(template) = merged.get_mut("template").and_then(Value::as_object_mut)
+        && let Some(volumes) = template.get_mut("volumes").and_then(Value::as_array_mut)
+    {
+        volumes.retain(|v| v["name"] != CONFIG_VOLUME);
+        if volumes.is_empty() {
+            template.remove("volumes");
+        }
     }
     merged
 }
@@ -352,6 +392,78 @@ mod tests {
             drift(&desired(), &l),
             ["template.containers[0].env[0].valueSource.secretKeyRef.secret"]
         );
+    }
+
+    /// `desired()` with LiteLLM's configuration pinned to `version`, as `desired::service` builds it.
+    fn with_config(version: &str) -> Value {
+        let mut d = desired();
+        d["template"]["volumes"] = json!([{"name": "litellm-config", "secret": {
+            "secret": "projects/p/secrets/s-config", "items": [{"version": version, "path": "config.yaml"}]
+        }}]);
+        d["template"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "litellm-config", "mountPath": "/etc/litellm"}]);
+        d["template"]["containers"][0]["args"] = json!(["--config", "/etc/litellm/config.yaml"]);
+        d
+    }
+
+    /// What Cloud Run returns for `with_config(version)`.
+    fn live_with_config(version: &str) -> Value {
+        let mut l = live();
+        let d = with_config(version);
+        l["template"]["volumes"] = d["template"]["volumes"].clone();
+        l["template"]["volumes"][0]["secret"]["items"][0]["mode"] = json!(0);
+        l["template"]["containers"][0]["volumeMounts"] =
+            d["template"]["containers"][0]["volumeMounts"].clone();
+        l["template"]["containers"][0]["args"] = d["template"]["containers"][0]["args"].clone();
+        l
+    }
+
+    #[test]
+    fn a_pinned_config_file_is_compared_by_version_and_by_secret_id_as_for_env() {
+        assert_eq!(
+            drift(&with_config("1"), &live_with_config("1")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            drift(&with_config("2"), &live_with_config("1")),
+            ["template.volumes[0].secret.items[0].version"]
+        );
+        // `gcloud run deploy --set-secrets /etc/litellm/config.yaml=s-config:1` keeps the bare id.
+        let mut l = live_with_config("1");
+        l["template"]["volumes"][0]["secret"]["secret"] = json!("s-config");
+        assert_eq!(drift(&with_config("1"), &l), Vec::<String>::new());
+        // Adding a config to a service without one is a template change.
+        let added = drift(&with_config("1"), &live());
+        assert!(added.contains(&"template.volumes".to_owned()), "{added:?}");
+        assert!(
+            added.contains(&"template.containers[0].args".to_owned()),
+            "{added:?}"
+        );
+    }
+
+    #[test]
+    fn a_spec_without_config_removes_the_operators_volume_mount_and_args_only() {
+        let paths = drift(&desired(), &live_with_config("1"));
+        assert_eq!(
+            paths,
+            [
+                "template.volumes (removes litellm-config)",
+                "template.containers[0].args (removes --config)"
+            ]
+        );
+        let merged = merge_owned(&live_with_config("1"), &desired());
+        assert!(merged["template"].get("volumes").is_none(), "{merged}");
+        assert!(merged["template"]["containers"][0].get("args").is_none());
+        assert!(merged["template"]["containers"][0].get("volumeMounts").is_none());
+        assert_eq!(drift(&desired(), &merged), Vec::<String>::new());
+
+        // Another tool's volume and arguments are not ours to remove.
+        let mut l = live();
+        l["template"]["volumes"] = json!([{"name": "certs", "secret": {"secret": "certs"}}]);
+        l["template"]["containers"][0]["args"] = json!(["--port", "4000"]);
+        assert_eq!(drift(&desired(), &l), Vec::<String>::new());
+        let merged = merge_owned(&l, &desired());
+        assert_eq!(merged["template"]["volumes"][0]["name"], "certs");
     }
 
     #[test]

@@ -226,7 +226,7 @@ impl TenancyPolicy {
             if !allowed {
                 reasons.push(format!(
                     "spec.secrets {} uses {} as external, which it may not ({})",
-                    secret.env,
+                    secret.key(),
                     secret.resource,
                     if rules.external_secrets.is_empty() {
                         "no external secrets allowed".to_owned()

@@ -25,23 +25,31 @@ enum Kind {
     FromSecret,
     Generate,
     External,
+    /// LiteLLM's configuration from a ConfigMap (`spec.config`), at most one and always last: it is the last
+    /// desired secret.
+    Config,
 }
 
 fn object(kinds: &[Kind], public: bool) -> LiteLLMDeployment {
     let secrets: Vec<Value> = kinds
         .iter()
         .enumerate()
-        .map(|(i, k)| {
+        .filter_map(|(i, k)| {
             let env = format!("SECRET_{i}");
-            match k {
+            Some(match k {
                 Kind::FromSecret => {
                     json!({"env": env, "fromSecret": {"name": "creds", "key": format!("k{i}")}})
                 }
                 Kind::Generate => json!({"env": env, "generate": {"length": 32, "prefix": "sk-"}}),
                 Kind::External => json!({"env": env, "external": {"version": "latest"}}),
-            }
+                Kind::Config => return None,
+            })
         })
         .collect();
+    let config = kinds
+        .iter()
+        .any(|k| matches!(k, Kind::Config))
+        .then(|| json!({"configMapKeyRef": {"name": "litellm", "key": "config.yaml"}}));
     serde_json::from_value(json!({
         "apiVersion": "litellm.dev/v1alpha1", "kind": "LiteLLMDeployment",
         "metadata": {"name": "proxy", "namespace": "llm", "generation": 1},
@@ -49,6 +57,7 @@ fn object(kinds: &[Kind], public: bool) -> LiteLLMDeployment {
             "project": "p-proj", "region": "us-central1",
             "service": {"image": "litellm:1", "serviceAccount": SA, "allowUnauthenticated": public},
             "secrets": secrets,
+            "config": config,
             "secretPolicy": {"keepEnabledVersions": 2}
         }
     }))
@@ -67,10 +76,15 @@ fn sources(d: &DesiredState, generation: u8) -> BTreeMap<String, Source> {
     d.secrets
         .iter()
         .enumerate()
-        .filter(|(_, s)| matches!(s.source, DesiredSource::FromSecret(_)))
+        .filter(|(_, s)| {
+            matches!(
+                s.source,
+                DesiredSource::FromSecret(_) | DesiredSource::FromConfigMap(_)
+            )
+        })
         .map(|(i, s)| {
             (
-                s.env.clone(),
+                s.key().to_owned(),
                 Source::Value {
                     payload: value(i, generation),
                     revision: Some(format!("rv-{generation}")),
@@ -237,7 +251,7 @@ fn an_unchanged_source_with_a_fresh_record_needs_no_value_read_and_adds_nothing(
     record.pins = plan(&i, &model).pinned(&model);
     assert!(!secrets::needs_payload(
         secret,
-        s.get(&secret.env),
+        s.get(secret.key()),
         &unread,
         &record
     ));
@@ -245,7 +259,7 @@ fn an_unchanged_source_with_a_fresh_record_needs_no_value_read_and_adds_nothing(
     let edited = sources(&d, 2);
     assert!(secrets::needs_payload(
         secret,
-        edited.get(&secret.env),
+        edited.get(secret.key()),
         &unread,
         &record
     ));
@@ -533,9 +547,9 @@ fn a_light_pass_trusts_the_record_and_plans_nothing_for_a_converged_deployment()
     );
     for secret in &d.secrets {
         assert!(
-            secrets::trusted(secret, s.get(&secret.env), &light.record),
+            secrets::trusted(secret, s.get(secret.key()), &light.record),
             "{}",
-            secret.env
+            secret.key()
         );
     }
     let p = plan(&i, &light);
@@ -699,8 +713,12 @@ fn world() -> impl Strategy<Value = World> {
         proptest::collection::vec(kind, 1..5),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_flat_map(|(kinds, public, adopt)| {
+        .prop_flat_map(|(mut kinds, config, public, adopt)| {
+            if config {
+                kinds.push(Kind::Config);
+            }
             let n = kinds.len();
             let secret = (
                 any::<bool>(),
@@ -950,9 +968,9 @@ fn check(b: &Built, adopt: bool, model: &Model, p: &Plan) -> Result<(), TestCase
                     Some(*number),
                     "disabled the pin"
                 );
-                let live = model.service.as_ref().unwrap().to_string();
+                let live = model.service.as_ref().unwrap();
                 prop_assert!(
-                    !live.contains(&format!("\"secret\":\"{secret}\",\"version\":\"{number}\"")),
+                    !serving_refs(live).contains(&(secret.to_string(), number.to_string())),
                     "disabled the version the serving revision uses"
                 );
             }
@@ -960,6 +978,25 @@ fn check(b: &Built, adopt: bool, model: &Model, p: &Plan) -> Result<(), TestCase
         }
     }
     Ok(())
+}
+
+/// `(secret, version)` of every secret the service reads: env vars and the configuration's volume.
+fn serving_refs(live: &Value) -> Vec<(String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut refs: Vec<(String, String)> = live["template"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["valueSource"]["secretKeyRef"])
+        .filter(|r| r.is_object())
+        .map(|r| (text(&r["secret"]), text(&r["version"])))
+        .collect();
+    for volume in live["template"]["volumes"].as_array().into_iter().flatten() {
+        for item in volume["secret"]["items"].as_array().into_iter().flatten() {
+            refs.push((text(&volume["secret"]["secret"]), text(&item["version"])));
+        }
+    }
+    refs
 }
 
 proptest! {
@@ -1087,4 +1124,225 @@ fn the_planner_imports_neither_kube_nor_google_clients() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// LiteLLM's configuration (`spec.config`): one more owned secret, given by the spec or a ConfigMap.
+
+const CONFIG_KEY: &str = "/etc/litellm/config.yaml";
+
+fn config_yaml(answer: &str) -> String {
+    format!(
+        "model_list:\n  - model_name: demo\n    litellm_params:\n      model: openai/x\n      mock_response: {answer}\n"
+    )
+}
+
+/// `kinds` with `config` as `spec.config`, at `generation`.
+fn with_config(kinds: &[Kind], config: Value, generation: i64) -> DesiredState {
+    let mut obj = object(kinds, false);
+    obj.metadata.generation = Some(generation);
+    obj.spec.config = Some(serde_json::from_value(config).unwrap());
+    desired_state(&obj).unwrap()
+}
+
+/// The given values as a front end hands them over: `fromSecret` values of `generation`, and the spec's own.
+fn given(d: &DesiredState, generation: u8) -> BTreeMap<String, Source> {
+    let mut s = sources(d, generation);
+    s.extend(
+        d.secrets
+            .iter()
+            .filter_map(|x| Some((x.key().to_owned(), x.source.spec_value()?))),
+    );
+    s
+}
+
+fn config_versions(model: &Model, d: &DesiredState) -> Vec<u64> {
+    let SecretView::Present(state) = model.secret(&d.secrets.last().unwrap().resource) else {
+        panic!("no config secret")
+    };
+    state.versions.iter().map(|v| v.number).collect()
+}
+
+#[test]
+fn a_config_is_created_versioned_granted_and_mounted_like_a_from_secret_value() {
+    let d = with_config(&[Kind::Generate], json!({"inline": config_yaml("one")}), 1);
+    let s = given(&d, 1);
+    let peers = PeerSet::default();
+    let i = inputs(&d, &s, false, &peers);
+    let (actions, model) = predict(&i, Model::default(), &Phase::APPLY);
+    let kinds: Vec<ActionKind> = actions.iter().map(Action::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ActionKind::CreateSecret,
+            ActionKind::CreateSecret,
+            ActionKind::GenerateVersion,
+            ActionKind::AddVersion,
+            ActionKind::Grant,
+            ActionKind::Grant,
+            ActionKind::CreateService,
+        ]
+    );
+    let Some(Action::AddVersion {
+        secret, env, value, ..
+    }) = actions.iter().find(|a| a.kind() == ActionKind::AddVersion)
+    else {
+        panic!()
+    };
+    assert_eq!(secret.to_string(), "projects/p-proj/secrets/proxy-config");
+    assert_eq!(env, CONFIG_KEY);
+    assert_eq!(value.payload().unwrap().expose(), config_yaml("one").as_bytes());
+    // The plan's lines name the secret and the file, never the YAML.
+    assert!(actions.iter().all(|a| !a.to_string().contains("mock_response")));
+    let Some(Action::CreateService { body, .. }) = actions.last() else {
+        panic!()
+    };
+    assert_eq!(
+        body["template"]["volumes"][0]["secret"]["items"],
+        json!([{"version": "1", "path": "config.yaml"}])
+    );
+    assert_eq!(body["template"]["containers"][0]["args"][1], CONFIG_KEY);
+
+    let converged = converge(&i, model);
+    let last = plan(&i, &converged);
+    assert!(last.is_empty() && last.converged(), "{last:?}");
+    let pin = converged
+        .record
+        .pins
+        .iter()
+        .find(|p| p.env == CONFIG_KEY)
+        .unwrap();
+    assert_eq!(pin.version.as_deref(), Some("1"));
+    assert_eq!(pin.source_resource_version.as_deref(), Some("generation-1"));
+}
+
+#[test]
+fn a_changed_config_adds_a_version_and_rolls_a_revision_an_unchanged_one_nothing() {
+    let peers = PeerSet::default();
+    let d1 = with_config(&[Kind::FromSecret], json!({"inline": config_yaml("one")}), 1);
+    let s1 = given(&d1, 1);
+    let model = converge(&inputs(&d1, &s1, false, &peers), Model::default());
+
+    // Unchanged: nothing, and nothing to read either.
+    let p = plan(&inputs(&d1, &s1, false, &peers), &model);
+    assert!(p.is_empty(), "{:?}", p.actions);
+    let config = d1.secrets.last().unwrap();
+    let SecretView::Present(state) = model.secret(&config.resource) else {
+        panic!()
+    };
+    assert!(!secrets::needs_payload(
+        config,
+        s1.get(CONFIG_KEY),
+        state,
+        &model.record
+    ));
+
+    // Another spec edit (a new generation), same YAML: the value is compared, nothing is written.
+    let d2 = with_config(&[Kind::FromSecret], json!({"inline": config_yaml("one")}), 2);
+    let s2 = given(&d2, 1);
+    let config = d2.secrets.last().unwrap();
+    assert!(secrets::needs_payload(
+        config,
+        s2.get(CONFIG_KEY),
+        state,
+        &model.record
+    ));
+    let p = plan(&inputs(&d2, &s2, false, &peers), &model);
+    assert!(p.is_empty(), "{:?}", p.actions);
+    let model = converge(&inputs(&d2, &s2, false, &peers), model);
+    assert_eq!(config_versions(&model, &d2), [1]);
+
+    // A changed YAML: one new version of the config only, and a revision pinned to it.
+    let d3 = with_config(&[Kind::FromSecret], json!({"inline": config_yaml("two")}), 3);
+    let s3 = given(&d3, 1);
+    let i3 = inputs(&d3, &s3, false, &peers);
+    let p = plan(&i3, &model);
+    assert_eq!(
+        p.actions.iter().map(Action::kind).collect::<Vec<_>>(),
+        [ActionKind::AddVersion, ActionKind::UpdateService]
+    );
+    let Action::UpdateService { body, change, .. } = &p.actions[1] else {
+        panic!()
+    };
+    assert!(change.rolls_revision(), "{change:?}");
+    assert_eq!(
+        body["template"]["volumes"][0]["secret"]["items"][0]["version"],
+        "2"
+    );
+    let model = converge(&i3, model);
+    assert_eq!(config_versions(&model, &d3), [2, 1]);
+    assert!(plan(&i3, &model).converged());
+    // The other secret kept its version.
+    assert_eq!(model.record.pins[0].version.as_deref(), Some("1"));
+}
+
+#[test]
+fn a_config_map_value_is_checked_before_any_call_and_never_quoted() {
+    let d = with_config(
+        &[Kind::Generate],
+        json!({"configMapKeyRef": {"name": "litellm", "key": "config.yaml"}}),
+        1,
+    );
+    let peers = PeerSet::default();
+    let missing: BTreeMap<String, Source> = BTreeMap::new();
+    let p = plan(&inputs(&d, &missing, false, &peers), &Model::default());
+    let problem = p.secrets[1].pin.as_ref().unwrap_err();
+    assert_eq!(problem.kind, ProblemKind::SourceMissing);
+    assert!(
+        problem.message.contains("ConfigMap litellm key \"config.yaml\""),
+        "{}",
+        problem.message
+    );
+    assert!(matches!(p.service, ServiceState::WaitingForSecrets));
+
+    let bad: BTreeMap<String, Source> = [(
+        CONFIG_KEY.to_owned(),
+        Source::Value {
+            payload: SecretPayload::new(b"general_settings:\n  master_key: sk-hidden\n bad: [\n".to_vec()),
+            revision: Some("7".into()),
+        },
+    )]
+    .into();
+    let p = plan(&inputs(&d, &bad, false, &peers), &Model::default());
+    let problem = p.secrets[1].pin.as_ref().unwrap_err();
+    assert_eq!(problem.kind, ProblemKind::InvalidSpec);
+    assert!(
+        problem
+            .message
+            .starts_with("ConfigMap litellm key \"config.yaml\": not valid YAML at line 3 column 2"),
+        "{}",
+        problem.message
+    );
+    assert!(!problem.message.contains("sk-hidden"));
+    assert!(
+        !p.actions.iter().any(|a| a.resource().ends_with("/proxy-config")),
+        "{:?}",
+        p.actions
+    );
+}
+
+#[test]
+fn dropping_the_config_rolls_a_revision_without_it_and_then_revokes_its_access() {
+    let peers = PeerSet::default();
+    let d = with_config(&[Kind::Generate], json!({"inline": config_yaml("one")}), 1);
+    let s = given(&d, 1);
+    let model = converge(&inputs(&d, &s, false, &peers), Model::default());
+
+    let mut obj = object(&[Kind::Generate], false);
+    obj.metadata.generation = Some(2);
+    let plain = desired_state(&obj).unwrap();
+    let none = BTreeMap::new();
+    let i = inputs(&plain, &none, false, &peers);
+    let p = plan(&i, &model);
+    let Some(Action::UpdateService { body, change, .. }) = p.actions.first() else {
+        panic!("{:?}", p.actions)
+    };
+    assert!(change.rolls_revision());
+    assert!(body["template"].get("volumes").is_none(), "{body}");
+    assert!(body["template"]["containers"][0].get("args").is_none(), "{body}");
+    let converged = converge(&i, model);
+    let config_access = accessor("proxy-config", &sa());
+    assert!(!converged.record.bindings.contains(&config_access));
+    assert!(converged.record.pins.iter().all(|p| p.env != CONFIG_KEY));
+    assert!(plan(&i, &converged).converged());
 }
