@@ -4,7 +4,7 @@ CARGO ?= cargo
 PYTHON ?= python3
 VENV := .venv
 CONFORMANCE_REQUIREMENTS := crates/gcp-emulator/tests/conformance/requirements.txt
-# The real LiteLLM proxy that live revisions run (see docs/live-demo.md). Pinned: a version whose `proxy` extra installs.
+# The real LiteLLM proxy that live revisions run (docs/getting-started.md, "The real proxy"). Pinned: a version whose `proxy` extra installs.
 LITELLM_VERSION := 1.80.5
 LITELLM_VENV := .venv-litellm
 

@@ -12,6 +12,7 @@
 //! - [`Calls`]: Google calls, read from the emulator's counters.
 //! - [`tools`]: where helm, glua, kubectl's release and the operator binary are.
 //! - [`chart`]: the Helm chart rendered, read and applied.
+//! - [`live`]: the real LiteLLM proxy as a Cloud Run image.
 
 pub mod calls;
 pub mod chart;
@@ -20,6 +21,7 @@ pub mod doctest;
 mod error;
 pub mod eventually;
 pub mod fixtures;
+pub mod live;
 mod manifests;
 pub mod node;
 mod pki;

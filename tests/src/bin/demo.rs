@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use litellm_operator_gcp::{Gcp, GcpConfig, SecretName, SecretPayload, SecretStore, SecretVersionStore};
-use litellm_operator_tests::{ControlPlane, install_litellm_crd, repo_path, tools};
+use litellm_operator_tests::{ControlPlane, install_litellm_crd, live, repo_path, tools};
 use tokio::process::Command;
 
 type Failure = Box<dyn std::error::Error>;
@@ -41,7 +41,14 @@ async fn run(once: bool) -> Result<(), Failure> {
     );
 
     step("Starting the Google emulator (Secret Manager, IAM, Cloud Run v2)");
+    // Revisions of the live demo's image run the real LiteLLM proxy (`make litellm`); the runbook's image keeps the
+    // emulator's timer runtime (its DATABASE_URL would stop a real LiteLLM here: no database engines).
+    let litellm = live::litellm_bin();
+    if !litellm.exists() {
+        return Err(format!("no LiteLLM at {}: run `make litellm`", litellm.display()).into());
+    }
     let emulator = gcp_emulator::spawn(gcp_emulator::Config {
+        run_images: [(live::LIVE_IMAGE.to_owned(), live::run_command())].into(),
         revision_startup: Duration::from_secs(2),
         iam_propagation: Duration::from_secs(0),
         // The example's runtime account, which exists in the reader's project.
@@ -106,34 +113,8 @@ async fn run(once: bool) -> Result<(), Failure> {
     .await?;
 
     step("Waiting for Ready");
-    let started = Instant::now();
-    loop {
-        let out = kubectl_output(
-            &cp,
-            &[
-                "get",
-                "llmd",
-                "litellm-proxy",
-                "-n",
-                "llm",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ],
-        )
-        .await?;
-        if out.trim() == "True" {
-            break;
-        }
-        if let Some(status) = operator.try_wait()? {
-            return Err(format!("the operator exited ({status}); see {}", log_path.display()).into());
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            kubectl(&cp, &["get", "llmd", "-n", "llm", "-o", "yaml"]).await?;
-            return Err("not Ready after 120 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    println!("    Ready in {:.1}s", started.elapsed().as_secs_f64());
+    let took = wait_ready(&cp, &mut operator, "litellm-proxy", &log_path).await?;
+    println!("    Ready in {:.1}s", took.as_secs_f64());
 
     step("kubectl get llmd -n llm");
     kubectl(&cp, &["get", "llmd", "-n", "llm"]).await?;
@@ -207,6 +188,53 @@ async fn run(once: bool) -> Result<(), Failure> {
         service["latestReadyRevision"].as_str().unwrap_or_default()
     );
 
+    step(
+        "Applying examples/live-demo.yaml (the real LiteLLM proxy, a mock model in spec.config, no database)",
+    );
+    kubectl(
+        &cp,
+        &[
+            "apply",
+            "-f",
+            &repo_path("examples/live-demo.yaml").display().to_string(),
+        ],
+    )
+    .await?;
+    let took = wait_ready(&cp, &mut operator, "litellm-demo", &log_path).await?;
+    println!(
+        "    Ready in {:.1}s: a LiteLLM process serves its revision",
+        took.as_secs_f64()
+    );
+    let url = kubectl_output(
+        &cp,
+        &[
+            "get",
+            "llmd",
+            "litellm-demo",
+            "-n",
+            "llm",
+            "-o",
+            "jsonpath={.status.url}",
+        ],
+    )
+    .await?;
+    step("A chat completion through the service URL, with the master key read from Secret Manager by gcloud");
+    let curl = format!(
+        "curl -s {url}/v1/chat/completions \\\n      -H \"Authorization: Bearer $(gcloud secrets versions access latest \
+         --secret=litellm-demo-litellm-master-key --project=my-project)\" \\\n      -H 'Content-Type: application/json' \
+         -d '{{\"model\": \"demo\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
+        url = url.trim()
+    );
+    println!("    $ {curl}");
+    let answer = gcloud.shell(&curl).await?;
+    let reply: serde_json::Value = serde_json::from_str(&answer)
+        .map_err(|e| format!("the proxy's answer is not JSON ({e}): {answer}"))?;
+    println!("    {answer}");
+    match live::answer(&reply) {
+        Some(text) => println!("    the proxy answered: {text}"),
+        None => return Err(format!("no chat completion in the proxy's answer: {answer}").into()),
+    }
+
     if once {
         step("Done (--once): stopping everything");
         return Ok(());
@@ -217,6 +245,8 @@ async fn run(once: bool) -> Result<(), Failure> {
          \n  kubectl -n llm edit secret litellm-credentials     # change database-url: a new version and revision roll out\
          \n  kubectl -n llm get llmd -w\
          \n  kubectl -n llm describe llmd litellm-proxy         # Events: every Google write\
+         \n  kubectl -n llm edit llmd litellm-demo              # change mock_response in spec.config: a new LiteLLM revision\
+         \n  curl {url}/health/readiness                        # the live demo's proxy, through the emulator\
          \n\n  gcloud against the emulator (`gcloud run` speaks Cloud Run v1 on a regional host, REGION-run.fake,\
          \n  that only the emulator acting as gcloud's HTTP proxy can answer):\
          \n{exports}\
@@ -224,12 +254,49 @@ async fn run(once: bool) -> Result<(), Failure> {
          \n  gcloud run services describe litellm-proxy --region us-central1 --project my-project\n",
         kubeconfig = cp.kubeconfig().display(),
         exports = gcloud.exports(),
+        url = url.trim(),
     );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => step("Ctrl-C: stopping the operator, the emulator, kube-apiserver and etcd"),
         status = operator.wait() => step(&format!("The operator exited ({status:?}); stopping everything")),
     }
     Ok(())
+}
+
+/// Waits (up to 180 s) until LiteLLMDeployment `name` in namespace llm is Ready, and says how long it took.
+async fn wait_ready(
+    cp: &ControlPlane,
+    operator: &mut tokio::process::Child,
+    name: &str,
+    log_path: &std::path::Path,
+) -> Result<Duration, Failure> {
+    let started = Instant::now();
+    loop {
+        let out = kubectl_output(
+            cp,
+            &[
+                "get",
+                "llmd",
+                name,
+                "-n",
+                "llm",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+        )
+        .await?;
+        if out.trim() == "True" {
+            return Ok(started.elapsed());
+        }
+        if let Some(status) = operator.try_wait()? {
+            return Err(format!("the operator exited ({status}); see {}", log_path.display()).into());
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            kubectl(cp, &["get", "llmd", name, "-n", "llm", "-o", "yaml"]).await?;
+            return Err(format!("{name} not Ready after 180 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 async fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<(), Failure> {
@@ -275,6 +342,21 @@ impl Gcloud {
             .map(|(k, v)| format!("  export {k}={v}"))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Runs `script` with bash, gcloud pointed at the emulator, and returns its standard output.
+    async fn shell(&self, script: &str) -> Result<String, Failure> {
+        let out = Command::new("bash")
+            .args(["-c", script])
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stderr(Stdio::inherit())
+            .output()
+            .await?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(format!("`{script}` failed ({})", out.status).into())
+        }
     }
 
     async fn run(&self, args: &[&str]) -> Result<(), Failure> {
