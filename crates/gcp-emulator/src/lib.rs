@@ -334,8 +334,12 @@ pub async fn spawn(config: Config) -> Result<Emulator, Error> {
             source,
         })?;
         // What the configuration decides, and the file does not hold, comes from the fresh state; so do the
-        // configured accounts and crashing images the file lacks.
+        // configured accounts, identity pools and crashing images the file lacks.
         loaded.runtime = std::mem::take(&mut state.runtime);
+        loaded
+            .iam
+            .identity_pools
+            .extend(std::mem::take(&mut state.iam.identity_pools));
         loaded.run.timing = state.run.timing;
         loaded.iam.any_account_exists = state.iam.any_account_exists;
         for (email, account) in std::mem::take(&mut state.iam.service_accounts) {

@@ -187,3 +187,25 @@ async fn every_api_serves_what_the_old_state_file_holds() {
     let v3 = api.add_version("projects/p/secrets/db", b"three").await;
     assert_eq!(v3["name"], p_name("secrets/db/versions/3"));
 }
+
+#[tokio::test]
+async fn configured_identity_pools_join_those_of_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    std::fs::write(&file, FIXTURE).unwrap();
+    let emu = gcp_emulator::spawn(gcp_emulator::Config {
+        state_file: Some(file),
+        workload_identity_pools: vec!["configured-project".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (file_pools, configured) = emu.state().with(|st| {
+        (
+            st.iam.identity_pools.len(),
+            st.iam.identity_pools.contains("configured-project"),
+        )
+    });
+    assert!(configured, "the configured pool exists");
+    assert!(file_pools >= 2, "the file's pool is kept too");
+}
