@@ -567,17 +567,23 @@ fn restrict(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A value under a declared mount path, rewritten to the same path under the revision's root.
+/// A value under a declared mount path, rewritten to the same path under the revision's root; so is the value of
+/// a `--flag=PATH` argument.
 fn map_path(value: &str, mounts: &[String], root: &str) -> String {
-    let under = |mount: &String| {
-        value == mount.as_str()
-            || value
-                .strip_prefix(mount.as_str())
-                .is_some_and(|rest| rest.starts_with('/'))
+    let under = |path: &str| {
+        mounts.iter().any(|mount| {
+            path == mount.as_str()
+                || path
+                    .strip_prefix(mount.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
     };
-    match mounts.iter().find(|m| under(m)) {
-        Some(_) => format!("{root}{value}"),
-        None => value.to_string(),
+    if under(value) {
+        return format!("{root}{value}");
+    }
+    match value.split_once('=') {
+        Some((flag, path)) if flag.starts_with('-') && under(path) => format!("{flag}={root}{path}"),
+        _ => value.to_string(),
     }
 }
 
@@ -766,5 +772,14 @@ mod tests {
         assert_eq!(map_path("/secrets", &mounts, "/x"), "/x/secrets");
         assert_eq!(map_path("/etc/litellmx", &mounts, "/x"), "/etc/litellmx");
         assert_eq!(map_path("--port", &mounts, "/x"), "--port");
+        assert_eq!(
+            map_path("--config=/etc/litellm/config.yaml", &mounts, "/x"),
+            "--config=/x/etc/litellm/config.yaml"
+        );
+        assert_eq!(
+            map_path("--config=/etc/other", &mounts, "/x"),
+            "--config=/etc/other"
+        );
+        assert_eq!(map_path("KEY=/secrets/a", &mounts, "/x"), "KEY=/secrets/a");
     }
 }
