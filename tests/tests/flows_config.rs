@@ -312,6 +312,56 @@ async fn a_config_from_a_config_map_waits_for_it_and_follows_its_edits() {
     assert_eq!(secret_value(&w, "cfg-map-config", 2).await, config_yaml("two"));
     assert_mounted(&service(&w, &name).await, "cfg-map-config", "2");
 
+    // Pointing at another key of the same ConfigMap is a new value, though the ConfigMap's version is unchanged.
+    put_config_map(
+        &w,
+        "litellm-config",
+        &[
+            ("config.yaml", &config_yaml("two")),
+            ("alt.yaml", &config_yaml("three")),
+        ],
+    )
+    .await;
+    let rv = config_maps(&w)
+        .get("litellm-config")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    // The operator has read this version of the ConfigMap (its config.yaml unchanged: no new version).
+    w.wait_for(
+        &name,
+        "the ConfigMap's new version recorded",
+        Duration::from_secs(20),
+        |s| {
+            s.secrets.iter().any(|p| {
+                p.env == CONFIG
+                    && p.version.as_deref() == Some("2")
+                    && p.source_resource_version
+                        .as_deref()
+                        .is_some_and(|r| r.ends_with(&format!("@{rv}")))
+            })
+        },
+    )
+    .await;
+    w.patch_spec(
+        &name,
+        json!({"config": {"configMapKeyRef": {"name": "litellm-config", "key": "alt.yaml"}}}),
+    )
+    .await;
+    let third = w
+        .wait_for(
+            &name,
+            "the other key's config pinned to 3 and Ready",
+            Duration::from_secs(30),
+            config_pinned("3"),
+        )
+        .await;
+    assert_eq!(secret_value(&w, "cfg-map-config", 3).await, config_yaml("three"));
+    assert_ne!(third.latest_ready_revision, second.latest_ready_revision);
+    let second = third;
+
     // Dropping spec.config removes the volume and `--config` from the service.
     w.patch_spec(&name, json!({"config": null})).await;
     let without = w

@@ -227,17 +227,15 @@ fn prepare<'a>(manifests: &'a Manifests, d: &'a Deployment, state: &State) -> Pr
         .secrets
         .iter()
         .filter_map(|s| {
-            let source = match &s.source {
+            let given = &s.source;
+            let source = match given {
                 DesiredSource::FromSecret(selector) => match manifests.value(d, selector) {
                     Some(value) => Source::Value {
                         payload: SecretPayload::new(value.to_vec()),
                         revision: None,
                     },
                     None => Source::Missing {
-                        message: format!(
-                            "Kubernetes Secret {ns}/{} has no key {:?}",
-                            selector.name, selector.key
-                        ),
+                        message: given.missing(ns, manifests.holds(ns, given)),
                     },
                 },
                 DesiredSource::FromConfigMap(selector) => match manifests.config_value(d, selector) {
@@ -246,10 +244,7 @@ fn prepare<'a>(manifests: &'a Manifests, d: &'a Deployment, state: &State) -> Pr
                         revision: None,
                     },
                     None => Source::Missing {
-                        message: format!(
-                            "ConfigMap {ns}/{} has no key {:?} in its data",
-                            selector.name, selector.key
-                        ),
+                        message: given.missing(ns, manifests.holds(ns, given)),
                     },
                 },
                 other => other.spec_value()?,

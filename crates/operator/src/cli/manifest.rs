@@ -60,6 +60,16 @@ impl Manifests {
 }
 
 impl Manifests {
+    /// Whether the files hold the Kubernetes Secret or ConfigMap `name` of namespace `namespace`.
+    pub fn holds(&self, namespace: &str, source: &crate::plan::DesiredSource) -> bool {
+        let key = |name: &str| (namespace.to_owned(), name.to_owned());
+        match source {
+            crate::plan::DesiredSource::FromSecret(s) => self.secrets.contains_key(&key(&s.name)),
+            crate::plan::DesiredSource::FromConfigMap(c) => self.config_maps.contains_key(&key(&c.name)),
+            _ => true,
+        }
+    }
+
     /// The YAML a `spec.config.configMapKeyRef` points at, in the deployment's namespace.
     pub fn config_value(&self, deployment: &Deployment, selector: &ConfigMapKeySelector) -> Option<&str> {
         let ns = namespace_of(&deployment.obj.metadata.namespace);

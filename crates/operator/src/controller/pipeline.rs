@@ -177,53 +177,39 @@ async fn sources(
     let mut read: BTreeMap<String, Option<KubeSecret>> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for secret in &desired.secrets {
-        let source = match &secret.source {
+        let given = &secret.source;
+        let source = match given {
             DesiredSource::FromSecret(selector) => {
                 if !read.contains_key(&selector.name) {
                     let found = secrets.get_opt(&selector.name).await.map_err(Error::Kubernetes)?;
                     read.insert(selector.name.clone(), found);
                 }
-                match read.get(&selector.name).and_then(Option::as_ref) {
-                    None => Source::Missing {
-                        message: format!("Kubernetes Secret {ns}/{} not found", selector.name),
+                let found = read.get(&selector.name).and_then(Option::as_ref);
+                match found.and_then(|f| Some((f, f.data.as_ref()?.get(&selector.key)?))) {
+                    Some((found, value)) => Source::Value {
+                        payload: SecretPayload::new(value.0.clone()),
+                        revision: given.revision(found.metadata.resource_version.as_deref()),
                     },
-                    Some(found) => match found.data.as_ref().and_then(|d| d.get(&selector.key)) {
-                        None => Source::Missing {
-                            message: format!(
-                                "Kubernetes Secret {ns}/{} has no key {:?}",
-                                selector.name, selector.key
-                            ),
-                        },
-                        Some(value) => Source::Value {
-                            payload: SecretPayload::new(value.0.clone()),
-                            revision: found.metadata.resource_version.clone(),
-                        },
+                    None => Source::Missing {
+                        message: given.missing(&ns, found.is_some()),
                     },
                 }
             }
             DesiredSource::FromConfigMap(selector) => {
-                match config_maps
+                let found = config_maps
                     .get_opt(&selector.name)
                     .await
-                    .map_err(Error::Kubernetes)?
+                    .map_err(Error::Kubernetes)?;
+                match found
+                    .as_ref()
+                    .and_then(|f| Some((f, f.data.as_ref()?.get(&selector.key)?)))
                 {
-                    None => Source::Missing {
-                        message: format!(
-                            "ConfigMap {ns}/{} (spec.config.configMapKeyRef) not found",
-                            selector.name
-                        ),
+                    Some((found, value)) => Source::Value {
+                        payload: SecretPayload::new(value.clone().into_bytes()),
+                        revision: given.revision(found.metadata.resource_version.as_deref()),
                     },
-                    Some(found) => match found.data.as_ref().and_then(|d| d.get(&selector.key)) {
-                        None => Source::Missing {
-                            message: format!(
-                                "ConfigMap {ns}/{} (spec.config.configMapKeyRef) has no key {:?} in its data",
-                                selector.name, selector.key
-                            ),
-                        },
-                        Some(value) => Source::Value {
-                            payload: SecretPayload::new(value.clone().into_bytes()),
-                            revision: found.metadata.resource_version.clone(),
-                        },
+                    None => Source::Missing {
+                        message: given.missing(&ns, found.is_some()),
                     },
                 }
             }

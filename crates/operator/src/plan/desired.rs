@@ -147,6 +147,42 @@ impl DesiredSource {
         }
     }
 
+    /// What identifies a given value without reading it: the `resourceVersion` of the Kubernetes object that holds
+    /// it, with the object and the key, so pointing at another key of an unchanged object is a change too. The
+    /// controller records it; `None` (the CLI, which has no versions) always compares values.
+    pub fn revision(&self, resource_version: Option<&str>) -> Option<String> {
+        let rv = resource_version?;
+        Some(match self {
+            DesiredSource::FromSecret(s) => format!("Secret/{}/{}@{rv}", s.name, s.key),
+            DesiredSource::FromConfigMap(c) => format!("ConfigMap/{}/{}@{rv}", c.name, c.key),
+            _ => rv.to_owned(),
+        })
+    }
+
+    /// Why a given value cannot be read in `namespace`: its object is missing (`object_found` false), or its key.
+    /// One wording for the controller and the CLI.
+    pub fn missing(&self, namespace: &str, object_found: bool) -> String {
+        match (self, object_found) {
+            (DesiredSource::FromSecret(s), false) => {
+                format!("Kubernetes Secret {namespace}/{} not found", s.name)
+            }
+            (DesiredSource::FromSecret(s), true) => {
+                format!("Kubernetes Secret {namespace}/{} has no key {:?}", s.name, s.key)
+            }
+            (DesiredSource::FromConfigMap(c), false) => {
+                format!(
+                    "ConfigMap {namespace}/{} (spec.config.configMapKeyRef) not found",
+                    c.name
+                )
+            }
+            (DesiredSource::FromConfigMap(c), true) => format!(
+                "ConfigMap {namespace}/{} (spec.config.configMapKeyRef) has no key {:?} in its data",
+                c.name, c.key
+            ),
+            _ => format!("{} has no value", self.describe().unwrap_or_default()),
+        }
+    }
+
     /// What the value comes from, for messages (never the value): `Secret NAME key "KEY"`, ...
     pub fn describe(&self) -> Option<String> {
         match self {
@@ -428,6 +464,53 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
+
+    #[test]
+    fn a_given_values_revision_names_its_object_and_key() {
+        let secret = |name: &str, key: &str| {
+            DesiredSource::FromSecret(SecretKeySelector {
+                name: name.into(),
+                key: key.into(),
+            })
+        };
+        let config = |key: &str| {
+            DesiredSource::FromConfigMap(ConfigMapKeySelector {
+                name: "c".into(),
+                key: key.into(),
+            })
+        };
+        // Another key of an unchanged object (same resourceVersion) is another value.
+        assert_ne!(
+            config("a.yaml").revision(Some("7")),
+            config("b.yaml").revision(Some("7"))
+        );
+        assert_ne!(
+            secret("s", "k").revision(Some("7")),
+            secret("t", "k").revision(Some("7"))
+        );
+        assert_ne!(
+            secret("c", "a.yaml").revision(Some("7")),
+            config("a.yaml").revision(Some("7"))
+        );
+        assert_eq!(
+            secret("s", "k").revision(Some("7")),
+            secret("s", "k").revision(Some("7"))
+        );
+        assert_ne!(
+            secret("s", "k").revision(Some("7")),
+            secret("s", "k").revision(Some("8"))
+        );
+        // Without versions (the CLI), values are compared.
+        assert_eq!(secret("s", "k").revision(None), None);
+        assert_eq!(
+            config("a.yaml").missing("ns", true),
+            "ConfigMap ns/c (spec.config.configMapKeyRef) has no key \"a.yaml\" in its data"
+        );
+        assert_eq!(
+            secret("s", "k").missing("ns", false),
+            "Kubernetes Secret ns/s not found"
+        );
+    }
 
     #[test]
     fn derives_names_labels_and_one_accessor_binding_per_secret() {
