@@ -64,7 +64,7 @@ impl<S: tower::Service<Request<Body>>> tower::Service<Request<Body>> for Recordi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secrets_are_watched_by_metadata_only_and_read_only_where_referenced() {
+async fn secrets_and_config_maps_are_watched_by_metadata_only_and_secrets_read_only_where_referenced() {
     let cp = ControlPlane::shared().await.unwrap();
     let recorder = Recorder::default();
     let client = ClientBuilder::try_from(cp.config().clone())
@@ -106,6 +106,18 @@ async fn secrets_are_watched_by_metadata_only_and_read_only_where_referenced() {
         assert!(
             !full || s.uri.ends_with("/secrets/creds"),
             "the operator read a Secret no deployment references: {s:?}"
+        );
+    }
+    // ConfigMaps (`spec.config.configMapKeyRef`) are watched the same way: metadata only.
+    let config_maps: Vec<&Sent> = sent.iter().filter(|s| s.uri.contains("/configmaps?")).collect();
+    assert!(
+        config_maps.iter().any(|s| s.uri.contains("watch=true")),
+        "the operator watches ConfigMaps: {sent:#?}"
+    );
+    for s in &config_maps {
+        assert!(
+            s.accept.contains("as=PartialObjectMetadata"),
+            "a list or watch of ConfigMaps asked for full objects: {s:?}"
         );
     }
 }

@@ -94,8 +94,9 @@ impl Supervisor {
                 (std::env::temp_dir().join(name), true)
             }
         };
+        // Only a directory the emulator makes is narrowed to its owner: a given one keeps its permissions.
         std::fs::create_dir_all(&dir)
-            .and_then(|()| restrict(&dir, 0o700))
+            .and_then(|()| if owns { restrict(&dir, 0o700) } else { Ok(()) })
             .map_err(|e| (dir.clone(), e))?;
         Ok(Supervisor {
             run_dir: dir,
@@ -639,9 +640,30 @@ fn os_string(bytes: &[u8]) -> std::ffi::OsString {
     String::from_utf8_lossy(bytes).into_owned().into()
 }
 
+/// Ports handed to revisions by any emulator of this process, newest last: a port is not handed out again while it
+/// is among the last [`PORTS_REMEMBERED`], so two emulators in one test binary never give their revisions the
+/// same port (the OS only promises the port was free when asked).
+static HANDED_OUT: Mutex<VecDeque<u16>> = Mutex::new(VecDeque::new());
+const PORTS_REMEMBERED: usize = 4_096;
+
 fn free_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
+    for _ in 0..64 {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let port = listener.local_addr()?.port();
+        let mut handed = lock(&HANDED_OUT);
+        if handed.contains(&port) {
+            continue;
+        }
+        if handed.len() == PORTS_REMEMBERED {
+            handed.pop_front();
+        }
+        handed.push_back(port);
+        return Ok(port);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no local port that no revision was given recently",
+    ))
 }
 
 /// SIGTERM to the process group, SIGKILL after the grace period, then SIGKILL to what is left of the group.

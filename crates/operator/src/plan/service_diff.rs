@@ -23,8 +23,8 @@ pub fn drift(desired: &Value, live: &Value) -> Vec<String> {
         out.push("template.containers[0].livenessProbe".to_owned());
     }
     // LiteLLM's configuration is wholly owned: a spec without `config` removes its volume (the update sends the
-    // spec's container, so its mount and `--config` go with it). Only the operator's own volume and arguments count:
-    // another tool's are left alone.
+    // spec's container, so its mount and `--config` go with it, as every container field is the spec's). Only the
+    // operator's own volume counts: another tool's volumes are left alone.
     if desired.get("template").is_some()
         && desired["template"].get("volumes").is_none()
         && has_config_volume(live)
