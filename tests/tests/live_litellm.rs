@@ -152,10 +152,10 @@ async fn rotating_the_master_key_rolls_a_revision_that_accepts_only_the_new_key_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revision_denied_a_secret_never_starts_its_process() {
-    // Grants take 4 s to reach Cloud Run: the first revision starts before the operator's fresh accessor grants do.
+    // Grants take 6 s to reach Cloud Run: the first revision starts before the operator's fresh accessor grants do.
     let w = World::builder("live-denied")
         .emulator(gcp_emulator::Config {
-            iam_propagation: Duration::from_secs(4),
+            iam_propagation: Duration::from_secs(6),
             ..live_emulator()
         })
         .settings(Settings {

@@ -745,6 +745,27 @@ async fn dropping_the_emulator_stops_its_processes() {
 }
 
 #[tokio::test]
+async fn shutting_the_emulator_down_stops_its_processes_before_it_returns() {
+    let live = live(false).await;
+    let op = create(&live.api, "llm", service_of(container(PY, json!([])))).await;
+    wait(&live.api, &op).await;
+    let svc = get_service(&live.api, "llm").await;
+    let rev = svc["latestReadyRevision"].as_str().unwrap().to_string();
+    let uri = svc["uri"].as_str().unwrap().to_string();
+    let server_pid: u32 = text(&live.api, &format!("{uri}/pid")).await.parse().unwrap();
+    let leader = live.api.emu.state().revision_pid(&rev).unwrap();
+    let dir = live.revision_dir(&rev);
+    assert!(alive(server_pid) && alive(leader) && dir.exists());
+    let Live { api, dir: keep } = live;
+    // The binary's SIGTERM path: SIGTERM to each process group, waited for, before the emulator is gone.
+    api.emu.shutdown().await;
+    assert!(!alive(leader), "the revision's shell was stopped and reaped");
+    eventually("the server process is gone", || !alive(server_pid)).await;
+    assert!(!dir.exists());
+    drop(keep);
+}
+
+#[tokio::test]
 async fn without_run_images_urls_stay_googles() {
     let api = Api::start(gcp_emulator::Config {
         revision_startup: Duration::ZERO,
