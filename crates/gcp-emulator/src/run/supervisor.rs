@@ -519,17 +519,17 @@ fn prepare(dir: &Path, launch: &Launch) -> Result<PathBuf, String> {
     restrict(dir, 0o700).map_err(|e| failed("setting its mode", e))?;
     std::fs::create_dir_all(dir.join("home")).map_err(|e| failed("creating home", e))?;
     for mount in &launch.mounts {
-        std::fs::create_dir_all(root.join(mount.trim_start_matches('/')))
-            .map_err(|e| failed("creating a mount path", e))?;
+        let relative =
+            under_root(mount).ok_or_else(|| format!("The mount path {mount} is not a plain path."))?;
+        std::fs::create_dir_all(root.join(relative)).map_err(|e| failed("creating a mount path", e))?;
     }
     for file in &launch.files {
-        let relative = Path::new(file.path.trim_start_matches('/'));
-        if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(format!(
+        let relative = under_root(&file.path).ok_or_else(|| {
+            format!(
                 "The secret volume path {} is not a plain relative path.",
                 file.path
-            ));
-        }
+            )
+        })?;
         let path = root.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| failed("creating a secret's directory", e))?;
@@ -537,6 +537,15 @@ fn prepare(dir: &Path, launch: &Launch) -> Result<PathBuf, String> {
         write_file(&path, &file.data, file.mode).map_err(|e| failed("writing a secret file", e))?;
     }
     Ok(root)
+}
+
+/// `path` relative to the revision's root, when it stays inside it: plain segments only (no `..`).
+fn under_root(path: &str) -> Option<&Path> {
+    let relative = Path::new(path.trim_start_matches('/'));
+    relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+        .then_some(relative)
 }
 
 fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
@@ -783,6 +792,17 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
+
+    #[test]
+    fn only_plain_paths_stay_under_the_revision_root() {
+        assert_eq!(
+            under_root("/etc/litellm/config.yaml"),
+            Some(Path::new("etc/litellm/config.yaml"))
+        );
+        for escaping in ["/etc/../../outside", "/..", "/../x"] {
+            assert_eq!(under_root(escaping), None, "{escaping}");
+        }
+    }
 
     #[test]
     fn paths_under_mounts_are_mapped_on_segment_boundaries() {
