@@ -638,25 +638,14 @@ impl Store {
                     && !self.service_accounts.contains_key(email)
             })
             .map(|email| self.compute_account_of(&email, project, known));
-        let mut items: Vec<(String, Value)> = self
+        let items: Vec<(String, Value)> = self
             .service_accounts
             .values()
             .filter(|a| project == "-" || a.project_id == project)
             .chain(compute.as_ref())
             .map(|a| (a.email.clone(), render_account(a)))
             .collect();
-        items.sort_by(|a, b| a.0.cmp(&b.0));
-        let (page, next) = wire::paginate(
-            items,
-            req.int_param("pageSize")?,
-            req.param("pageToken"),
-            100,
-            |k| k.clone(),
-            |t| Some(t.to_string()),
-            true,
-        )?;
-        let out = wire::list_response("accounts", page, next);
-        Ok(Value::Object(out))
+        wire::page_by_name("accounts", items, req, 100)
     }
 
     fn account_for_policy(

@@ -665,15 +665,12 @@ pub fn list_revisions(
         Some(s) => format!("projects/{namespace}/locations/{region}/services/{s}/revisions/"),
         None => format!("projects/{namespace}/locations/{region}/services/"),
     };
-    let mut revisions: Vec<&crate::model::Revision> = run
+    let names: Vec<String> = run
         .store
-        .revisions
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
-        .map(|(_, r)| r)
+        .revisions_newest_first(&prefix)
+        .iter()
+        .map(|r| r.name.clone())
         .collect();
-    revisions.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.name.cmp(&a.name)));
-    let names: Vec<String> = revisions.iter().map(|r| r.name.clone()).collect();
     let items: Vec<Value> = names
         .iter()
         .filter_map(|n| revision_v1(run, n, namespace, region))

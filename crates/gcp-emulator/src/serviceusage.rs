@@ -131,17 +131,7 @@ impl Store {
         } else {
             Vec::new()
         };
-        let (page, next) = wire::paginate(
-            items,
-            req.int_param("pageSize")?,
-            req.param("pageToken"),
-            MAX_PAGE_SIZE,
-            |k| k.clone(),
-            |t| Some(t.to_string()),
-            true,
-        )?;
-        let out = wire::list_response("services", page, next);
-        Ok(Value::Object(out))
+        wire::page_by_name("services", items, req, MAX_PAGE_SIZE)
     }
 
     fn remember_enabled(&mut self, number: u64, names: &[String]) {

@@ -208,6 +208,27 @@ pub fn page_in_order(field: &str, items: Vec<Value>, req: &Request, max: i64) ->
     Ok(Value::Object(list_response(field, page, next)))
 }
 
+/// One page of `items` keyed by resource name, answered as `{field: [...], nextPageToken}`: the items are ordered by
+/// name, and the token is the last name returned.
+pub fn page_by_name(
+    field: &str,
+    mut items: Vec<(String, Value)>,
+    req: &Request,
+    max: i64,
+) -> ApiResult<Value> {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let (page, next) = paginate(
+        items,
+        req.int_param("pageSize")?,
+        req.param("pageToken"),
+        max,
+        String::clone,
+        |t| Some(t.to_string()),
+        true,
+    )?;
+    Ok(Value::Object(list_response(field, page, next)))
+}
+
 pub fn list_response(field: &str, page: Vec<Value>, next: Option<String>) -> Map<String, Value> {
     let mut out = Map::new();
     if !page.is_empty() {

@@ -722,8 +722,15 @@ async fn a_timer_revision_has_no_process_and_a_ready_one_starts_cold() {
     assert_eq!(revision["conditions"][0]["state"], "CONDITION_SUCCEEDED");
 }
 
-#[tokio::test]
-async fn dropping_the_emulator_stops_its_processes() {
+/// A serving revision's processes (the Python server, and the shell leading its process group) and directory.
+struct Serving {
+    server_pid: u32,
+    leader: u32,
+    dir: std::path::PathBuf,
+}
+
+/// A live emulator with one service whose revision serves, and that revision's processes, all alive.
+async fn one_serving_revision() -> (Live, Serving) {
     let live = live(false).await;
     let op = create(&live.api, "llm", service_of(container(PY, json!([])))).await;
     wait(&live.api, &op).await;
@@ -734,6 +741,26 @@ async fn dropping_the_emulator_stops_its_processes() {
     let leader = live.api.emu.state().revision_pid(&rev).unwrap();
     let dir = live.revision_dir(&rev);
     assert!(alive(server_pid) && alive(leader) && dir.exists());
+    (
+        live,
+        Serving {
+            server_pid,
+            leader,
+            dir,
+        },
+    )
+}
+
+#[tokio::test]
+async fn dropping_the_emulator_stops_its_processes() {
+    let (
+        live,
+        Serving {
+            server_pid,
+            leader,
+            dir,
+        },
+    ) = one_serving_revision().await;
     let Live { api, dir: keep } = live;
     drop(api);
     eventually("the revision's processes are gone", || {
@@ -746,16 +773,14 @@ async fn dropping_the_emulator_stops_its_processes() {
 
 #[tokio::test]
 async fn shutting_the_emulator_down_stops_its_processes_before_it_returns() {
-    let live = live(false).await;
-    let op = create(&live.api, "llm", service_of(container(PY, json!([])))).await;
-    wait(&live.api, &op).await;
-    let svc = get_service(&live.api, "llm").await;
-    let rev = svc["latestReadyRevision"].as_str().unwrap().to_string();
-    let uri = svc["uri"].as_str().unwrap().to_string();
-    let server_pid: u32 = text(&live.api, &format!("{uri}/pid")).await.parse().unwrap();
-    let leader = live.api.emu.state().revision_pid(&rev).unwrap();
-    let dir = live.revision_dir(&rev);
-    assert!(alive(server_pid) && alive(leader) && dir.exists());
+    let (
+        live,
+        Serving {
+            server_pid,
+            leader,
+            dir,
+        },
+    ) = one_serving_revision().await;
     let Live { api, dir: keep } = live;
     // The binary's SIGTERM path: SIGTERM to each process group, waited for, before the emulator is gone.
     api.emu.shutdown().await;

@@ -85,6 +85,19 @@ pub struct Store {
 }
 
 impl Store {
+    /// The revisions whose names start with `prefix` (one service's, or a region's), newest first as Cloud Run
+    /// lists them; the name orders revisions created in the same instant.
+    pub fn revisions_newest_first(&self, prefix: &str) -> Vec<&Revision> {
+        let mut revisions: Vec<&Revision> = self
+            .revisions
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, r)| r)
+            .collect();
+        revisions.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.name.cmp(&a.name)));
+        revisions
+    }
+
     /// Names `replacement` instead of `member` in every service's policy (a deleted service account).
     pub fn replace_member(&mut self, member: &str, replacement: &str, counter: &mut u64) {
         for service in self.services.values_mut() {
@@ -263,17 +276,7 @@ impl CloudRun<'_> {
             .filter(|(k, _)| !any_location || k.contains("/services/"))
             .map(|(k, s)| (k.clone(), self.render_service(s)))
             .collect();
-        let (page, next) = wire::paginate(
-            items,
-            req.int_param("pageSize")?,
-            req.param("pageToken"),
-            MAX_PAGE_SIZE,
-            |k| k.clone(),
-            |t| Some(t.to_string()),
-            true,
-        )?;
-        let out = wire::list_response("services", page, next);
-        Ok(Value::Object(out))
+        wire::page_by_name("services", items, req, MAX_PAGE_SIZE)
     }
 
     pub fn get_service(&mut self, name: &str, now: DateTime<Utc>) -> ApiResult<Value> {
@@ -369,16 +372,10 @@ impl CloudRun<'_> {
         if !self.store.services.contains_key(service) {
             return Err(service_not_found(service));
         }
-        let prefix = format!("{service}/revisions/");
-        let mut revs: Vec<&Revision> = self
+        let revisions = self
             .store
-            .revisions
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, r)| r)
-            .collect();
-        revs.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(b.name.cmp(&a.name)));
-        let items = revs.iter().map(|r| self.render_revision(r)).collect();
+            .revisions_newest_first(&format!("{service}/revisions/"));
+        let items = revisions.iter().map(|r| self.render_revision(r)).collect();
         wire::page_in_order("revisions", items, req, MAX_PAGE_SIZE)
     }
 

@@ -100,6 +100,15 @@ pub(super) fn valid_service_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// The port a container listens on, from its `ports` (Cloud Run serves the first): 8080 when none is declared.
+pub(crate) fn container_port(ports: Option<&Value>) -> i64 {
+    ports
+        .and_then(|p| p.get(0))
+        .and_then(|p| p.get("containerPort"))
+        .and_then(Value::as_i64)
+        .unwrap_or(8080)
+}
+
 /// A stable pseudo project number for a project id no number was set for ([`crate::resourcemanager::Store::project_number`]).
 pub(crate) fn hashed_project_number(project: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -242,12 +251,7 @@ pub(super) fn apply_defaults(spec: &mut Map<String, Value>, project_number: u64)
             if ports_empty {
                 c.insert("ports".into(), json!([{"name": "http1", "containerPort": 8080}]));
             }
-            let port = c
-                .get("ports")
-                .and_then(|p| p.get(0))
-                .and_then(|p| p.get("containerPort"))
-                .and_then(Value::as_i64)
-                .unwrap_or(8080);
+            let port = container_port(c.get("ports"));
             c.entry("startupProbe").or_insert_with(|| {
                 json!({"timeoutSeconds": 240, "periodSeconds": 240, "failureThreshold": 1, "tcpSocket": {"port": port}})
             });

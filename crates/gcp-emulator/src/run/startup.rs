@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::render::with_type;
-use super::spec::{hashed_project_number, random_suffix, secret_refs, split_service, uuid};
+use super::spec::{container_port, hashed_project_number, random_suffix, secret_refs, split_service, uuid};
 use super::{CloudRun, SERVICE_TYPE};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::iam;
@@ -65,13 +65,10 @@ impl CloudRun<'_> {
         for c in &containers {
             let image = c.get("image").and_then(Value::as_str).unwrap_or("");
             if self.store.crashing_images.contains(image) {
-                let port = c
-                    .get("ports")
-                    .and_then(|p| p.get(0))
-                    .and_then(|p| p.get("containerPort"))
-                    .and_then(Value::as_i64)
-                    .unwrap_or(8080);
-                return fail(HEALTH_CHECK_FAILED, health_check_detail(port));
+                return fail(
+                    HEALTH_CHECK_FAILED,
+                    health_check_detail(container_port(c.get("ports"))),
+                );
             }
         }
         let project = split_service(&revision.service)
