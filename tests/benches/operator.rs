@@ -12,7 +12,7 @@ use litellm_operator::controller::Settings;
 use litellm_operator::plan::tenancy::{Rules, TenancyPolicy};
 use litellm_operator_api::LiteLLMDeploymentStatus;
 use litellm_operator_tests::fixtures::{RUNBOOK_CREDENTIAL_KEYS, runbook};
-use litellm_operator_tests::{Patience, World, eventually, is_ready};
+use litellm_operator_tests::{GOOGLE_WRITES, Patience, World, eventually, is_ready};
 
 const REVISION_STARTUP: Duration = Duration::from_secs(2);
 
@@ -45,17 +45,6 @@ fn status_writes(w: &World) -> u64 {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0) as u64
 }
-
-/// Google writes, as the emulator names them (`*` spans Secret Manager and Cloud Run).
-const WRITES: [&str; 7] = [
-    "*.CreateSecret",
-    "*.AddSecretVersion",
-    "*.SetIamPolicy",
-    "*.CreateService",
-    "*.UpdateService",
-    "*.DisableSecretVersion",
-    "*.DeleteSecret",
-];
 
 async fn run(latency: Duration, resync: Duration, benchmarking: bool) {
     let w = World::builder("bench")
@@ -151,7 +140,7 @@ async fn run(latency: Duration, resync: Duration, benchmarking: bool) {
     let window = resync * 2 + Duration::from_secs(1);
     tokio::time::sleep(window).await;
     let steady = w.calls().since(&before);
-    let steady_writes: u64 = WRITES.iter().map(|m| steady.count(m)).sum();
+    let steady_writes: u64 = GOOGLE_WRITES.iter().map(|m| steady.count(m)).sum();
     let payload_reads = steady.count("*.AccessSecretVersion");
     let resyncs = steady.count("Services.GetService").max(1);
     let reads = steady.total() - steady_writes;

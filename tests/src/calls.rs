@@ -4,6 +4,18 @@ use std::collections::BTreeMap;
 
 use gcp_emulator::admin::glob_match;
 
+/// Google writes the operator may make, as the emulator names them (`*` spans Secret Manager and Cloud Run): what a
+/// converged deployment must never call again.
+pub const GOOGLE_WRITES: [&str; 7] = [
+    "*.CreateSecret",
+    "*.AddSecretVersion",
+    "*.SetIamPolicy",
+    "*.CreateService",
+    "*.UpdateService",
+    "*.DisableSecretVersion",
+    "*.DeleteSecret",
+];
+
 /// A snapshot of the Google calls an emulator answered: per method (`SecretManagerService.AddSecretVersion`,
 /// `Services.GetService`, ...), per status (`OK`, `NOT_FOUND`, ...). Every request counts, whoever made it and
 /// however it ended, including the operator's retries.

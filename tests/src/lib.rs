@@ -29,7 +29,7 @@ mod supervisor;
 pub mod tools;
 pub mod world;
 
-pub use calls::Calls;
+pub use calls::{Calls, GOOGLE_WRITES};
 pub use control_plane::{ControlPlane, NAMESPACE_LABEL};
 pub use error::{Error, Result};
 pub use eventually::{Patience, eventually};

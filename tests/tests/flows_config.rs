@@ -18,7 +18,7 @@ use litellm_operator_gcp::{
 };
 use litellm_operator_tests::fixtures::{IMAGE, PROJECT, REGION, RUNTIME_SA};
 use litellm_operator_tests::world::fast_settings;
-use litellm_operator_tests::{World, condition, is_ready, pinned};
+use litellm_operator_tests::{GOOGLE_WRITES, World, condition, is_ready, pinned};
 use serde_json::{Value, json};
 
 /// The key of the configuration's pin in `status.secrets`.
@@ -95,16 +95,6 @@ fn assert_mounted(svc: &Value, id: &str, version: &str) {
     assert_eq!(container["args"], json!(["--config", CONFIG]), "{container}");
 }
 
-/// Google writes the operator may make, counted by the emulator.
-const WRITES: [&str; 6] = [
-    "*.CreateSecret",
-    "*.AddSecretVersion",
-    "*.SetIamPolicy",
-    "*.CreateService",
-    "*.UpdateService",
-    "*.DisableSecretVersion",
-];
-
 fn config_pinned(version: &'static str) -> impl Fn(&LiteLLMDeploymentStatus) -> bool {
     move |s| pinned(s, CONFIG) == version && is_ready(s)
 }
@@ -153,7 +143,7 @@ async fn an_inline_config_is_a_pinned_secret_file_and_an_edit_rolls_a_revision_o
     let before = w.calls();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let quiet = w.calls().since(&before);
-    for method in WRITES.iter().chain(&["*.AccessSecretVersion"]) {
+    for method in GOOGLE_WRITES.iter().chain(&["*.AccessSecretVersion"]) {
         assert_eq!(quiet.count(method), 0, "{method} in steady state: {quiet:?}");
     }
 
