@@ -23,17 +23,15 @@ pub const LIVE_IMAGE: &str = "ghcr.io/berriai/litellm:main-v1.80.5";
 /// What a live deployment's model answers: LiteLLM's own `mock_response`, no provider needed.
 pub const MOCK_ANSWER: &str = "hello from the mock";
 
-/// The proxy configuration of a live deployment: one model, `demo`, answered by the mock; the master key from the
-/// environment.
-pub const MOCK_CONFIG: &str = "model_list:
-  - model_name: demo
-    litellm_params:
-      model: openai/gpt-4o-mini
-      api_key: fake-key
-      mock_response: \"hello from the mock\"
-general_settings:
-  master_key: os.environ/LITELLM_MASTER_KEY
-";
+/// The proxy configuration of a live deployment: that of `examples/live-demo.yaml` (one model, `demo`, answered by
+/// the mock; the master key from the environment), so the example and the tests run the same configuration.
+pub fn mock_config() -> String {
+    let example = crate::fixtures::example_document("live-demo.yaml", "LiteLLMDeployment");
+    example["spec"]["config"]["inline"]
+        .as_str()
+        .unwrap_or_else(|| panic!("examples/live-demo.yaml has no spec.config.inline"))
+        .to_owned()
+}
 
 /// The `litellm` entry point of the cached virtualenv (`make litellm`); `LITELLM_BIN` overrides it.
 pub fn litellm_bin() -> PathBuf {
@@ -65,7 +63,7 @@ pub fn live_emulator() -> gcp_emulator::Config {
 }
 
 /// A live LiteLLMDeployment named `name`: a master key from the Kubernetes Secret `keys` (key `master-key`), a
-/// generated salt key, [`MOCK_CONFIG`] inline, reachable without a Google identity, and no database.
+/// generated salt key, [`mock_config`] inline, reachable without a Google identity, and no database.
 pub fn live_deployment(name: &str) -> Value {
     json!({
         "apiVersion": "litellm.dev/v1alpha1", "kind": "LiteLLMDeployment",
@@ -77,7 +75,7 @@ pub fn live_deployment(name: &str) -> Value {
                 "serviceAccount": RUNTIME_SA,
                 "allowUnauthenticated": true,
             },
-            "config": {"inline": MOCK_CONFIG},
+            "config": {"inline": mock_config()},
             "secrets": [
                 {"env": "LITELLM_MASTER_KEY", "fromSecret": {"name": "keys", "key": "master-key"}},
                 {"env": "LITELLM_SALT_KEY", "generate": {"length": 32, "prefix": "sk-"}}

@@ -201,7 +201,7 @@ async fn a_config_that_makes_litellm_exit_fails_its_revision_with_the_log_tail_a
     // Valid YAML the operator accepts, that LiteLLM cannot start with: a database it has no client for here.
     let crashing = format!(
         "{}  database_url: postgresql://litellm@127.0.0.1:1/litellm\n",
-        litellm_operator_tests::live::MOCK_CONFIG
+        litellm_operator_tests::live::mock_config()
     );
     w.patch_spec(&name, json!({"config": {"inline": crashing}})).await;
     let failed = w
