@@ -965,6 +965,12 @@ refused! {
         |m| set(m, "/spec/secrets/0/generate/prefix", json!(long(33)));
     generate_prefix_pattern: Create "spec.secrets[].generate.prefix pattern" =>
         |m| set(m, "/spec/secrets/0/generate/prefix", json!("sk/"));
+    generate_rotation_max_length: Create "spec.secrets[].generate.rotation maxLength" =>
+        |m| set(m, "/spec/secrets/0/generate/rotation", json!(long(64)));
+    generate_rotation_pattern: Create "spec.secrets[].generate.rotation pattern" =>
+        |m| set(m, "/spec/secrets/0/generate/rotation", json!("next week"));
+    salt_key_never_rotates: Create "spec.secrets[] rule 1" =>
+        add_secret(json!({"env": "LITELLM_SALT_KEY", "generate": {"rotation": "2026-12-01"}}));
     secret_id_min_length: Create "spec.secrets[].secretId minLength" =>
         |m| set(m, "/spec/secrets/0/secretId", json!(""));
     secret_id_max_length: Create "spec.secrets[].secretId maxLength" =>

@@ -421,6 +421,9 @@ pub struct StartupProbe {
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "(has(self.fromSecret) ? 1 : 0) + (has(self.generate) ? 1 : 0) + (has(self.external) ? 1 : 0) == 1",
     "message": "each secret needs exactly one source: fromSecret, generate or external"
+}, {
+    "rule": "!(self.env == 'LITELLM_SALT_KEY' && has(self.generate) && has(self.generate.rotation))",
+    "message": "LITELLM_SALT_KEY is never rotated: LiteLLM encrypts the credentials it stores with it"
 }]))]
 pub struct SecretSpec {
     /// Environment variable the service reads the value from, for example `DATABASE_URL`.
@@ -448,7 +451,7 @@ pub struct SecretSpec {
     pub from_secret: Option<SecretKeySelector>,
 
     /// Generate a random value once and keep it only in Secret Manager (master keys, salt keys). It is never
-    /// regenerated while an enabled version exists.
+    /// regenerated while an enabled version exists, unless `generate.rotation` changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate: Option<GeneratedValue>,
 
@@ -544,6 +547,14 @@ pub struct GeneratedValue {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 32), regex(pattern = r"^[A-Za-z0-9_.-]*$"))]
     pub prefix: String,
+
+    /// Any text, for example a date. Changing it rotates the value: a new value is generated, the service rolls
+    /// out a revision pinned to it, and the old versions are retired like those of any other secret. Empty: the
+    /// value is generated once and kept (emptying it rotates nothing). Not allowed on `LITELLM_SALT_KEY`, which encrypts the credentials LiteLLM
+    /// stores.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 63), regex(pattern = r"^[A-Za-z0-9_.:-]*$"))]
+    pub rotation: String,
 }
 
 /// A secret whose versions are added by someone else.
@@ -677,7 +688,7 @@ pub struct PinnedSecret {
 
     /// For `fromSecret` and `spec.config`: what produced `version` (the `resourceVersion` of the Kubernetes Secret
     /// or ConfigMap, or `generation-N` of this LiteLLMDeployment for inline YAML), so an unchanged source never adds
-    /// a version nor reads one.
+    /// a version nor reads one. For `generate` with a `rotation`: `rotation:TEXT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_resource_version: Option<String>,
 

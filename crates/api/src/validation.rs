@@ -74,6 +74,10 @@ pattern!(
 );
 pattern!(SECRET_KEY, r"^[-._a-zA-Z0-9]+$");
 pattern!(VERSION, r"^(latest|[1-9][0-9]*)$");
+pattern!(ROTATION, r"^[A-Za-z0-9_.:-]*$");
+
+/// The env var of LiteLLM's salt key: it encrypts the credentials LiteLLM stores, so it never changes.
+const SALT_KEY_ENV: &str = "LITELLM_SALT_KEY";
 
 /// Longest Cloud Run service name.
 const MAX_SERVICE_NAME: usize = 49;
@@ -383,6 +387,19 @@ fn validate_secrets(obj: &LiteLLMDeployment, errors: &mut Problems) {
                 }
                 if g.prefix.len() > 32 {
                     errors.add(&at("generate.prefix"), "must be at most 32 characters");
+                }
+                if g.rotation.len() > 63 || !ROTATION.is_match(&g.rotation) {
+                    errors.add(
+                        &at("generate.rotation"),
+                        "must be at most 63 letters, digits, '_', '.', ':' or '-'",
+                    );
+                }
+                if !g.rotation.is_empty() && secret.env == SALT_KEY_ENV {
+                    errors.add(
+                        &at("generate.rotation"),
+                        "LITELLM_SALT_KEY is never rotated: LiteLLM encrypts the credentials it stores with it, and \
+                         a new value would make them unreadable",
+                    );
                 }
             }
             Some(SecretSource::External(e)) => {

@@ -283,6 +283,30 @@ fn secret_sources_are_checked() {
 }
 
 #[test]
+fn a_generated_value_rotates_by_a_short_text_and_the_salt_key_never() {
+    assert!(problems(|v| v["spec"]["secrets"][1]["generate"]["rotation"] = json!("2026-12-01")).is_empty());
+    refused(
+        |v| v["spec"]["secrets"][1]["generate"]["rotation"] = json!("next week"),
+        "spec.secrets[1].generate.rotation",
+        "at most 63",
+    );
+    refused(
+        |v| v["spec"]["secrets"][1]["generate"]["rotation"] = json!("x".repeat(64)),
+        "spec.secrets[1].generate.rotation",
+        "at most 63",
+    );
+    refused(
+        |v| {
+            v["spec"]["secrets"][1]["env"] = json!("LITELLM_SALT_KEY");
+            v["spec"]["secrets"][1]["generate"]["rotation"] = json!("1");
+        },
+        "spec.secrets[1].generate.rotation",
+        "LITELLM_SALT_KEY is never rotated",
+    );
+    assert!(problems(|v| v["spec"]["secrets"][1]["env"] = json!("LITELLM_SALT_KEY")).is_empty());
+}
+
+#[test]
 fn replication_locations_follow_the_mode() {
     refused(
         |v| v["spec"]["secretPolicy"] = json!({"replication": "UserManaged"}),

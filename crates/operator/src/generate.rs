@@ -23,6 +23,7 @@ mod tests {
         let spec = GeneratedValue {
             length: 48,
             prefix: "sk-".into(),
+            rotation: String::new(),
         };
         let a = value(&spec);
         let b = value(&spec);

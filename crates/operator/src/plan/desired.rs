@@ -117,7 +117,7 @@ pub enum DesiredSource {
         /// `generation-N` of the resource that holds it: a generation whose value is recorded needs no read.
         revision: Option<String>,
     },
-    /// Generated once.
+    /// Generated once, and again for each new `rotation`.
     Generate(GeneratedValue),
     /// Managed elsewhere; pin this version (`latest` is resolved by the secrets step).
     External {

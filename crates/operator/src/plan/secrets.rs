@@ -4,10 +4,11 @@
 //! ConfigMap or the spec) whose recorded source revision is unchanged keeps its pin; otherwise its value is compared
 //! with the newest enabled version before adding, so a crash between `addVersion` and the record's write never adds
 //! the same value twice. A generated value is made
-//! once: a secret that has ever had a version never gets a second generated value.
+//! once: a secret that has ever had a version never gets a second generated value, unless `generate.rotation`
+//! changes (then exactly one more).
 
-use litellm_operator_api::check_config;
 use litellm_operator_api::names::reason;
+use litellm_operator_api::{GeneratedValue, check_config};
 use litellm_operator_gcp::{MAX_PAYLOAD_BYTES, SecretName};
 
 use super::action::{Action, NewValue};
@@ -60,8 +61,8 @@ impl Problem {
 pub struct Pin {
     /// Version number (for a version still to be added, the number it is expected to get).
     pub version: u64,
-    /// The source revision that produced it: a Kubernetes Secret's or ConfigMap's `resourceVersion`, or the
-    /// resource's `generation-N` for inline configuration.
+    /// The source revision that produced it: a Kubernetes Secret's or ConfigMap's `resourceVersion`, the
+    /// resource's `generation-N` for inline configuration, or `rotation:TEXT` for a generated value with a rotation.
     pub source_revision: Option<String>,
 }
 
@@ -116,7 +117,7 @@ pub fn trusted(secret: &DesiredSecret, source: Option<&Source>, record: &Record)
         return false;
     };
     match &secret.source {
-        DesiredSource::Generate(_) => true,
+        DesiredSource::Generate(generate) => !rotated(generate, revision),
         DesiredSource::External { version: wanted } => wanted == "latest" || *wanted == version.to_string(),
         DesiredSource::FromSecret(_) | DesiredSource::FromConfigMap(_) | DesiredSource::Inline { .. } => {
             match source {
@@ -268,24 +269,33 @@ pub fn decide(
             }
         }
         DesiredSource::Generate(generate) => {
+            let wanted = rotation(generate);
             let recorded = model
                 .record
                 .pin(secret.key(), &secret.resource)
-                .map(|(n, _)| n)
-                .filter(|n| state.enabled(*n));
-            match recorded.or_else(|| state.newest_enabled()) {
-                Some(version) => Pin {
+                .filter(|(n, _)| state.enabled(*n));
+            let pin = |version| Pin {
+                version,
+                source_revision: wanted.clone(),
+            };
+            match (recorded, state.newest_enabled()) {
+                (Some((version, mark)), _) if !rotated(generate, mark) => Pin {
                     version,
-                    source_revision: None,
+                    source_revision: mark.map(str::to_owned),
                 },
-                None if state.versions.is_empty() => {
+                // Rotation: a version newer than the pin is the new value (a pass that added it stopped before
+                // recording it), else one is generated.
+                (Some((version, _)), Some(newest)) if newest > version => pin(newest),
+                (Some(_), _) => {
                     actions.push(add(NewValue::Generate(generate.clone())));
-                    Pin {
-                        version: expected,
-                        source_revision: None,
-                    }
+                    pin(expected)
                 }
-                None => {
+                (None, Some(newest)) => pin(newest),
+                (None, None) if state.versions.is_empty() => {
+                    actions.push(add(NewValue::Generate(generate.clone())));
+                    pin(expected)
+                }
+                (None, None) => {
                     // Never a second value: LiteLLM encrypts stored credentials with the salt key, and clients
                     // hold the master key. Someone disabled or destroyed every version; they decide.
                     return refuse(Problem::new(
@@ -306,6 +316,18 @@ pub fn decide(
         actions,
         pin: Ok(pin),
     }
+}
+
+/// What a generated value's pin records: `rotation:TEXT` once `generate.rotation` is set, so changing the text
+/// is seen as a change (and an unchanged one is not).
+fn rotation(generate: &GeneratedValue) -> Option<String> {
+    (!generate.rotation.is_empty()).then(|| format!("rotation:{}", generate.rotation))
+}
+
+/// Whether `generate` asks for a value other than the one its pin recorded with `mark`: its rotation is set and
+/// differs. Emptying it rotates nothing (the pin keeps its mark).
+fn rotated(generate: &GeneratedValue, mark: Option<&str>) -> bool {
+    rotation(generate).is_some_and(|wanted| mark != Some(wanted.as_str()))
 }
 
 fn refuse_or_pin(pin: Result<Pin, Problem>) -> SecretDecision {

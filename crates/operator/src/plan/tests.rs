@@ -24,6 +24,8 @@ const THEIRS: &str = "other_stack";
 enum Kind {
     FromSecret,
     Generate,
+    /// Generated, with `rotation: r2`.
+    Rotated,
     External,
     /// LiteLLM's configuration from a ConfigMap (`spec.config`), at most one and always last: it is the last
     /// desired secret.
@@ -41,6 +43,7 @@ fn object(kinds: &[Kind], public: bool) -> LiteLLMDeployment {
                     json!({"env": env, "fromSecret": {"name": "creds", "key": format!("k{i}")}})
                 }
                 Kind::Generate => json!({"env": env, "generate": {"length": 32, "prefix": "sk-"}}),
+                Kind::Rotated => json!({"env": env, "generate": {"length": 32, "rotation": "r2"}}),
                 Kind::External => json!({"env": env, "external": {"version": "latest"}}),
                 Kind::Config => return None,
             })
@@ -498,6 +501,138 @@ fn a_generated_secret_never_gets_a_second_value() {
     );
 }
 
+/// The numbers of the versions `actions` generate.
+fn generated(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::AddVersion {
+                value: NewValue::Generate(_),
+                expected,
+                ..
+            } => Some(*expected),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_rotation_generates_one_new_value_pins_it_and_retires_the_old_one() {
+    let before = desired(&[Kind::Generate], false);
+    let s = BTreeMap::new();
+    let peers = PeerSet::default();
+    let model = converge(&inputs(&before, &s, false, &peers), Model::default());
+    assert_eq!(model.record.pins[0].version.as_deref(), Some("1"));
+    assert_eq!(model.record.pins[0].source_resource_version, None);
+
+    let after = desired(&[Kind::Rotated], false);
+    let i = inputs(&after, &s, false, &peers);
+    let (actions, predicted) = predict(&i, model.clone(), &Phase::APPLY);
+    assert_eq!(generated(&actions), [2], "{actions:?}");
+    let p = plan(&i, &predicted);
+    assert_eq!(generated(&p.actions), Vec::<u64>::new(), "one value per rotation");
+    let pinned = p.pinned(&predicted);
+    assert_eq!(pinned[0].version.as_deref(), Some("2"));
+    assert_eq!(pinned[0].source_resource_version.as_deref(), Some("rotation:r2"));
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::UpdateService { .. })),
+        "a revision pinned to the new value rolls out: {actions:?}"
+    );
+
+    // Served and recorded: nothing more to do. The old value stays enabled (keepEnabledVersions: 2) until the
+    // next rotation retires it.
+    let converged = converge(&i, model);
+    assert_eq!(converged.record.pins[0].version.as_deref(), Some("2"));
+    assert!(plan(&i, &converged).is_empty());
+    let enabled = |m: &Model| match m.secrets.get(&after.secrets[0].resource) {
+        Some(SecretView::Present(state)) => (1..=3).filter(|n| state.enabled(*n)).collect::<Vec<u64>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(enabled(&converged), [1, 2]);
+    let mut next = object(&[Kind::Rotated], false);
+    next.spec.secrets[0].generate.as_mut().unwrap().rotation = "r3".into();
+    let next = desired_state(&next).unwrap();
+    let rotated_again = converge(&inputs(&next, &s, false, &peers), converged);
+    assert_eq!(rotated_again.record.pins[0].version.as_deref(), Some("3"));
+    assert_eq!(enabled(&rotated_again), [2, 3]);
+}
+
+#[test]
+fn a_rotation_that_stopped_after_adding_pins_the_added_value_and_adds_no_other() {
+    // A pass added version 2 and stopped before recording it: the record still pins 1 without the mark.
+    let d = desired(&[Kind::Rotated], false);
+    let s = BTreeMap::new();
+    let peers = PeerSet::default();
+    let resource = d.secrets[0].resource.clone();
+    let enabled = |number| VersionView {
+        number,
+        state: VersionState::Enabled,
+        created: None,
+    };
+    let mut model = Model {
+        secrets: [(
+            resource.clone(),
+            SecretView::Present(SecretState {
+                labels: labels(Some(OURS)),
+                versions: vec![enabled(2), enabled(1)],
+                ..SecretState::default()
+            }),
+        )]
+        .into(),
+        ..Model::default()
+    };
+    model.record.pins = vec![PinnedSecret {
+        env: "SECRET_0".into(),
+        secret: resource,
+        version: Some("1".into()),
+        source_resource_version: None,
+        version_create_time: None,
+    }];
+    let i = inputs(&d, &s, false, &peers);
+    let p = plan(&i, &model);
+    assert_eq!(generated(&p.actions), Vec::<u64>::new(), "{:?}", p.actions);
+    let pin = p.secrets[0].pin.as_ref().unwrap();
+    assert_eq!(
+        (pin.version, pin.source_revision.as_deref()),
+        (2, Some("rotation:r2"))
+    );
+}
+
+#[test]
+fn an_unchanged_or_emptied_rotation_keeps_the_value_in_full_and_light_passes() {
+    let d = desired(&[Kind::Rotated], false);
+    let s = BTreeMap::new();
+    let peers = PeerSet::default();
+    let converged = converge(&inputs(&d, &s, false, &peers), Model::default());
+    assert_eq!(
+        converged.record.pins[0].source_resource_version.as_deref(),
+        Some("rotation:r2"),
+        "the first value carries the rotation: setting it on a new deployment generates one value"
+    );
+    let resource = d.secrets[0].resource.clone();
+    let emptied = desired(&[Kind::Generate], false);
+    for spec in [&d, &emptied] {
+        let i = inputs(spec, &s, false, &peers);
+        let p = plan(&i, &converged);
+        assert!(p.is_empty(), "{:?}", p.actions);
+        assert_eq!(
+            p.pinned(&converged)[0].source_resource_version.as_deref(),
+            Some("rotation:r2")
+        );
+        assert!(secrets::trusted(&spec.secrets[0], None, &converged.record));
+        let mut light = converged.clone();
+        light.secrets.insert(resource.clone(), SecretView::Trusted);
+        assert!(plan(&i, &light).is_empty());
+    }
+    // Another text rotates again, and a light pass does not trust the record then.
+    let mut again = object(&[Kind::Rotated], false);
+    again.spec.secrets[0].generate.as_mut().unwrap().rotation = "r3".into();
+    let again = desired_state(&again).unwrap();
+    assert!(!secrets::trusted(&again.secrets[0], None, &converged.record));
+    let (actions, _) = predict(&inputs(&again, &s, false, &peers), converged, &Phase::APPLY);
+    assert_eq!(generated(&actions), [2]);
+}
+
 #[test]
 fn a_binding_in_place_that_nobody_granted_is_never_recorded_nor_revoked() {
     // Defect 1: a second deployment found the first one's binding in place; it must not become its own.
@@ -692,6 +827,8 @@ struct ObservedSecret {
     whose: Whose,
     states: Vec<u8>,
     newest_is_source: bool,
+    /// The record's pin: an index into `states`, and its mark (none, `rotation:r1`, `rotation:r2`).
+    pin: Option<(usize, u8)>,
 }
 
 #[derive(Clone, Debug)]
@@ -708,7 +845,12 @@ struct World {
 }
 
 fn world() -> impl Strategy<Value = World> {
-    let kind = prop_oneof![Just(Kind::FromSecret), Just(Kind::Generate), Just(Kind::External)];
+    let kind = prop_oneof![
+        Just(Kind::FromSecret),
+        Just(Kind::Generate),
+        Just(Kind::Rotated),
+        Just(Kind::External)
+    ];
     (
         proptest::collection::vec(kind, 1..5),
         any::<bool>(),
@@ -725,12 +867,14 @@ fn world() -> impl Strategy<Value = World> {
                 whose(),
                 proptest::collection::vec(0u8..3, 0..5),
                 any::<bool>(),
+                proptest::option::of((0usize..5, 0u8..3)),
             )
-                .prop_map(|(exists, whose, states, newest_is_source)| ObservedSecret {
+                .prop_map(|(exists, whose, states, newest_is_source, pin)| ObservedSecret {
                     exists,
                     whose,
                     states,
                     newest_is_source,
+                    pin,
                 });
             // Bindings: the desired ones (n accessors + the invoker) and two foreign ones.
             let b = n + 3;
@@ -826,6 +970,18 @@ fn build(w: &World) -> Built {
                 created: Some(1_700_000_000 + n as i64 * 86_400),
             })
             .collect();
+        if let Some((at, mark)) = observed.pin.filter(|(at, _)| *at < observed.states.len()) {
+            model.record.pins.push(PinnedSecret {
+                env: secret.key().to_owned(),
+                secret: secret.resource.clone(),
+                version: Some((at + 1).to_string()),
+                source_resource_version: match mark {
+                    0 => None,
+                    m => Some(format!("rotation:r{m}")),
+                },
+                version_create_time: None,
+            });
+        }
         let state = SecretState {
             labels: if matches!(secret.source, DesiredSource::External { .. }) {
                 BTreeMap::new()
@@ -942,7 +1098,9 @@ fn check(b: &Built, adopt: bool, model: &Model, p: &Plan) -> Result<(), TestCase
                 );
                 prop_assert!(!b.peers.needs.contains(binding), "revoked what a peer needs");
             }
-            Action::AddVersion { secret, value, .. } => {
+            Action::AddVersion {
+                secret, env, value, ..
+            } => {
                 let SecretView::Present(state) = model.secret(&secret.to_string()) else {
                     continue;
                 };
@@ -952,8 +1110,18 @@ fn check(b: &Built, adopt: bool, model: &Model, p: &Plan) -> Result<(), TestCase
                             && state.newest_payload.as_ref() == Some(payload);
                         prop_assert!(!same, "added the value the newest enabled version holds");
                     }
-                    NewValue::Generate(_) => {
-                        prop_assert!(state.versions.is_empty(), "a second generated value");
+                    NewValue::Generate(g) => {
+                        // A first value, or one per rotation: the recorded pin is the newest enabled version and
+                        // its mark is not the rotation asked for.
+                        let wanted = format!("rotation:{}", g.rotation);
+                        let rotation = !g.rotation.is_empty()
+                            && model
+                                .record
+                                .pin(env, &secret.to_string())
+                                .is_some_and(|(n, mark)| {
+                                    mark != Some(wanted.as_str()) && state.newest_enabled() == Some(n)
+                                });
+                        prop_assert!(state.versions.is_empty() || rotation, "a second generated value");
                     }
                 }
             }
