@@ -151,6 +151,49 @@ async fn rotating_the_master_key_rolls_a_revision_that_accepts_only_the_new_key_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_a_generated_master_key_rolls_a_revision_that_accepts_only_the_new_key_and_keeps_the_salt_key()
+ {
+    let w = World::builder("live-rotate-generated")
+        .emulator(live_emulator())
+        .start()
+        .await;
+    let mut manifest = live_deployment("live-generated");
+    manifest["spec"]["secrets"][0] =
+        json!({"env": "LITELLM_MASTER_KEY", "generate": {"length": 32, "prefix": "sk-"}});
+    let name = w.create(manifest.clone()).await;
+    let first = w.wait_for(&name, "Ready", LIVE_READY, ready).await;
+    let url = first.url.clone().unwrap();
+    let master = "live-generated-litellm-master-key";
+    let old_key = secret_value(&w, master, &pinned(&first, "LITELLM_MASTER_KEY")).await;
+    chat_until(&url, &old_key, 200, "the generated key works").await;
+    let salt_version = pinned(&first, "LITELLM_SALT_KEY");
+    let salt = secret_value(&w, "live-generated-litellm-salt-key", &salt_version).await;
+
+    let mut secrets = manifest["spec"]["secrets"].clone();
+    secrets[0]["generate"]["rotation"] = json!("2026-12-01");
+    w.patch_spec(&name, json!({"secrets": secrets})).await;
+    let rotated = w
+        .wait_for(&name, "a new value pinned and Ready", LIVE_READY, |s| {
+            pinned(s, "LITELLM_MASTER_KEY") == "2"
+                && ready(s)
+                && s.latest_ready_revision != first.latest_ready_revision
+        })
+        .await;
+    let new_key = secret_value(&w, master, "2").await;
+    assert_ne!(new_key, old_key, "a rotation generates a new value");
+    assert!(new_key.starts_with("sk-") && new_key.len() == 35);
+    let body = chat_until(&url, &new_key, 200, "the new key works").await;
+    assert_eq!(answer(&body), Some(MOCK_ANSWER), "{body}");
+    let (old, body) = chat(&url, &old_key).await;
+    assert!((400..500).contains(&old), "the old key is refused: {old} {body}");
+    assert_eq!(pinned(&rotated, "LITELLM_SALT_KEY"), salt_version);
+    assert_eq!(
+        secret_value(&w, "live-generated-litellm-salt-key", &salt_version).await,
+        salt
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revision_denied_a_secret_never_starts_its_process() {
     // Grants take 6 s to reach Cloud Run: the first revision starts before the operator's fresh accessor grants do.
     let w = World::builder("live-denied")
