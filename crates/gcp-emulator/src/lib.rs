@@ -48,6 +48,9 @@ pub use run::RevisionLogEntry;
 /// Largest request body read; larger ones are answered 400 INVALID_ARGUMENT.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// How long an idle instance of a revision without minimum instances lives by default ([`Config::stop_idle_after`]).
+pub const DEFAULT_STOP_IDLE_AFTER: Duration = Duration::from_secs(15 * 60);
+
 /// How the emulator behaves. `Config::default()` binds a random loopback port with no added latency.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -88,6 +91,10 @@ pub struct Config {
     /// Where revision processes get their directories (one per revision); `None`: a fresh directory under the
     /// system's temporary directory, removed at shutdown.
     pub run_dir: Option<PathBuf>,
+    /// How long a serving process of a revision without minimum instances may go without requests before it is
+    /// stopped, as Cloud Run scales such a revision to zero; the next request starts one (a cold start). `None`:
+    /// never. Default: 15 minutes, how long Cloud Run keeps an idle instance at most.
+    pub stop_idle_after: Option<Duration>,
 }
 
 impl Default for Config {
@@ -107,6 +114,7 @@ impl Default for Config {
             enforce_auth: false,
             run_images: BTreeMap::new(),
             run_dir: None,
+            stop_idle_after: Some(DEFAULT_STOP_IDLE_AFTER),
         }
     }
 }
@@ -364,7 +372,7 @@ pub async fn spawn(config: Config) -> Result<Emulator, Error> {
     let mut supervisor = None;
     if !config.run_images.is_empty() {
         let base_url = format!("http://{addr}");
-        let live = run::Supervisor::new(config.run_dir.clone(), base_url.clone())
+        let live = run::Supervisor::new(config.run_dir.clone(), base_url.clone(), config.stop_idle_after)
             .map_err(|(path, source)| Error::RunDir { path, source })?;
         let (tx, rx) = mpsc::unbounded_channel();
         state.run.live = Some(run::LiveLink::new(config.run_images.clone(), base_url, tx));

@@ -57,6 +57,11 @@ struct Args {
     /// at shutdown.
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// Stop a revision's process after this many seconds without requests, unless the revision or its service
+    /// sets minimum instances (Cloud Run scales such revisions to zero); the next request starts it again. 0:
+    /// never.
+    #[arg(long, value_name = "SECONDS", default_value_t = gcp_emulator::DEFAULT_STOP_IDLE_AFTER.as_secs())]
+    stop_idle_after: u64,
 }
 
 fn parse_run_image(text: &str) -> Result<(String, String), String> {
@@ -113,6 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         revision_failure_code: args.revision_failure_code,
         run_images: args.run_images.into_iter().collect(),
         run_dir: args.run_dir,
+        stop_idle_after: (args.stop_idle_after > 0).then(|| Duration::from_secs(args.stop_idle_after)),
     };
     let emulator = gcp_emulator::spawn(config).await?;
     println!("gcp-emulator listening on {}", emulator.url());

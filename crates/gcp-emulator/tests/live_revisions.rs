@@ -53,6 +53,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(200, os.environ["K_REVISION"])
         if url.path == "/pid":
             return self.answer(200, str(os.getpid()))
+        if url.path == "/sleep":
+            time.sleep(float(query["seconds"][0]))
+            return self.answer(200, str(os.getpid()))
         if url.path == "/headers":
             return self.answer(200, json.dumps({k.lower(): v for k, v in self.headers.items()}))
         if url.path == "/ready":
@@ -99,19 +102,24 @@ impl Live {
 }
 
 async fn live(enforce_auth: bool) -> Live {
+    live_with(|c| c.enforce_auth = enforce_auth).await
+}
+
+/// [`live`], with `adjust` applied to its configuration.
+async fn live_with(adjust: impl FnOnce(&mut gcp_emulator::Config)) -> Live {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("server.py");
     std::fs::write(&script, SERVER).unwrap();
     let command = format!("python3 -u {}", script.display());
-    let api = Api::start(gcp_emulator::Config {
+    let mut config = gcp_emulator::Config {
         revision_startup: Duration::ZERO,
         service_accounts: vec![SA.into()],
         run_images: [(PY.to_string(), command)].into_iter().collect(),
         run_dir: Some(dir.path().join("run")),
-        enforce_auth,
         ..gcp_emulator::Config::default()
-    })
-    .await;
+    };
+    adjust(&mut config);
+    let api = Api::start(config).await;
     Live { api, dir }
 }
 
@@ -719,6 +727,57 @@ async fn a_timer_revision_has_no_process_and_a_ready_one_starts_cold() {
     );
     // The revision stayed Ready throughout.
     let revision = api.ok("GET", &format!("/v2/{rev}"), None).await;
+    assert_eq!(revision["conditions"][0]["state"], "CONDITION_SUCCEEDED");
+}
+
+/// A service's latest ready revision, its URI, and the process id of the instance a request reaches.
+async fn serving(api: &Api, id: &str) -> (String, String, u32) {
+    let svc = get_service(api, id).await;
+    let rev = svc["latestReadyRevision"].as_str().unwrap().to_string();
+    let uri = svc["uri"].as_str().unwrap().to_string();
+    let pid: u32 = text(api, &format!("{uri}/pid")).await.parse().unwrap();
+    (rev, uri, pid)
+}
+
+#[tokio::test]
+async fn an_idle_instance_without_min_instances_stops_and_the_next_request_starts_one() {
+    let live = live_with(|c| c.stop_idle_after = Some(Duration::from_secs(1))).await;
+    let api = &live.api;
+    let op = create(api, "idle", service_of(container(PY, json!([])))).await;
+    wait(api, &op).await;
+    let mut warm = service_of(container(PY, json!([])));
+    warm["template"]["scaling"] = json!({"minInstanceCount": 1});
+    let op = create(api, "warm", warm).await;
+    wait(api, &op).await;
+    let (warm_rev, _, warm_pid) = serving(api, "warm").await;
+    let (idle_rev, idle_uri, idle_pid) = serving(api, "idle").await;
+
+    // A request that lasts longer than the idle time keeps its instance.
+    let answered = text(api, &format!("{idle_uri}/sleep?seconds=2")).await;
+    assert_eq!(answered, idle_pid.to_string());
+    assert!(alive(idle_pid), "an instance answering a request is not idle");
+
+    eventually("the idle instance is stopped", || {
+        api.emu.state().revision_pid(&idle_rev).is_none() && !alive(idle_pid)
+    })
+    .await;
+    assert!(
+        api.emu
+            .state()
+            .revision_logs(&idle_rev)
+            .iter()
+            .any(|e| e.stream == "system"
+                && e.text
+                    .starts_with("Shutting down the instance: no request for 1 s")),
+        "the runtime logs why"
+    );
+    // Minimum instances keep the other one, idle as long.
+    assert!(alive(warm_pid) && api.emu.state().revision_pid(&warm_rev).is_some());
+
+    // The revision stays Ready, and the next request starts an instance.
+    let again: u32 = text(api, &format!("{idle_uri}/pid")).await.parse().unwrap();
+    assert_ne!(again, idle_pid);
+    let revision = api.ok("GET", &format!("/v2/{idle_rev}"), None).await;
     assert_eq!(revision["conditions"][0]["state"], "CONDITION_SUCCEEDED");
 }
 

@@ -277,6 +277,26 @@ impl CloudRun<'_> {
             && (r.outcome == Outcome::Pending || self.referenced_revisions(s).contains(name))
     }
 
+    /// The instances a revision keeps running even without requests: its template's `scaling.minInstanceCount`,
+    /// or its service's (service-level minimum instances), whichever is higher.
+    pub(crate) fn min_instances(&self, name: &str) -> i64 {
+        let Some(r) = self.store.revisions.get(name) else {
+            return 0;
+        };
+        let of = |scaling: Option<&Value>| {
+            scaling
+                .and_then(|s| s.get("minInstanceCount"))
+                .and_then(wire::int64_value)
+                .unwrap_or(0)
+        };
+        let service = self
+            .store
+            .services
+            .get(&r.service)
+            .map_or(0, |s| of(s.spec.get("scaling")));
+        of(r.template.get("scaling")).max(service)
+    }
+
     /// Full names of the revisions that receive a share of traffic or carry a tag.
     pub(crate) fn referenced_revisions(&self, s: &Service) -> BTreeSet<String> {
         self.traffic_statuses(s)

@@ -3,7 +3,9 @@
 //! call: no latency, faults, quotas, counters or request log.
 
 use std::net::Ipv4Addr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,9 +14,10 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
 use chrono::Utc;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
-use super::supervisor::Phase;
+use super::supervisor::{Phase, RequestGuard};
 use crate::App;
 use crate::model::Outcome;
 use crate::wire::Caller;
@@ -182,7 +185,9 @@ pub(crate) async fn proxy(
         },
         _ => return unavailable(&format!("Revision {short} did not start in time.")),
     };
-    match forward(port, &route, method, &headers, body).await {
+    // Counted from here until the response body ends, so an instance streaming an answer is not idle.
+    let guard = supervisor.request(&revision);
+    match forward(port, &route, method, &headers, body, guard).await {
         Ok(response) => response,
         Err(e) => unavailable(&format!("The container of revision {short} did not answer: {e}")),
     }
@@ -211,6 +216,7 @@ async fn forward(
     method: Method,
     headers: &HeaderMap,
     body: Bytes,
+    guard: RequestGuard,
 ) -> Result<Response, String> {
     let mut request = axum::http::Request::builder()
         .method(method)
@@ -231,7 +237,39 @@ async fn forward(
     let response = send(port, request).await?;
     let (mut parts, incoming) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(incoming)))
+    Ok(Response::from_parts(
+        parts,
+        Body::new(Counted {
+            incoming,
+            _guard: guard,
+        }),
+    ))
+}
+
+/// A response body that keeps its request counted until it ends (or the client goes away).
+struct Counted {
+    incoming: Incoming,
+    _guard: RequestGuard,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().incoming).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

@@ -62,6 +62,10 @@ struct Instance {
     /// Taken when a stop is asked for.
     stop: Option<oneshot::Sender<()>>,
     dir: PathBuf,
+    /// When a request last reached it or ended (its start, before any).
+    last_request: Instant,
+    /// Requests it is answering.
+    in_flight: usize,
 }
 
 /// The processes of revisions and their output.
@@ -70,10 +74,33 @@ pub(crate) struct Supervisor {
     /// A temporary directory the supervisor made, removed at shutdown.
     owns_run_dir: bool,
     base_url: String,
+    /// See [`crate::Config::stop_idle_after`].
+    stop_idle_after: Option<Duration>,
     instances: Mutex<HashMap<String, Instance>>,
     logs: Mutex<HashMap<String, VecDeque<RevisionLogEntry>>>,
     next_id: AtomicU64,
     shut_down: AtomicBool,
+}
+
+/// A request a revision's process is answering (see [`Supervisor::request`]).
+pub(crate) struct RequestGuard {
+    supervisor: Arc<Supervisor>,
+    revision: String,
+    /// The instance that counted it.
+    instance: Option<u64>,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let mut instances = lock(&self.supervisor.instances);
+        if let Some(i) = instances
+            .get_mut(&self.revision)
+            .filter(|i| Some(i.id) == self.instance)
+        {
+            i.in_flight = i.in_flight.saturating_sub(1);
+            i.last_request = Instant::now();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,7 +109,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Supervisor {
     /// Prepares the run directory: `run_dir`, or a fresh one under the system's temporary directory.
-    pub(crate) fn new(run_dir: Option<PathBuf>, base_url: String) -> Result<Self, (PathBuf, std::io::Error)> {
+    pub(crate) fn new(
+        run_dir: Option<PathBuf>,
+        base_url: String,
+        stop_idle_after: Option<Duration>,
+    ) -> Result<Self, (PathBuf, std::io::Error)> {
         let (dir, owns) = match run_dir {
             Some(dir) => (dir, false),
             None => {
@@ -102,6 +133,7 @@ impl Supervisor {
             run_dir: dir,
             owns_run_dir: owns,
             base_url,
+            stop_idle_after,
             instances: Mutex::new(HashMap::new()),
             logs: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -152,6 +184,8 @@ impl Supervisor {
                 phase: phase_rx.clone(),
                 stop: Some(stop_tx),
                 dir: dir.clone(),
+                last_request: Instant::now(),
+                in_flight: 0,
             },
         );
         drop(instances);
@@ -168,6 +202,34 @@ impl Supervisor {
     /// The process id of a revision's process (the shell running its command, leader of its process group).
     pub(crate) fn pid(&self, revision: &str) -> Option<u32> {
         lock(&self.instances).get(revision).and_then(|i| i.pid)
+    }
+
+    /// Counts a request to a revision's process until the guard drops: an instance answering one is never idle.
+    pub(crate) fn request(self: &Arc<Self>, revision: &str) -> RequestGuard {
+        let instance = lock(&self.instances).get_mut(revision).map(|i| {
+            i.in_flight += 1;
+            i.last_request = Instant::now();
+            i.id
+        });
+        RequestGuard {
+            supervisor: self.clone(),
+            revision: revision.to_owned(),
+            instance,
+        }
+    }
+
+    /// Revisions whose process serves, answers no request, and has had none for `after`.
+    fn idle(&self, after: Duration) -> Vec<String> {
+        lock(&self.instances)
+            .iter()
+            .filter(|(_, i)| {
+                i.stop.is_some()
+                    && i.in_flight == 0
+                    && matches!(*i.phase.borrow(), Phase::Serving(_))
+                    && i.last_request.elapsed() >= after
+            })
+            .map(|(r, _)| r.clone())
+            .collect()
     }
 
     /// Asks a revision's process to stop: SIGTERM, then SIGKILL after a grace period; its directory is removed.
@@ -290,21 +352,40 @@ impl Supervisor {
         app.mark_dirty();
     }
 
-    /// Stops the processes the state no longer wants, and forgets the logs of revisions that are gone.
+    /// Stops the processes the state no longer wants and those idle long enough without minimum instances, and
+    /// forgets the logs of revisions that are gone.
     fn sweep(&self, app: &App) {
         let running = self.running();
-        let (unwanted, gone): (Vec<String>, Vec<String>) = {
+        let idle = self.stop_idle_after.map(|after| (after, self.idle(after)));
+        let (unwanted, scaled_in, gone): (Vec<String>, Vec<(String, Duration)>, Vec<String>) = {
             let mut st = app.lock();
             let run = st.cloud_run();
-            let unwanted = running.into_iter().filter(|r| !run.live_wanted(r)).collect();
+            let unwanted: Vec<String> = running.into_iter().filter(|r| !run.live_wanted(r)).collect();
+            let scaled_in = idle
+                .into_iter()
+                .flat_map(|(after, revisions)| revisions.into_iter().map(move |r| (r, after)))
+                .filter(|(r, _)| !unwanted.contains(r) && run.min_instances(r) == 0)
+                .collect();
             let gone = lock(&self.logs)
                 .keys()
                 .filter(|r| !run.store.revisions.contains_key(r.as_str()))
                 .cloned()
                 .collect();
-            (unwanted, gone)
+            (unwanted, scaled_in, gone)
         };
         for revision in unwanted {
+            self.stop(&revision);
+        }
+        for (revision, after) in scaled_in {
+            self.log(
+                &revision,
+                "system",
+                format!(
+                    "Shutting down the instance: no request for {} s and no minimum instances. The next request \
+                     starts one.",
+                    after.as_secs()
+                ),
+            );
             self.stop(&revision);
         }
         if !gone.is_empty() {
