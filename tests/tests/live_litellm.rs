@@ -118,6 +118,42 @@ async fn the_service_url_answers_with_the_master_key_from_secret_manager_and_ref
     );
 }
 
+/// After a rotation of the master key of deployment `name` (service `service`) from `first`: waits until version 2
+/// is pinned in a new Ready revision, then checks that the value of version 2 works, `old_key` is refused, and the
+/// salt key kept its one version. Returns the new key.
+async fn after_master_key_rotation(
+    w: &World,
+    name: &str,
+    service: &str,
+    first: &LiteLLMDeploymentStatus,
+    old_key: &str,
+) -> String {
+    let rotated = w
+        .wait_for(name, "the new key pinned and Ready", LIVE_READY, |s| {
+            pinned(s, "LITELLM_MASTER_KEY") == "2"
+                && ready(s)
+                && s.latest_ready_revision != first.latest_ready_revision
+        })
+        .await;
+    let url = rotated.url.clone().unwrap();
+    let new_key = secret_value(w, &format!("{service}-litellm-master-key"), "2").await;
+    assert_ne!(new_key, old_key);
+    let body = chat_until(&url, &new_key, 200, "the new key works").await;
+    assert_eq!(answer(&body), Some(MOCK_ANSWER), "{body}");
+    let (old, body) = chat(&url, old_key).await;
+    assert!((400..500).contains(&old), "the old key is refused: {old} {body}");
+
+    // The salt key encrypts what LiteLLM stores: it never changes under a running deployment.
+    let salt = SecretName::new(PROJECT, format!("{service}-litellm-salt-key"));
+    assert_eq!(pinned(&rotated, "LITELLM_SALT_KEY"), "1");
+    assert_eq!(pinned(first, "LITELLM_SALT_KEY"), "1");
+    assert!(
+        w.gcp.access_version(&salt, VersionRef::Number(2)).await.is_err(),
+        "the salt key got a second version"
+    );
+    new_key
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_master_key_rolls_a_revision_that_accepts_only_the_new_key_and_keeps_the_salt_key() {
     let w = live_world("live-rotate").await;
@@ -125,29 +161,11 @@ async fn rotating_the_master_key_rolls_a_revision_that_accepts_only_the_new_key_
     let first = w.wait_for(&name, "Ready", LIVE_READY, ready).await;
     let url = first.url.clone().unwrap();
     chat_until(&url, "sk-live-first-key", 200, "the first key works").await;
-    let salt_version = pinned(&first, "LITELLM_SALT_KEY");
-    let salt = secret_value(&w, "live-rotate-litellm-salt-key", &salt_version).await;
 
     w.put_secret("keys", &[("master-key", "sk-live-second-key")])
         .await;
-    let rotated = w
-        .wait_for(&name, "the new key pinned and Ready", LIVE_READY, |s| {
-            pinned(s, "LITELLM_MASTER_KEY") == "2"
-                && ready(s)
-                && s.latest_ready_revision != first.latest_ready_revision
-        })
-        .await;
-    let body = chat_until(&url, "sk-live-second-key", 200, "the new key works").await;
-    assert_eq!(answer(&body), Some(MOCK_ANSWER), "{body}");
-    let (old, body) = chat(&url, "sk-live-first-key").await;
-    assert!((400..500).contains(&old), "the old key is refused: {old} {body}");
-
-    // The salt key encrypts what LiteLLM stores: it never changes under a running deployment.
-    assert_eq!(pinned(&rotated, "LITELLM_SALT_KEY"), salt_version);
-    assert_eq!(
-        secret_value(&w, "live-rotate-litellm-salt-key", &salt_version).await,
-        salt
-    );
+    let new_key = after_master_key_rotation(&w, &name, "live-rotate", &first, "sk-live-first-key").await;
+    assert_eq!(new_key, "sk-live-second-key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,33 +181,16 @@ async fn rotating_a_generated_master_key_rolls_a_revision_that_accepts_only_the_
     let name = w.create(manifest.clone()).await;
     let first = w.wait_for(&name, "Ready", LIVE_READY, ready).await;
     let url = first.url.clone().unwrap();
-    let master = "live-generated-litellm-master-key";
-    let old_key = secret_value(&w, master, &pinned(&first, "LITELLM_MASTER_KEY")).await;
+    let old_key = secret_value(&w, "live-generated-litellm-master-key", "1").await;
     chat_until(&url, &old_key, 200, "the generated key works").await;
-    let salt_version = pinned(&first, "LITELLM_SALT_KEY");
-    let salt = secret_value(&w, "live-generated-litellm-salt-key", &salt_version).await;
 
     let mut secrets = manifest["spec"]["secrets"].clone();
     secrets[0]["generate"]["rotation"] = json!("2026-12-01");
     w.patch_spec(&name, json!({"secrets": secrets})).await;
-    let rotated = w
-        .wait_for(&name, "a new value pinned and Ready", LIVE_READY, |s| {
-            pinned(s, "LITELLM_MASTER_KEY") == "2"
-                && ready(s)
-                && s.latest_ready_revision != first.latest_ready_revision
-        })
-        .await;
-    let new_key = secret_value(&w, master, "2").await;
-    assert_ne!(new_key, old_key, "a rotation generates a new value");
-    assert!(new_key.starts_with("sk-") && new_key.len() == 35);
-    let body = chat_until(&url, &new_key, 200, "the new key works").await;
-    assert_eq!(answer(&body), Some(MOCK_ANSWER), "{body}");
-    let (old, body) = chat(&url, &old_key).await;
-    assert!((400..500).contains(&old), "the old key is refused: {old} {body}");
-    assert_eq!(pinned(&rotated, "LITELLM_SALT_KEY"), salt_version);
-    assert_eq!(
-        secret_value(&w, "live-generated-litellm-salt-key", &salt_version).await,
-        salt
+    let new_key = after_master_key_rotation(&w, &name, "live-generated", &first, &old_key).await;
+    assert!(
+        new_key.starts_with("sk-") && new_key.len() == 35,
+        "a generated value"
     );
 }
 

@@ -341,23 +341,10 @@ fn retire_runs_on_every_full_pass_while_serving_not_only_on_the_transition() {
     let resource = d.secrets[0].resource.clone();
     if let Some(SecretView::Present(state)) = model.secrets.get_mut(&resource) {
         for n in [2, 3] {
-            state.versions.insert(
-                0,
-                VersionView {
-                    number: n,
-                    state: VersionState::Enabled,
-                    created: None,
-                },
-            );
+            state.versions.insert(0, version(n, VersionState::Enabled));
         }
     }
-    model.record.pins = vec![PinnedSecret {
-        env: "SECRET_0".into(),
-        secret: resource,
-        version: Some("1".into()),
-        source_resource_version: None,
-        version_create_time: None,
-    }];
+    model.record.pins = vec![recorded(&resource, 1)];
     // Pinned to 1 (an old revision someone rolled back to): 1 stays, with the newest (3); 2 goes.
     let mut live = model.service.clone().unwrap();
     live["template"]["containers"][0]["env"][0]["valueSource"]["secretKeyRef"]["version"] = json!("1");
@@ -467,28 +454,54 @@ fn a_payload_over_64_kib_or_empty_is_invalid_before_any_call() {
     }
 }
 
-#[test]
-fn a_generated_secret_never_gets_a_second_value() {
-    let d = desired(&[Kind::Generate], false);
-    let s = BTreeMap::new();
-    let peers = PeerSet::default();
-    let resource = d.secrets[0].resource.clone();
-    let model = Model {
+/// A model holding one secret of ours, `resource`, with `versions` (newest first).
+fn ours_with(resource: &str, versions: Vec<VersionView>) -> Model {
+    Model {
         secrets: [(
-            resource,
+            resource.to_owned(),
             SecretView::Present(SecretState {
                 labels: labels(Some(OURS)),
-                versions: vec![VersionView {
-                    number: 1,
-                    state: VersionState::Disabled,
-                    created: None,
-                }],
+                versions,
                 ..SecretState::default()
             }),
         )]
         .into(),
         ..Model::default()
-    };
+    }
+}
+
+fn version(number: u64, state: VersionState) -> VersionView {
+    VersionView {
+        number,
+        state,
+        created: None,
+    }
+}
+
+/// The record's pin of `SECRET_0` on `resource` to `version`, with no source revision.
+fn recorded(resource: &str, version: u64) -> PinnedSecret {
+    PinnedSecret {
+        env: "SECRET_0".into(),
+        secret: resource.to_owned(),
+        version: Some(version.to_string()),
+        source_resource_version: None,
+        version_create_time: None,
+    }
+}
+
+/// One generated secret with `rotation: text`.
+fn rotated_to(text: &str) -> DesiredState {
+    let mut obj = object(&[Kind::Rotated], false);
+    obj.spec.secrets[0].generate.as_mut().unwrap().rotation = text.into();
+    desired_state(&obj).unwrap()
+}
+
+#[test]
+fn a_generated_secret_never_gets_a_second_value() {
+    let d = desired(&[Kind::Generate], false);
+    let s = BTreeMap::new();
+    let peers = PeerSet::default();
+    let model = ours_with(&d.secrets[0].resource, vec![version(1, VersionState::Disabled)]);
     let p = plan(&inputs(&d, &s, false, &peers), &model);
     assert!(p.actions.is_empty(), "{:?}", p.actions);
     assert!(
@@ -549,9 +562,7 @@ fn a_new_rotation_generates_one_new_value_pins_it_and_retires_the_old_one() {
         other => panic!("{other:?}"),
     };
     assert_eq!(enabled(&converged), [1, 2]);
-    let mut next = object(&[Kind::Rotated], false);
-    next.spec.secrets[0].generate.as_mut().unwrap().rotation = "r3".into();
-    let next = desired_state(&next).unwrap();
+    let next = rotated_to("r3");
     let rotated_again = converge(&inputs(&next, &s, false, &peers), converged);
     assert_eq!(rotated_again.record.pins[0].version.as_deref(), Some("3"));
     assert_eq!(enabled(&rotated_again), [2, 3]);
@@ -563,31 +574,15 @@ fn a_rotation_that_stopped_after_adding_pins_the_added_value_and_adds_no_other()
     let d = desired(&[Kind::Rotated], false);
     let s = BTreeMap::new();
     let peers = PeerSet::default();
-    let resource = d.secrets[0].resource.clone();
-    let enabled = |number| VersionView {
-        number,
-        state: VersionState::Enabled,
-        created: None,
-    };
-    let mut model = Model {
-        secrets: [(
-            resource.clone(),
-            SecretView::Present(SecretState {
-                labels: labels(Some(OURS)),
-                versions: vec![enabled(2), enabled(1)],
-                ..SecretState::default()
-            }),
-        )]
-        .into(),
-        ..Model::default()
-    };
-    model.record.pins = vec![PinnedSecret {
-        env: "SECRET_0".into(),
-        secret: resource,
-        version: Some("1".into()),
-        source_resource_version: None,
-        version_create_time: None,
-    }];
+    let resource = &d.secrets[0].resource;
+    let mut model = ours_with(
+        resource,
+        vec![
+            version(2, VersionState::Enabled),
+            version(1, VersionState::Enabled),
+        ],
+    );
+    model.record.pins = vec![recorded(resource, 1)];
     let i = inputs(&d, &s, false, &peers);
     let p = plan(&i, &model);
     assert_eq!(generated(&p.actions), Vec::<u64>::new(), "{:?}", p.actions);
@@ -625,9 +620,7 @@ fn an_unchanged_or_emptied_rotation_keeps_the_value_in_full_and_light_passes() {
         assert!(plan(&i, &light).is_empty());
     }
     // Another text rotates again, and a light pass does not trust the record then.
-    let mut again = object(&[Kind::Rotated], false);
-    again.spec.secrets[0].generate.as_mut().unwrap().rotation = "r3".into();
-    let again = desired_state(&again).unwrap();
+    let again = rotated_to("r3");
     assert!(!secrets::trusted(&again.secrets[0], None, &converged.record));
     let (actions, _) = predict(&inputs(&again, &s, false, &peers), converged, &Phase::APPLY);
     assert_eq!(generated(&actions), [2]);
