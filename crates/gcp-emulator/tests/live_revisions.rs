@@ -890,3 +890,141 @@ async fn without_run_images_urls_stay_googles() {
     let logs = api.ok("GET", "/_emulator/logs", None).await;
     assert_eq!(logs["entries"], json!([]));
 }
+
+/// The binary, running [`PY`] revisions with the script in `dir`, plus `args`; returns it with its base URL.
+async fn start_binary(dir: &Path, tmp: &Path, args: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let script = dir.join("server.py");
+    std::fs::write(&script, SERVER).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gcp-emulator"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--revision-startup",
+            "0s",
+            "--service-account",
+            SA,
+        ])
+        .arg("--run-image")
+        .arg(format!("{PY}=python3 -u {}", script.display()))
+        .args(args)
+        .env("TMPDIR", tmp)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let url = line
+        .strip_prefix("gcp-emulator listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    (child, url)
+}
+
+/// Deploys a [`PY`] service through the binary at `url`; returns the server's process id and its revision
+/// directory's name.
+async fn serve_through_binary(url: &str) -> (u32, String) {
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let request = http.request(method, format!("{url}{path}"));
+        let request = match body {
+            Some(b) => request.json(&b),
+            None => request,
+        };
+        async move {
+            let resp = request.send().await.unwrap();
+            assert!(resp.status().is_success(), "{path}: {}", resp.status());
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let op = call(
+        reqwest::Method::POST,
+        format!("{PARENT}/services?serviceId=llm"),
+        Some(service_of(container(PY, json!([])))),
+    )
+    .await;
+    let name = op["name"].as_str().unwrap().to_string();
+    let done = call(
+        reqwest::Method::POST,
+        format!("/v2/{name}:wait"),
+        Some(json!({"timeout": "30s"})),
+    )
+    .await;
+    assert_eq!(done["done"], true, "{done}");
+    let svc = call(reqwest::Method::GET, format!("{PARENT}/services/llm"), None).await;
+    let pid = http
+        .get(format!("{}/pid", svc["uri"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let revision = short(svc["latestReadyRevision"].as_str().unwrap());
+    (pid, format!("p_us-central1_{revision}"))
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_killed_emulator_left_is_cleared_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let run_arg = run.display().to_string();
+
+    for given in [true, false] {
+        let args: &[&str] = if given { &["--run-dir", &run_arg] } else { &[] };
+        let (mut emulator, url) = start_binary(dir.path(), &tmp, args).await;
+        let (server, revision) = serve_through_binary(&url).await;
+        let emulator_pid = emulator.id().unwrap();
+        let revision_dir = if given {
+            run.join(&revision)
+        } else {
+            tmp.read_dir()
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| {
+                    p.to_string_lossy()
+                        .contains(&format!("gcp-emulator-{emulator_pid}-"))
+                })
+                .unwrap()
+                .join(&revision)
+        };
+        assert!(revision_dir.join("root").is_dir(), "{}", revision_dir.display());
+        if given {
+            // A run directory is one running emulator's.
+            let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_gcp-emulator"))
+                .args(["--listen", "127.0.0.1:0", "--run-dir", &run_arg, "--run-image"])
+                .arg(format!("{PY}=true"))
+                .output();
+            let second = tokio::time::timeout(Duration::from_secs(20), second)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!second.status.success());
+            let stderr = String::from_utf8_lossy(&second.stderr);
+            assert!(
+                stderr.contains("another running emulator uses this run directory"),
+                "{stderr}"
+            );
+            assert!(alive(server));
+        }
+
+        // SIGKILL: the emulator cannot stop its children.
+        emulator.start_kill().unwrap();
+        emulator.wait().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(alive(server), "the revision's process outlived its emulator");
+        assert!(revision_dir.exists());
+
+        // The next emulator clears both before it starts anything.
+        let (next, _) = start_binary(dir.path(), &tmp, args).await;
+        eventually("the left process is gone", || !alive(server)).await;
+        assert!(!revision_dir.exists(), "{}", revision_dir.display());
+        drop(next);
+    }
+}

@@ -9,8 +9,9 @@
 //! validates specs and makes names and ids, `startup` creates and settles revisions, `render` renders the JSON
 //! and `operations` keeps the long-running operations. The live runtime, which runs revisions of images given a
 //! command as local processes and serves their traffic: `live` (what the state decides), `supervisor` (the
-//! processes) and `serve` (forwarding requests).
+//! processes), `serve` (forwarding requests) and `leftovers` (what a killed emulator left).
 
+mod leftovers;
 mod live;
 mod operations;
 mod render;

@@ -17,6 +17,7 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::leftovers;
 use super::live::{Command, EnvValue, Launch, Probe};
 use super::startup::{HEALTH_CHECK_FAILED, failure, health_check_detail};
 use crate::App;
@@ -73,6 +74,8 @@ pub(crate) struct Supervisor {
     run_dir: PathBuf,
     /// A temporary directory the supervisor made, removed at shutdown.
     owns_run_dir: bool,
+    /// The run directory is this emulator's while it lives.
+    _claim: leftovers::Claim,
     base_url: String,
     /// See [`crate::Config::stop_idle_after`].
     stop_idle_after: Option<Duration>,
@@ -80,6 +83,17 @@ pub(crate) struct Supervisor {
     logs: Mutex<HashMap<String, VecDeque<RevisionLogEntry>>>,
     next_id: AtomicU64,
     shut_down: AtomicBool,
+}
+
+/// Logs what a killed emulator left and this one removed.
+fn cleared(removed: &[PathBuf], killed: usize) {
+    if !removed.is_empty() {
+        tracing::warn!(
+            directories = ?removed,
+            processes = killed,
+            "removed what a killed emulator left: revision directories and the processes working in them"
+        );
+    }
 }
 
 /// A request a revision's process is answering (see [`Supervisor::request`]).
@@ -114,24 +128,26 @@ impl Supervisor {
         base_url: String,
         stop_idle_after: Option<Duration>,
     ) -> Result<Self, (PathBuf, std::io::Error)> {
+        let temp = std::env::temp_dir();
         let (dir, owns) = match run_dir {
             Some(dir) => (dir, false),
             None => {
-                let name = format!(
-                    "gcp-emulator-{}-{:08x}",
-                    std::process::id(),
-                    rand::random::<u32>()
-                );
-                (std::env::temp_dir().join(name), true)
+                let (removed, killed) = leftovers::clear_temporary(&temp);
+                cleared(&removed, killed);
+                let name = leftovers::temporary_name(std::process::id(), rand::random());
+                (temp.join(name), true)
             }
         };
         // Only a directory the emulator makes is narrowed to its owner: a given one keeps its permissions.
         std::fs::create_dir_all(&dir)
             .and_then(|()| if owns { restrict(&dir, 0o700) } else { Ok(()) })
             .map_err(|e| (dir.clone(), e))?;
+        let (claim, removed, killed) = leftovers::claim(&dir).map_err(|e| (dir.clone(), e))?;
+        cleared(&removed, killed);
         Ok(Supervisor {
             run_dir: dir,
             owns_run_dir: owns,
+            _claim: claim,
             base_url,
             stop_idle_after,
             instances: Mutex::new(HashMap::new()),
