@@ -20,8 +20,23 @@ const MARKER: &str = ".gcp-emulator-run";
 const REVISION_DIRS: [&str; 2] = ["home", "root"];
 
 /// The name of a run directory an emulator makes in the temporary directory.
-pub(crate) fn temporary_name(pid: u32, nonce: u32) -> String {
+fn temporary_name(pid: u32, nonce: u32) -> String {
     format!("gcp-emulator-{pid}-{nonce:08x}")
+}
+
+/// Makes a fresh run directory in `temp_dir` (mode 0700), claimed before it gets the name other emulators look
+/// for, so that none ever takes it for abandoned.
+pub(crate) fn make_temporary(temp_dir: &Path) -> io::Result<(PathBuf, Claim)> {
+    let name = temporary_name(std::process::id(), rand::random());
+    let staging = temp_dir.join(format!(".{name}"));
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&staging)?;
+    let (claim, _, _) = claim(&staging)?;
+    let dir = temp_dir.join(name);
+    std::fs::rename(&staging, &dir)?;
+    Ok((dir, claim))
 }
 
 fn is_temporary_name(name: &str) -> bool {
@@ -190,6 +205,7 @@ mod tests {
     #[test]
     fn a_temporary_run_directory_is_removed_only_when_no_emulator_holds_it() {
         let temp = tempfile::tempdir().unwrap();
+        let (mine, _mine) = make_temporary(temp.path()).unwrap();
         let held = temp.path().join(temporary_name(1, 1));
         let abandoned = temp.path().join(temporary_name(2, 2));
         let unmarked = temp.path().join(temporary_name(3, 3));
@@ -202,5 +218,11 @@ mod tests {
         std::fs::write(unrelated.join(MARKER), b"").unwrap();
         assert_eq!(clear_temporary(temp.path()), (vec![abandoned.clone()], 0));
         assert!(held.exists() && !abandoned.exists() && unmarked.exists() && unrelated.exists());
+        assert!(mine.exists() && is_temporary_name(&mine.file_name().unwrap().to_string_lossy()));
+        #[cfg(unix)]
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&mine).unwrap().permissions()) & 0o777,
+            0o700
+        );
     }
 }

@@ -128,22 +128,22 @@ impl Supervisor {
         base_url: String,
         stop_idle_after: Option<Duration>,
     ) -> Result<Self, (PathBuf, std::io::Error)> {
-        let temp = std::env::temp_dir();
-        let (dir, owns) = match run_dir {
-            Some(dir) => (dir, false),
+        let (dir, owns, claim) = match run_dir {
+            // A given directory keeps its permissions.
+            Some(dir) => {
+                std::fs::create_dir_all(&dir).map_err(|e| (dir.clone(), e))?;
+                let (claim, removed, killed) = leftovers::claim(&dir).map_err(|e| (dir.clone(), e))?;
+                cleared(&removed, killed);
+                (dir, false, claim)
+            }
             None => {
+                let temp = std::env::temp_dir();
                 let (removed, killed) = leftovers::clear_temporary(&temp);
                 cleared(&removed, killed);
-                let name = leftovers::temporary_name(std::process::id(), rand::random());
-                (temp.join(name), true)
+                let (dir, claim) = leftovers::make_temporary(&temp).map_err(|e| (temp.clone(), e))?;
+                (dir, true, claim)
             }
         };
-        // Only a directory the emulator makes is narrowed to its owner: a given one keeps its permissions.
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| if owns { restrict(&dir, 0o700) } else { Ok(()) })
-            .map_err(|e| (dir.clone(), e))?;
-        let (claim, removed, killed) = leftovers::claim(&dir).map_err(|e| (dir.clone(), e))?;
-        cleared(&removed, killed);
         Ok(Supervisor {
             run_dir: dir,
             owns_run_dir: owns,
