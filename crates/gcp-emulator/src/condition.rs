@@ -75,6 +75,57 @@ pub fn holds(expression: &str, facts: &Facts<'_>) -> bool {
     }
 }
 
+/// Why `expression` cannot be CEL at all, found without knowing which attributes and functions exist: a string
+/// that does not end, a parenthesis or bracket that does not match, an expression that ends with an operator.
+/// Google refuses such a condition when the policy is set. `None` does not make it valid: what cannot be evaluated
+/// still grants nothing ([`holds`]).
+pub fn syntax_error(expression: &str) -> Option<String> {
+    let mut open: Vec<(char, usize)> = Vec::new();
+    let mut quote: Option<(char, usize)> = None;
+    let mut escaped = false;
+    for (i, c) in expression.chars().enumerate() {
+        let column = i + 1;
+        if let Some((q, _)) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                c if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some((c, column)),
+            '(' | '[' | '{' => open.push((c, column)),
+            ')' | ']' | '}' => {
+                let wanted = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                match open.pop() {
+                    Some((o, _)) if o == wanted => {}
+                    _ => return Some(format!("unexpected '{c}' at column {column}")),
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((_, column)) = quote {
+        return Some(format!("the string at column {column} does not end"));
+    }
+    if let Some((o, column)) = open.pop() {
+        return Some(format!("the '{o}' at column {column} is not closed"));
+    }
+    let trimmed = expression.trim_end();
+    [
+        "&&", "||", "==", "!=", "<", ">", "!", ".", ",", "+", "-", "*", "/", "%", "?", ":",
+    ]
+    .iter()
+    .any(|op| trimmed.ends_with(op))
+    .then(|| "the expression ends with an operator".to_owned())
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Token {
     Ident(String),
@@ -299,7 +350,7 @@ fn as_bool(v: &Value) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
 
@@ -340,6 +391,32 @@ mod tests {
             &f
         ));
         assert!(holds("true && !false", &f));
+    }
+
+    #[test]
+    fn syntax_errors_are_found_without_refusing_cel_the_emulator_cannot_evaluate() {
+        for (e, why) in [
+            ("resource.name.startsWith(", "'(' at column 25 is not closed"),
+            ("(true", "'(' at column 1 is not closed"),
+            ("true)", "unexpected ')' at column 5"),
+            ("resource.name == 'x", "string at column 18 does not end"),
+            ("[1, 2)", "unexpected ')' at column 6"),
+            ("true ||", "ends with an operator"),
+            ("request.time < ", "ends with an operator"),
+        ] {
+            let found = syntax_error(e).unwrap_or_else(|| panic!("{e}"));
+            assert!(found.contains(why), "{e}: {found}");
+        }
+        // Valid CEL, whether or not the emulator evaluates it.
+        for e in [
+            r#"resource.name.startsWith("projects/123/secrets/litellm-")"#,
+            "request.time.getHours('Europe/Berlin') >= 9 && resource.name in ['a', 'b']",
+            r#"resource.name.endsWith("(") || resource.name == 'it\'s'"#,
+            "has(resource.labels.team) ? resource.labels.team == 'a' : false",
+            "{'a': 1}['a'] == 1",
+        ] {
+            assert_eq!(syntax_error(e), None, "{e}");
+        }
     }
 
     #[test]

@@ -275,6 +275,11 @@ fn validate_binding(
         if expression.is_empty() {
             return Err(ApiError::invalid("Condition expression must not be empty."));
         }
+        if let Some(error) = crate::condition::syntax_error(expression) {
+            return Err(ApiError::invalid(format!(
+                "Invalid CEL expression in policy.bindings[{index}].condition: {error}."
+            )));
+        }
         out.insert("condition".into(), condition.clone());
     }
     Ok(Some(Value::Object(out)))

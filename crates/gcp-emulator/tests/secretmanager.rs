@@ -547,6 +547,24 @@ async fn secret_iam_policy_with_etags() {
         "INVALID_ARGUMENT",
     )
     .await;
+    // A condition that cannot be CEL is refused when set, not only when evaluated.
+    let mut broken = cond.clone();
+    broken["condition"]["expression"] = json!("request.time < timestamp(\"2030-01-01T00:00:00Z\"");
+    let msg = api
+        .err(
+            "POST",
+            &format!("{path}:setIamPolicy"),
+            Some(json!({"policy": {"version": 3, "bindings": [broken]}})),
+            400,
+            "INVALID_ARGUMENT",
+        )
+        .await;
+    assert!(
+        msg.contains(
+            "Invalid CEL expression in policy.bindings[0].condition: the '(' at column 25 is not closed"
+        ),
+        "{msg}"
+    );
     let set3 = api
         .ok(
             "POST",
