@@ -269,44 +269,54 @@ pub fn decide(
             }
         }
         DesiredSource::Generate(generate) => {
-            let wanted = rotation(generate);
-            let recorded = model
-                .record
-                .pin(secret.key(), &secret.resource)
-                .filter(|(n, _)| state.enabled(*n));
-            let pin = |version| Pin {
-                version,
-                source_revision: wanted.clone(),
-            };
-            match (recorded, state.newest_enabled()) {
-                (Some((version, mark)), _) if !rotated(generate, mark) => Pin {
-                    version,
-                    source_revision: mark.map(str::to_owned),
+            let recorded = model.record.pin(secret.key(), &secret.resource);
+            let newest = state.newest_enabled();
+            match recorded {
+                // A rotation: a version newer than the recorded pin is the new value (a pass that added it stopped
+                // before recording it); otherwise one is generated, even when every version is disabled (the
+                // rotation asks for a new value).
+                Some((version, mark)) if rotated(generate, mark) => Pin {
+                    version: match newest {
+                        Some(n) if n > version => n,
+                        _ => {
+                            actions.push(add(NewValue::Generate(generate.clone())));
+                            expected
+                        }
+                    },
+                    source_revision: rotation(generate),
                 },
-                // Rotation: a version newer than the pin is the new value (a pass that added it stopped before
-                // recording it), else one is generated.
-                (Some((version, _)), Some(newest)) if newest > version => pin(newest),
-                (Some(_), _) => {
-                    actions.push(add(NewValue::Generate(generate.clone())));
-                    pin(expected)
-                }
-                (None, Some(newest)) => pin(newest),
-                (None, None) if state.versions.is_empty() => {
-                    actions.push(add(NewValue::Generate(generate.clone())));
-                    pin(expected)
-                }
-                (None, None) => {
-                    // Never a second value: LiteLLM encrypts stored credentials with the salt key, and clients
-                    // hold the master key. Someone disabled or destroyed every version; they decide.
-                    return refuse(Problem::new(
-                        ProblemKind::SourceMissing,
-                        format!(
-                            "generated secret {name} has no enabled version and is never generated twice; enable \
-                             one (gcloud secrets versions enable N --secret={} --project={}) or delete the secret \
-                             to generate a new value",
-                            secret.secret_id, desired.project
-                        ),
-                    ));
+                _ => {
+                    let source_revision = match recorded {
+                        Some((_, mark)) => mark.map(str::to_owned),
+                        None => rotation(generate),
+                    };
+                    match recorded.map(|(n, _)| n).filter(|n| state.enabled(*n)).or(newest) {
+                        Some(version) => Pin {
+                            version,
+                            source_revision,
+                        },
+                        None if state.versions.is_empty() => {
+                            actions.push(add(NewValue::Generate(generate.clone())));
+                            Pin {
+                                version: expected,
+                                source_revision,
+                            }
+                        }
+                        None => {
+                            // Never a second value unasked: LiteLLM encrypts stored credentials with the salt key,
+                            // and clients hold the master key. Someone disabled or destroyed every version; they
+                            // decide.
+                            return refuse(Problem::new(
+                                ProblemKind::SourceMissing,
+                                format!(
+                                    "generated secret {name} has no enabled version and is never generated twice; \
+                                     enable one (gcloud secrets versions enable N --secret={} --project={}) or \
+                                     delete the secret to generate a new value",
+                                    secret.secret_id, desired.project
+                                ),
+                            ));
+                        }
+                    }
                 }
             }
         }

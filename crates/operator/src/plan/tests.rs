@@ -594,6 +594,32 @@ fn a_rotation_that_stopped_after_adding_pins_the_added_value_and_adds_no_other()
 }
 
 #[test]
+fn a_rotation_after_disabling_the_pinned_value_generates_a_new_one_rather_than_pin_an_older_one() {
+    // A leaked key: version 2 was disabled at once, and the rotation asks for a new value. Version 1 is older.
+    let d = desired(&[Kind::Rotated], false);
+    let s = BTreeMap::new();
+    let peers = PeerSet::default();
+    let resource = &d.secrets[0].resource;
+    let mut model = ours_with(
+        resource,
+        vec![
+            version(2, VersionState::Disabled),
+            version(1, VersionState::Enabled),
+        ],
+    );
+    model.record.pins = vec![recorded(resource, 2)];
+    let p = plan(&inputs(&d, &s, false, &peers), &model);
+    assert_eq!(generated(&p.actions), [3], "{:?}", p.actions);
+    assert_eq!(p.secrets[0].pin.as_ref().unwrap().version, 3);
+
+    // Without a rotation, the operator falls back to the newest enabled version, and makes no value.
+    let unrotated = desired(&[Kind::Generate], false);
+    let p = plan(&inputs(&unrotated, &s, false, &peers), &model);
+    assert_eq!(generated(&p.actions), Vec::<u64>::new());
+    assert_eq!(p.secrets[0].pin.as_ref().unwrap().version, 1);
+}
+
+#[test]
 fn an_unchanged_or_emptied_rotation_keeps_the_value_in_full_and_light_passes() {
     let d = desired(&[Kind::Rotated], false);
     let s = BTreeMap::new();
@@ -1104,15 +1130,16 @@ fn check(b: &Built, adopt: bool, model: &Model, p: &Plan) -> Result<(), TestCase
                         prop_assert!(!same, "added the value the newest enabled version holds");
                     }
                     NewValue::Generate(g) => {
-                        // A first value, or one per rotation: the recorded pin is the newest enabled version and
-                        // its mark is not the rotation asked for.
+                        // A first value, or one per rotation: the recorded pin's mark is not the rotation asked
+                        // for, and no enabled version is newer than the pin (one a stopped pass added).
                         let wanted = format!("rotation:{}", g.rotation);
                         let rotation = !g.rotation.is_empty()
                             && model
                                 .record
                                 .pin(env, &secret.to_string())
                                 .is_some_and(|(n, mark)| {
-                                    mark != Some(wanted.as_str()) && state.newest_enabled() == Some(n)
+                                    mark != Some(wanted.as_str())
+                                        && state.newest_enabled().is_none_or(|v| v <= n)
                                 });
                         prop_assert!(state.versions.is_empty() || rotation, "a second generated value");
                     }
