@@ -30,8 +30,8 @@ pub fn done(action: &Action, effect: &Effect) -> String {
                 NewValue::Source(_) => format!("Added version {n} of {secret} ({env})"),
                 NewValue::Generate(g) => {
                     format!(
-                        "Generated version {n} of {secret} ({env}, {} random characters)",
-                        g.length
+                        "Generated version {n} of {secret} ({env}, {})",
+                        crate::plan::action::generated(g)
                     )
                 }
             }

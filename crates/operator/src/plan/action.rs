@@ -67,6 +67,15 @@ impl NewValue {
     }
 }
 
+/// How a generated value is made, for plans, events and logs: `48 random characters`, with `, rotation TEXT` when
+/// `generate.rotation` is set.
+pub fn generated(generate: &GeneratedValue) -> String {
+    match generate.rotation.as_str() {
+        "" => format!("{} random characters", generate.length),
+        rotation => format!("{} random characters, rotation {rotation}", generate.length),
+    }
+}
+
 /// Why the service is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServiceChange {
@@ -441,8 +450,8 @@ impl fmt::Display for Action {
                 NewValue::Source(_) => write!(f, "add version {expected} to {secret} ({env})"),
                 NewValue::Generate(g) => write!(
                     f,
-                    "generate version {expected} of {secret} ({env}, {} random characters)",
-                    g.length
+                    "generate version {expected} of {secret} ({env}, {})",
+                    generated(g)
                 ),
             },
             Action::Grant(b) => write!(f, "grant {} to {} on {}", b.role, b.member, b.resource),

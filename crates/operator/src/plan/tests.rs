@@ -542,6 +542,12 @@ fn a_new_rotation_generates_one_new_value_pins_it_and_retires_the_old_one() {
     let i = inputs(&after, &s, false, &peers);
     let (actions, predicted) = predict(&i, model.clone(), &Phase::APPLY);
     assert_eq!(generated(&actions), [2], "{actions:?}");
+    assert!(
+        actions.iter().any(|a| a
+            .to_string()
+            .ends_with("(SECRET_0, 32 random characters, rotation r2)")),
+        "the plan says why: {actions:?}"
+    );
     let p = plan(&i, &predicted);
     assert_eq!(generated(&p.actions), Vec::<u64>::new(), "one value per rotation");
     let pinned = p.pinned(&predicted);
