@@ -265,6 +265,45 @@ async fn plan_shows_the_changes_apply_makes_them_once_and_rotation_adds_one_vers
     );
     let plan = cli(&emu, &["plan", "-f", path(&rotated)]).await;
     assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // A generated key rotates by its `rotation` text: one new value, and the state file records the text, so the
+    // next plan has nothing to do.
+    let text = std::fs::read_to_string(&rotated).unwrap();
+    std::fs::write(
+        &rotated,
+        text.replace(
+            r#"generate: {length: 48, prefix: "sk-"}"#,
+            r#"generate: {length: 48, prefix: "sk-", rotation: "2026-12-01"}"#,
+        ),
+    )
+    .unwrap();
+    let plan = cli(&emu, &["plan", "-f", path(&rotated)]).await;
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert_eq!(
+        changes(&plan.stdout),
+        [
+            format!(
+                "+ generate version 2 of {s}/litellm-master-key (LITELLM_MASTER_KEY, 48 random characters, \
+                 rotation 2026-12-01)"
+            ),
+            "~ update service projects/my-project/locations/us-central1/services/litellm-proxy (new revision): \
+             template.containers[0].env[2].valueSource.secretKeyRef.version"
+                .to_owned(),
+        ]
+    );
+    let apply = cli(&emu, &["apply", "-f", path(&rotated)]).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let second = emu
+        .state()
+        .secret_payload("projects/my-project/secrets/litellm-master-key", "2")
+        .unwrap();
+    assert_ne!(second, generated.as_bytes());
+    let settled = writes(&emu);
+    let plan = cli(&emu, &["plan", "-f", path(&rotated)]).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    let again = cli(&emu, &["apply", "-f", path(&rotated)]).await;
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(writes(&emu), settled, "a rotation generates one value, once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
