@@ -17,7 +17,7 @@ use chrono::Utc;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
-use super::supervisor::{Phase, RequestGuard};
+use super::supervisor::{Phase, RequestGuard, Supervisor};
 use crate::App;
 use crate::model::Outcome;
 use crate::wire::Caller;
@@ -26,6 +26,8 @@ use crate::wire::Caller;
 const RUN_PREFIX: &str = "/_run/";
 /// How long a request waits for a cold start (Cloud Run's default request timeout).
 const COLD_START_WAIT: Duration = Duration::from_secs(300);
+/// How long a request waits for an instance being stopped to end before one is started (its grace and a margin).
+const STOPPING_WAIT: Duration = Duration::from_secs(5);
 /// Headers that belong to one connection, never forwarded (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -146,8 +148,37 @@ pub(crate) async fn proxy(
             "Revision {short} has no process: the emulator runs only images given a command (--run-image), and only simulates the start-up of others."
         ));
     };
+    // An instance asked to stop just after it was picked takes no request: another one is started.
+    for _ in 0..2 {
+        let port = match instance_port(app, supervisor, &revision, &short, ready).await {
+            Ok(port) => port,
+            Err(response) => return response,
+        };
+        // Counted from here until the response body ends, so an instance streaming an answer is not idle.
+        if let Some(guard) = supervisor.request(&revision) {
+            return match forward(port, &route, method, &headers, body, guard).await {
+                Ok(response) => response,
+                Err(e) => unavailable(&format!("The container of revision {short} did not answer: {e}")),
+            };
+        }
+    }
+    unavailable(&format!("Revision {short} is shutting down its instance; retry."))
+}
+
+/// The port of a serving instance of `revision`: the running one, or one started for this request (a cold start)
+/// once an instance being stopped has ended.
+async fn instance_port(
+    app: &Arc<App>,
+    supervisor: &Arc<Supervisor>,
+    revision: &str,
+    short: &str,
+    ready: bool,
+) -> Result<u16, Response> {
+    if let Some(mut stopping) = supervisor.stopping(revision) {
+        let _ = tokio::time::timeout(STOPPING_WAIT, stopping.wait_for(|p| *p == Phase::Ended)).await;
+    }
     let existing = supervisor
-        .phase(&revision)
+        .phase(revision)
         .filter(|phase| *phase.borrow() != Phase::Ended);
     let mut phase = match existing {
         Some(phase) => phase,
@@ -157,39 +188,31 @@ pub(crate) async fn proxy(
             let launch = {
                 let mut st = app.lock();
                 let run = st.cloud_run();
-                run.store.revisions.get(&revision).map(|r| run.launch(r, false))
+                run.store.revisions.get(revision).map(|r| run.launch(r, false))
             };
             match launch {
                 Some(Ok(launch)) => supervisor.start(Arc::downgrade(app), launch),
                 Some(Err(detail)) => {
-                    return unavailable(&format!("Revision {short} could not be started: {detail}"));
+                    return Err(unavailable(&format!(
+                        "Revision {short} could not be started: {detail}"
+                    )));
                 }
-                None => return not_found(),
+                None => return Err(not_found()),
             }
         }
-        _ => return unavailable(&format!("Revision {short} is not ready.")),
+        _ => return Err(unavailable(&format!("Revision {short} is not ready."))),
     };
     // Copied out at once: the watch's borrow must not live across an await.
     let settled = tokio::time::timeout(COLD_START_WAIT, phase.wait_for(|p| *p != Phase::Starting))
         .await
         .map(|waited| waited.map(|p| *p));
-    let port = match settled {
-        Ok(Ok(p)) => match p {
-            Phase::Serving(port) => port,
-            _ => {
-                return unavailable(&format!(
-                    "The container of revision {short} is not running; see its logs at {}",
-                    supervisor.logs_url(&revision)
-                ));
-            }
-        },
-        _ => return unavailable(&format!("Revision {short} did not start in time.")),
-    };
-    // Counted from here until the response body ends, so an instance streaming an answer is not idle.
-    let guard = supervisor.request(&revision);
-    match forward(port, &route, method, &headers, body, guard).await {
-        Ok(response) => response,
-        Err(e) => unavailable(&format!("The container of revision {short} did not answer: {e}")),
+    match settled {
+        Ok(Ok(Phase::Serving(port))) => Ok(port),
+        Ok(_) => Err(unavailable(&format!(
+            "The container of revision {short} is not running; see its logs at {}",
+            supervisor.logs_url(revision)
+        ))),
+        Err(_) => Err(unavailable(&format!("Revision {short} did not start in time."))),
     }
 }
 

@@ -101,7 +101,7 @@ pub(crate) struct RequestGuard {
     supervisor: Arc<Supervisor>,
     revision: String,
     /// The instance that counted it.
-    instance: Option<u64>,
+    instance: u64,
 }
 
 impl Drop for RequestGuard {
@@ -109,12 +109,20 @@ impl Drop for RequestGuard {
         let mut instances = lock(&self.supervisor.instances);
         if let Some(i) = instances
             .get_mut(&self.revision)
-            .filter(|i| Some(i.id) == self.instance)
+            .filter(|i| i.id == self.instance)
         {
             i.in_flight = i.in_flight.saturating_sub(1);
             i.last_request = Instant::now();
         }
     }
+}
+
+/// Whether an instance serves, is not being stopped, answers no request and has had none for `after`.
+fn is_idle(i: &Instance, after: Duration) -> bool {
+    i.stop.is_some()
+        && i.in_flight == 0
+        && matches!(*i.phase.borrow(), Phase::Serving(_))
+        && i.last_request.elapsed() >= after
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -220,32 +228,44 @@ impl Supervisor {
         lock(&self.instances).get(revision).and_then(|i| i.pid)
     }
 
+    /// Where a revision's process is, while it is being stopped.
+    pub(crate) fn stopping(&self, revision: &str) -> Option<watch::Receiver<Phase>> {
+        lock(&self.instances)
+            .get(revision)
+            .filter(|i| i.stop.is_none() && *i.phase.borrow() != Phase::Ended)
+            .map(|i| i.phase.clone())
+    }
+
     /// Counts a request to a revision's process until the guard drops: an instance answering one is never idle.
-    pub(crate) fn request(self: &Arc<Self>, revision: &str) -> RequestGuard {
-        let instance = lock(&self.instances).get_mut(revision).map(|i| {
-            i.in_flight += 1;
-            i.last_request = Instant::now();
-            i.id
-        });
-        RequestGuard {
+    /// `None` when the process is being stopped (or gone): it takes no new request.
+    pub(crate) fn request(self: &Arc<Self>, revision: &str) -> Option<RequestGuard> {
+        let mut instances = lock(&self.instances);
+        let i = instances.get_mut(revision).filter(|i| i.stop.is_some())?;
+        i.in_flight += 1;
+        i.last_request = Instant::now();
+        Some(RequestGuard {
             supervisor: self.clone(),
             revision: revision.to_owned(),
-            instance,
-        }
+            instance: i.id,
+        })
     }
 
     /// Revisions whose process serves, answers no request, and has had none for `after`.
     fn idle(&self, after: Duration) -> Vec<String> {
         lock(&self.instances)
             .iter()
-            .filter(|(_, i)| {
-                i.stop.is_some()
-                    && i.in_flight == 0
-                    && matches!(*i.phase.borrow(), Phase::Serving(_))
-                    && i.last_request.elapsed() >= after
-            })
+            .filter(|(_, i)| is_idle(i, after))
             .map(|(r, _)| r.clone())
             .collect()
+    }
+
+    /// Stops a revision's process if it is still idle (a request may have reached it since); true if it was.
+    fn stop_if_idle(&self, revision: &str, after: Duration) -> bool {
+        let stop = lock(&self.instances)
+            .get_mut(revision)
+            .filter(|i| is_idle(i, after))
+            .and_then(|i| i.stop.take());
+        stop.is_some_and(|stop| stop.send(()).is_ok())
     }
 
     /// Asks a revision's process to stop: SIGTERM, then SIGKILL after a grace period; its directory is removed.
@@ -372,15 +392,17 @@ impl Supervisor {
     /// forgets the logs of revisions that are gone.
     fn sweep(&self, app: &App) {
         let running = self.running();
-        let idle = self.stop_idle_after.map(|after| (after, self.idle(after)));
-        let (unwanted, scaled_in, gone): (Vec<String>, Vec<(String, Duration)>, Vec<String>) = {
+        let idle = self
+            .stop_idle_after
+            .map(|after| self.idle(after))
+            .unwrap_or_default();
+        let (unwanted, scaled_in, gone): (Vec<String>, Vec<String>, Vec<String>) = {
             let mut st = app.lock();
             let run = st.cloud_run();
             let unwanted: Vec<String> = running.into_iter().filter(|r| !run.live_wanted(r)).collect();
             let scaled_in = idle
                 .into_iter()
-                .flat_map(|(after, revisions)| revisions.into_iter().map(move |r| (r, after)))
-                .filter(|(r, _)| !unwanted.contains(r) && run.min_instances(r) == 0)
+                .filter(|r| !unwanted.contains(r) && run.min_instances(r) == 0)
                 .collect();
             let gone = lock(&self.logs)
                 .keys()
@@ -392,17 +414,20 @@ impl Supervisor {
         for revision in unwanted {
             self.stop(&revision);
         }
-        for (revision, after) in scaled_in {
-            self.log(
-                &revision,
-                "system",
-                format!(
-                    "Shutting down the instance: no request for {} s and no minimum instances. The next request \
-                     starts one.",
-                    after.as_secs()
-                ),
-            );
-            self.stop(&revision);
+        if let Some(after) = self.stop_idle_after {
+            for revision in scaled_in {
+                if self.stop_if_idle(&revision, after) {
+                    self.log(
+                        &revision,
+                        "system",
+                        format!(
+                            "Shutting down the instance: no request for {} s and no minimum instances. The next \
+                             request starts one.",
+                            after.as_secs()
+                        ),
+                    );
+                }
+            }
         }
         if !gone.is_empty() {
             let mut logs = lock(&self.logs);
@@ -889,6 +914,42 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
+
+    #[tokio::test]
+    async fn an_instance_answering_a_request_is_not_idle_and_one_being_stopped_takes_no_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor =
+            Arc::new(Supervisor::new(Some(dir.path().to_owned()), "http://x".into(), None).unwrap());
+        let (_phase_tx, phase) = watch::channel(Phase::Serving(1));
+        let (stop, mut stopped) = oneshot::channel();
+        lock(&supervisor.instances).insert(
+            "r".into(),
+            Instance {
+                id: 7,
+                pid: None,
+                phase,
+                stop: Some(stop),
+                dir: dir.path().join("r"),
+                last_request: Instant::now(),
+                in_flight: 0,
+            },
+        );
+        let now = Duration::ZERO;
+        let guard = supervisor.request("r").unwrap();
+        assert!(supervisor.idle(now).is_empty());
+        assert!(!supervisor.stop_if_idle("r", now));
+        drop(guard);
+        assert_eq!(supervisor.idle(now), ["r"]);
+        assert!(
+            supervisor.idle(Duration::from_secs(60)).is_empty(),
+            "a request just ended"
+        );
+        assert!(supervisor.stop_if_idle("r", now));
+        assert!(stopped.try_recv().is_ok());
+        assert!(supervisor.request("r").is_none());
+        assert!(supervisor.stopping("r").is_some());
+        assert!(supervisor.request("gone").is_none());
+    }
 
     #[test]
     fn only_plain_paths_stay_under_the_revision_root() {
