@@ -106,15 +106,22 @@ impl Plan {
             .collect()
     }
 
-    /// The record's pins after this plan: new pins, and the old pin for a secret with a problem (its running
-    /// revision still uses it). A pin's version creation time comes from the versions `model` read, else from the
-    /// record when it pinned the same version (a light pass reads no versions).
+    /// The record's pins after this plan: new pins of versions that exist, and the old pin for a secret with a
+    /// problem (its running revision still uses it) or whose version is still to be added (an add that failed must
+    /// be planned again, not taken as done). A pin's version creation time comes from the versions `model` read,
+    /// else from the record when it pinned the same version (a light pass reads no versions).
     pub fn pinned(&self, model: &Model) -> Vec<PinnedSecret> {
         let old = &model.record;
+        let exists = |resource: &str, version: u64| match model.secrets.get(resource) {
+            Some(SecretView::Present(state)) => state.versions.iter().any(|v| v.number == version),
+            // A light pass pins from the record.
+            Some(SecretView::Trusted) => true,
+            Some(SecretView::Missing) | None => false,
+        };
         self.secrets
             .iter()
             .filter_map(|s| match &s.pin {
-                Ok(pin) => {
+                Ok(pin) if exists(&s.resource, pin.version) => {
                     let version = pin.version.to_string();
                     let observed = match model.secrets.get(&s.resource) {
                         Some(SecretView::Present(state)) => state
@@ -140,7 +147,7 @@ impl Plan {
                         version_create_time: observed.or(recorded),
                     })
                 }
-                Err(_) => old
+                _ => old
                     .pins
                     .iter()
                     .find(|p| p.env == s.env && p.secret == s.resource)

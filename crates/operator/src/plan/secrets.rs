@@ -285,6 +285,19 @@ pub fn decide(
                     },
                     source_revision: rotation(generate),
                 },
+                // A rotated value that is no longer enabled: falling back would put an older key back in service.
+                Some((version, Some(mark))) if mark.starts_with(ROTATION) && !state.enabled(version) => {
+                    return refuse(Problem::new(
+                        ProblemKind::SourceMissing,
+                        format!(
+                            "version {version} of generated secret {name}, pinned since its last rotation, is not \
+                             enabled, and an older value is never put back; enable it (gcloud secrets versions \
+                             enable {version} --secret={} --project={}) or set a new generate.rotation to generate \
+                             a new value",
+                            secret.secret_id, desired.project
+                        ),
+                    ));
+                }
                 _ => {
                     let source_revision = match recorded {
                         Some((_, mark)) => mark.map(str::to_owned),
@@ -331,8 +344,11 @@ pub fn decide(
 /// What a generated value's pin records: `rotation:TEXT` once `generate.rotation` is set, so changing the text
 /// is seen as a change (and an unchanged one is not).
 fn rotation(generate: &GeneratedValue) -> Option<String> {
-    (!generate.rotation.is_empty()).then(|| format!("rotation:{}", generate.rotation))
+    (!generate.rotation.is_empty()).then(|| format!("{ROTATION}{}", generate.rotation))
 }
+
+/// The prefix of a rotation's mark.
+const ROTATION: &str = "rotation:";
 
 /// Whether `generate` asks for a value other than the one its pin recorded with `mark`: its rotation is set and
 /// differs. Emptying it rotates nothing (the pin keeps its mark).

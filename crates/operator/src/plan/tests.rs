@@ -575,6 +575,27 @@ fn a_new_rotation_generates_one_new_value_pins_it_and_retires_the_old_one() {
 }
 
 #[test]
+fn a_version_whose_add_failed_is_not_recorded_so_the_rotation_is_planned_again() {
+    let d = desired(&[Kind::Rotated], false);
+    let s = BTreeMap::new();
+    let peers = PeerSet::default();
+    let resource = &d.secrets[0].resource;
+    let mut model = ours_with(resource, vec![version(1, VersionState::Enabled)]);
+    model.record.pins = vec![recorded(resource, 1)];
+    let i = inputs(&d, &s, false, &peers);
+    let p = plan(&i, &model);
+    assert_eq!(generated(&p.actions), [2]);
+    // The add failed: nothing was absorbed, and the front end records what the plan says.
+    model.record.pins = p.pinned(&model);
+    assert_eq!(model.record.pins, [recorded(resource, 1)]);
+    assert_eq!(
+        generated(&plan(&i, &model).actions),
+        [2],
+        "the rotation is not lost"
+    );
+}
+
+#[test]
 fn a_rotation_that_stopped_after_adding_pins_the_added_value_and_adds_no_other() {
     // A pass added version 2 and stopped before recording it: the record still pins 1 without the mark.
     let d = desired(&[Kind::Rotated], false);
@@ -623,6 +644,34 @@ fn a_rotation_after_disabling_the_pinned_value_generates_a_new_one_rather_than_p
     let p = plan(&inputs(&unrotated, &s, false, &peers), &model);
     assert_eq!(generated(&p.actions), Vec::<u64>::new());
     assert_eq!(p.secrets[0].pin.as_ref().unwrap().version, 1);
+}
+
+#[test]
+fn a_rotated_value_disabled_later_is_refused_not_replaced_by_the_older_one() {
+    let d = desired(&[Kind::Rotated], false);
+    let s = BTreeMap::new();
+    let peers = PeerSet::default();
+    let resource = &d.secrets[0].resource;
+    let mut model = ours_with(
+        resource,
+        vec![
+            version(2, VersionState::Disabled),
+            version(1, VersionState::Enabled),
+        ],
+    );
+    let mut pin = recorded(resource, 2);
+    pin.source_resource_version = Some("rotation:r2".into());
+    model.record.pins = vec![pin];
+    let p = plan(&inputs(&d, &s, false, &peers), &model);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let problem = p.secrets[0].pin.as_ref().unwrap_err();
+    assert_eq!(problem.kind, ProblemKind::SourceMissing);
+    assert!(
+        problem.message.contains("an older value is never put back")
+            && problem.message.contains("set a new generate.rotation"),
+        "{}",
+        problem.message
+    );
 }
 
 #[test]
