@@ -3,9 +3,9 @@
 //!
 //! Each emulator claims its run directory: it holds a lock on the directory's marker file for as long as it runs,
 //! and the lock goes with the process however it ends. A run directory whose lock can be taken belongs to no
-//! running emulator, so whatever revision directories it holds were left behind: the next emulator that runs
-//! revisions kills the processes working in them (found by their working directory under `/proc`, so on Linux
-//! only) and removes them, before it starts anything. In the system's temporary directory that is done for every
+//! running emulator, so the revision directories it holds (each marked as one when made) were left behind: the
+//! next emulator that runs revisions kills the processes working in them (found by their working directory under
+//! `/proc`, so on Linux only; never itself or its process group) and removes them, before it starts anything. In the system's temporary directory that is done for every
 //! run directory an emulator made there; a given run directory (`--run-dir`) is cleared when claimed, and one that
 //! another running emulator holds is refused.
 
@@ -16,8 +16,13 @@ use std::path::{Path, PathBuf};
 /// The name of the file that marks a directory as an emulator's run directory, and that it locks.
 const MARKER: &str = ".gcp-emulator-run";
 
-/// What an emulator makes in a revision's directory (see `prepare`): a directory with both is one.
-const REVISION_DIRS: [&str; 2] = ["home", "root"];
+/// The file that marks a directory as a revision's (see `prepare`): only marked directories are ever cleared.
+const REVISION_MARKER: &str = ".gcp-emulator-revision";
+
+/// Marks `dir` as a revision's directory.
+pub(crate) fn mark_revision(dir: &Path) -> io::Result<()> {
+    std::fs::write(dir.join(REVISION_MARKER), b"")
+}
 
 /// The name of a run directory an emulator makes in the temporary directory.
 fn temporary_name(pid: u32, nonce: u32) -> String {
@@ -112,14 +117,28 @@ fn subdirectories(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn is_revision_dir(dir: &Path) -> bool {
-    REVISION_DIRS.iter().all(|d| dir.join(d).is_dir())
+    dir.join(REVISION_MARKER).is_file()
 }
 
-/// Kills the process group of every process whose working directory is under one of `dirs`; returns how many
-/// processes were found.
+/// Kills every process whose working directory is under one of `dirs`, with its process group when it leads one
+/// (as a revision's shell does); returns how many were found. Never this process or its group, and nothing when
+/// `/proc` is another pid namespace's (its pids would name other processes).
 #[cfg(target_os = "linux")]
 fn kill_processes_in(dirs: &[PathBuf]) -> usize {
-    use rustix::process::{Pid, Signal, getpgid, kill_process, kill_process_group};
+    use rustix::process::{Pid, Signal, getpgid, kill_process};
+    let me = std::process::id();
+    let own_proc = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<u32>().ok());
+    if own_proc != Some(me) {
+        return 0;
+    }
+    let own_group = getpgid(None).ok();
+    // `/proc/PID/cwd` is resolved: so are the directories (a relative path, a symlinked TMPDIR).
+    let dirs: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.canonicalize().unwrap_or_else(|_| d.clone()))
+        .collect();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -128,8 +147,8 @@ fn kill_processes_in(dirs: &[PathBuf]) -> usize {
         let Some(pid) = entry
             .file_name()
             .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-            .and_then(Pid::from_raw)
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|pid| *pid != me)
         else {
             continue;
         };
@@ -139,13 +158,16 @@ fn kill_processes_in(dirs: &[PathBuf]) -> usize {
         if !dirs.iter().any(|d| cwd.starts_with(d)) {
             continue;
         }
+        let Some(process) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+            continue;
+        };
         found += 1;
-        match getpgid(Some(pid)) {
-            Ok(group) => {
-                let _ = kill_process_group(group, Signal::KILL);
+        match getpgid(Some(process)) {
+            Ok(group) if group == process && group.as_raw_nonzero().get() > 1 && Some(group) != own_group => {
+                super::supervisor::kill_group(Some(pid));
             }
-            Err(_) => {
-                let _ = kill_process(pid, Signal::KILL);
+            _ => {
+                let _ = kill_process(process, Signal::KILL);
             }
         }
     }
@@ -165,9 +187,8 @@ mod tests {
 
     fn revision_dir(run: &Path, name: &str) -> PathBuf {
         let dir = run.join(name);
-        for d in REVISION_DIRS {
-            std::fs::create_dir_all(dir.join(d)).unwrap();
-        }
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        mark_revision(&dir).unwrap();
         dir
     }
 
@@ -189,8 +210,11 @@ mod tests {
     fn claiming_a_run_directory_clears_its_revision_directories_and_a_held_one_is_refused() {
         let run = tempfile::tempdir().unwrap();
         let left = revision_dir(run.path(), "p_us-central1_llm-00001-abc");
-        let other = run.path().join("notes");
-        std::fs::create_dir_all(other.join("home")).unwrap();
+        // A directory that looks like a revision's but was not marked as one (a chroot, say) is never touched.
+        let other = run.path().join("rootfs");
+        for d in ["home", "root"] {
+            std::fs::create_dir_all(other.join(d)).unwrap();
+        }
         let (held, removed, _) = claim(run.path()).unwrap();
         assert_eq!(removed, std::slice::from_ref(&left));
         assert!(!left.exists() && other.exists());

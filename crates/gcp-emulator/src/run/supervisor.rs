@@ -639,6 +639,7 @@ fn prepare(dir: &Path, launch: &Launch) -> Result<PathBuf, String> {
     let root = dir.join("root");
     std::fs::create_dir_all(&root).map_err(|e| failed("creating it", e))?;
     restrict(dir, 0o700).map_err(|e| failed("setting its mode", e))?;
+    leftovers::mark_revision(dir).map_err(|e| failed("marking it", e))?;
     std::fs::create_dir_all(dir.join("home")).map_err(|e| failed("creating home", e))?;
     for mount in &launch.mounts {
         let relative =
@@ -807,7 +808,7 @@ async fn stop(child: &mut Child, pid: Option<u32>) {
     kill_group(pid);
 }
 
-fn kill_group(pid: Option<u32>) {
+pub(super) fn kill_group(pid: Option<u32>) {
     signal_group(pid, Signal::Kill);
 }
 
