@@ -44,7 +44,7 @@ say "building promtool $version (the first time takes minutes; log: $log)"
 rm -f "$bin/.version"
 tmp=$(mktemp -d "$bin/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-if ! CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS=-buildvcs=false go install -trimpath -ldflags '-s -w' \
+if ! CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install -trimpath -ldflags '-s -w' \
 	"github.com/prometheus/prometheus/cmd/promtool@$version" >"$log" 2>&1; then
 	say "building promtool failed; last lines of $log:"
 	tail -n 40 "$log" >&2
