@@ -150,12 +150,11 @@ pub(crate) async fn proxy(
     };
     // An instance asked to stop just after it was picked takes no request: another one is started.
     for _ in 0..2 {
-        let port = match instance_port(app, supervisor, &revision, &short, ready).await {
-            Ok(port) => port,
-            Err(response) => return response,
-        };
+        if let Err(response) = ensure_serving(app, supervisor, &revision, &short, ready).await {
+            return response;
+        }
         // Counted from here until the response body ends, so an instance streaming an answer is not idle.
-        if let Some(guard) = supervisor.request(&revision) {
+        if let Some((port, guard)) = supervisor.request(&revision) {
             return match forward(port, &route, method, &headers, body, guard).await {
                 Ok(response) => response,
                 Err(e) => unavailable(&format!("The container of revision {short} did not answer: {e}")),
@@ -165,15 +164,15 @@ pub(crate) async fn proxy(
     unavailable(&format!("Revision {short} is shutting down its instance; retry."))
 }
 
-/// The port of a serving instance of `revision`: the running one, or one started for this request (a cold start)
+/// Waits until an instance of `revision` serves: the running one, or one started for this request (a cold start)
 /// once an instance being stopped has ended.
-async fn instance_port(
+async fn ensure_serving(
     app: &Arc<App>,
     supervisor: &Arc<Supervisor>,
     revision: &str,
     short: &str,
     ready: bool,
-) -> Result<u16, Response> {
+) -> Result<(), Response> {
     if let Some(mut stopping) = supervisor.stopping(revision) {
         let _ = tokio::time::timeout(STOPPING_WAIT, stopping.wait_for(|p| *p == Phase::Ended)).await;
     }
@@ -207,7 +206,7 @@ async fn instance_port(
         .await
         .map(|waited| waited.map(|p| *p));
     match settled {
-        Ok(Ok(Phase::Serving(port))) => Ok(port),
+        Ok(Ok(Phase::Serving(_))) => Ok(()),
         Ok(_) => Err(unavailable(&format!(
             "The container of revision {short} is not running; see its logs at {}",
             supervisor.logs_url(revision)

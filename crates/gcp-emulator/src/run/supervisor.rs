@@ -236,18 +236,29 @@ impl Supervisor {
             .map(|i| i.phase.clone())
     }
 
-    /// Counts a request to a revision's process until the guard drops: an instance answering one is never idle.
-    /// `None` when the process is being stopped (or gone): it takes no new request.
-    pub(crate) fn request(self: &Arc<Self>, revision: &str) -> Option<RequestGuard> {
+    /// The port of a revision's serving process, with the request counted until the guard drops (an instance
+    /// answering one is never idle). `None` when no process serves, or it is being stopped: it takes no new request.
+    pub(crate) fn request(self: &Arc<Self>, revision: &str) -> Option<(u16, RequestGuard)> {
         let mut instances = lock(&self.instances);
         let i = instances.get_mut(revision).filter(|i| i.stop.is_some())?;
+        let Phase::Serving(port) = *i.phase.borrow() else {
+            return None;
+        };
         i.in_flight += 1;
         i.last_request = Instant::now();
-        Some(RequestGuard {
+        let guard = RequestGuard {
             supervisor: self.clone(),
             revision: revision.to_owned(),
             instance: i.id,
-        })
+        };
+        Some((port, guard))
+    }
+
+    /// Starts an instance's idle time when it begins to serve (its start-up is not idleness).
+    fn serving(&self, revision: &str, id: u64) {
+        if let Some(i) = lock(&self.instances).get_mut(revision).filter(|i| i.id == id) {
+            i.last_request = Instant::now();
+        }
     }
 
     /// Revisions whose process serves, answers no request, and has had none for `after`.
@@ -534,6 +545,7 @@ impl Supervisor {
         };
         match started {
             Ok(()) => {
+                self.serving(revision, id);
                 phase.send_replace(Phase::Serving(port));
                 if launch.settles {
                     self.report(app, revision, Some(Outcome::Ready));
@@ -936,7 +948,8 @@ mod tests {
             },
         );
         let now = Duration::ZERO;
-        let guard = supervisor.request("r").unwrap();
+        let (port, guard) = supervisor.request("r").unwrap();
+        assert_eq!(port, 1);
         assert!(supervisor.idle(now).is_empty());
         assert!(!supervisor.stop_if_idle("r", now));
         drop(guard);
