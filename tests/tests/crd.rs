@@ -102,6 +102,22 @@ async fn minimal_example_is_accepted() {
     assert_eq!(created.data["spec"]["service"]["port"], 4000);
 }
 
+#[tokio::test]
+async fn a_salt_key_may_carry_an_empty_rotation_as_validate_allows() {
+    let (_, client, ns) = setup("crd-salt").await;
+    let api = Api::<DynamicObject>::namespaced_with(client, &ns, &resource());
+    let mut manifest = minimal_example();
+    manifest["spec"]["secrets"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"env": "LITELLM_SALT_KEY", "generate": {"rotation": ""}}));
+    let obj: LiteLLMDeployment = serde_json::from_value(manifest.clone()).unwrap();
+    assert!(litellm_operator_api::validate(&obj).is_ok());
+    api.create(&PostParams::default(), &object(manifest))
+        .await
+        .unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Manifests as people write them by hand
 

@@ -422,7 +422,7 @@ pub struct StartupProbe {
     "rule": "(has(self.fromSecret) ? 1 : 0) + (has(self.generate) ? 1 : 0) + (has(self.external) ? 1 : 0) == 1",
     "message": "each secret needs exactly one source: fromSecret, generate or external"
 }, {
-    "rule": "!(self.env == 'LITELLM_SALT_KEY' && has(self.generate) && has(self.generate.rotation))",
+    "rule": "!(self.env == 'LITELLM_SALT_KEY' && has(self.generate) && has(self.generate.rotation) && self.generate.rotation != '')",
     "message": "LITELLM_SALT_KEY is never rotated: LiteLLM encrypts the credentials it stores with it"
 }]))]
 pub struct SecretSpec {
