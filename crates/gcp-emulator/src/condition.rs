@@ -80,22 +80,32 @@ pub fn holds(expression: &str, facts: &Facts<'_>) -> bool {
 /// Google refuses such a condition when the policy is set. `None` does not make it valid: what cannot be evaluated
 /// still grants nothing ([`holds`]).
 pub fn syntax_error(expression: &str) -> Option<String> {
+    let chars: Vec<char> = expression.chars().collect();
     let mut open: Vec<(char, usize)> = Vec::new();
-    let mut quote: Option<(char, usize)> = None;
-    let mut escaped = false;
-    for (i, c) in expression.chars().enumerate() {
+    // What is left of the expression outside strings and comments, for the trailing operator.
+    let mut code = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
         let column = i + 1;
-        if let Some((q, _)) = quote {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                c if c == q => quote = None,
-                _ => {}
+        if c == '/' && chars.get(i + 1) == Some(&'/') {
+            // A comment, to the end of its line.
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
             }
             continue;
         }
+        if c == '"' || c == '\'' {
+            match string_end(&chars, i) {
+                Some(end) => {
+                    code.push('x');
+                    i = end;
+                    continue;
+                }
+                None => return Some(format!("the string at column {column} does not end")),
+            }
+        }
         match c {
-            '"' | '\'' => quote = Some((c, column)),
             '(' | '[' | '{' => open.push((c, column)),
             ')' | ']' | '}' => {
                 let wanted = match c {
@@ -110,20 +120,41 @@ pub fn syntax_error(expression: &str) -> Option<String> {
             }
             _ => {}
         }
-    }
-    if let Some((_, column)) = quote {
-        return Some(format!("the string at column {column} does not end"));
+        code.push(c);
+        i += 1;
     }
     if let Some((o, column)) = open.pop() {
         return Some(format!("the '{o}' at column {column} is not closed"));
     }
-    let trimmed = expression.trim_end();
+    let trimmed = code.trim_end();
     [
         "&&", "||", "==", "!=", "<", ">", "!", ".", ",", "+", "-", "*", "/", "%", "?", ":",
     ]
     .iter()
     .any(|op| trimmed.ends_with(op))
     .then(|| "the expression ends with an operator".to_owned())
+}
+
+/// Where the CEL string starting with the quote at `start` ends (the index after it): `'x'` or `"x"` on one line,
+/// triple-quoted `'''x'''` or `"""x"""`, raw (`r` or `R` before the quote) without escapes. `None` if it does not.
+fn string_end(chars: &[char], start: usize) -> Option<usize> {
+    let quote = chars[start];
+    let is_word = |c: Option<&char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_');
+    let raw = start > 0
+        && matches!(chars[start - 1], 'r' | 'R')
+        && !is_word(start.checked_sub(2).and_then(|p| chars.get(p)));
+    let triple = chars.get(start + 1) == Some(&quote) && chars.get(start + 2) == Some(&quote);
+    let width = if triple { 3 } else { 1 };
+    let closes = |j: usize| (0..width).all(|k| chars.get(j + k) == Some(&quote));
+    let mut j = start + width;
+    loop {
+        match chars.get(j)? {
+            '\\' if !raw => j += 2,
+            '\n' if !triple => return None,
+            _ if closes(j) => return Some(j + width),
+            _ => j += 1,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -403,6 +434,10 @@ mod tests {
             ("[1, 2)", "unexpected ')' at column 6"),
             ("true ||", "ends with an operator"),
             ("request.time < ", "ends with an operator"),
+            ("true && // the rest is a comment", "ends with an operator"),
+            ("'line\nbreak'", "string at column 1 does not end"),
+            (r#""""unterminated triple ""#, "string at column 1 does not end"),
+            (r#"r"raw \"#, "string at column 2 does not end"),
         ] {
             let found = syntax_error(e).unwrap_or_else(|| panic!("{e}"));
             assert!(found.contains(why), "{e}: {found}");
@@ -412,6 +447,9 @@ mod tests {
             r#"resource.name.startsWith("projects/123/secrets/litellm-")"#,
             "request.time.getHours('Europe/Berlin') >= 9 && resource.name in ['a', 'b']",
             r#"resource.name.endsWith("(") || resource.name == 'it\'s'"#,
+            r#"resource.name.startsWith(r"projects\") // it's a comment (with a parenthesis"#,
+            r#"resource.name == """say "hi" (""" && resource.type != '''it's'''"#,
+            "resource.name.startsWith('a') // ends here -\n && true",
             "has(resource.labels.team) ? resource.labels.team == 'a' : false",
             "{'a': 1}['a'] == 1",
         ] {
