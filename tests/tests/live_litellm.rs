@@ -148,7 +148,11 @@ async fn after_master_key_rotation(
     assert_eq!(pinned(&rotated, "LITELLM_SALT_KEY"), "1");
     assert_eq!(pinned(first, "LITELLM_SALT_KEY"), "1");
     let versions = w.gcp.list_versions(&salt).await.unwrap();
-    assert_eq!(versions.len(), 1, "the salt key got another version: {versions:?}");
+    assert_eq!(
+        versions.len(),
+        1,
+        "the salt key got another version: {versions:?}"
+    );
     new_key
 }
 
