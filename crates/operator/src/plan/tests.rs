@@ -574,20 +574,32 @@ fn a_new_rotation_generates_one_new_value_pins_it_and_retires_the_old_one() {
     assert_eq!(enabled(&rotated_again), [2, 3]);
 }
 
+/// A secret of ours with `rotation: r2` whose versions have `states` (version 1 first), and the record's pin of
+/// version `pinned` with `mark`.
+fn rotated_secret(states: &[VersionState], pinned: u64, mark: Option<&str>) -> (DesiredState, Model) {
+    let d = desired(&[Kind::Rotated], false);
+    let resource = &d.secrets[0].resource;
+    let mut versions: Vec<VersionView> = (1u64..).zip(states).map(|(n, s)| version(n, *s)).collect();
+    versions.reverse();
+    let mut model = ours_with(resource, versions);
+    let mut pin = recorded(resource, pinned);
+    pin.source_resource_version = mark.map(str::to_owned);
+    model.record.pins = vec![pin];
+    (d, model)
+}
+
 #[test]
 fn a_version_whose_add_failed_is_not_recorded_so_the_rotation_is_planned_again() {
-    let d = desired(&[Kind::Rotated], false);
+    let (d, mut model) = rotated_secret(&[VersionState::Enabled], 1, None);
     let s = BTreeMap::new();
     let peers = PeerSet::default();
-    let resource = &d.secrets[0].resource;
-    let mut model = ours_with(resource, vec![version(1, VersionState::Enabled)]);
-    model.record.pins = vec![recorded(resource, 1)];
     let i = inputs(&d, &s, false, &peers);
     let p = plan(&i, &model);
     assert_eq!(generated(&p.actions), [2]);
     // The add failed: nothing was absorbed, and the front end records what the plan says.
+    let before = model.record.pins.clone();
     model.record.pins = p.pinned(&model);
-    assert_eq!(model.record.pins, [recorded(resource, 1)]);
+    assert_eq!(model.record.pins, before);
     assert_eq!(
         generated(&plan(&i, &model).actions),
         [2],
@@ -598,20 +610,10 @@ fn a_version_whose_add_failed_is_not_recorded_so_the_rotation_is_planned_again()
 #[test]
 fn a_rotation_that_stopped_after_adding_pins_the_added_value_and_adds_no_other() {
     // A pass added version 2 and stopped before recording it: the record still pins 1 without the mark.
-    let d = desired(&[Kind::Rotated], false);
+    let (d, model) = rotated_secret(&[VersionState::Enabled, VersionState::Enabled], 1, None);
     let s = BTreeMap::new();
     let peers = PeerSet::default();
-    let resource = &d.secrets[0].resource;
-    let mut model = ours_with(
-        resource,
-        vec![
-            version(2, VersionState::Enabled),
-            version(1, VersionState::Enabled),
-        ],
-    );
-    model.record.pins = vec![recorded(resource, 1)];
-    let i = inputs(&d, &s, false, &peers);
-    let p = plan(&i, &model);
+    let p = plan(&inputs(&d, &s, false, &peers), &model);
     assert_eq!(generated(&p.actions), Vec::<u64>::new(), "{:?}", p.actions);
     let pin = p.secrets[0].pin.as_ref().unwrap();
     assert_eq!(
@@ -623,18 +625,9 @@ fn a_rotation_that_stopped_after_adding_pins_the_added_value_and_adds_no_other()
 #[test]
 fn a_rotation_after_disabling_the_pinned_value_generates_a_new_one_rather_than_pin_an_older_one() {
     // A leaked key: version 2 was disabled at once, and the rotation asks for a new value. Version 1 is older.
-    let d = desired(&[Kind::Rotated], false);
+    let (d, model) = rotated_secret(&[VersionState::Enabled, VersionState::Disabled], 2, None);
     let s = BTreeMap::new();
     let peers = PeerSet::default();
-    let resource = &d.secrets[0].resource;
-    let mut model = ours_with(
-        resource,
-        vec![
-            version(2, VersionState::Disabled),
-            version(1, VersionState::Enabled),
-        ],
-    );
-    model.record.pins = vec![recorded(resource, 2)];
     let p = plan(&inputs(&d, &s, false, &peers), &model);
     assert_eq!(generated(&p.actions), [3], "{:?}", p.actions);
     assert_eq!(p.secrets[0].pin.as_ref().unwrap().version, 3);
@@ -648,20 +641,13 @@ fn a_rotation_after_disabling_the_pinned_value_generates_a_new_one_rather_than_p
 
 #[test]
 fn a_rotated_value_disabled_later_is_refused_not_replaced_by_the_older_one() {
-    let d = desired(&[Kind::Rotated], false);
+    let (d, model) = rotated_secret(
+        &[VersionState::Enabled, VersionState::Disabled],
+        2,
+        Some("rotation:r2"),
+    );
     let s = BTreeMap::new();
     let peers = PeerSet::default();
-    let resource = &d.secrets[0].resource;
-    let mut model = ours_with(
-        resource,
-        vec![
-            version(2, VersionState::Disabled),
-            version(1, VersionState::Enabled),
-        ],
-    );
-    let mut pin = recorded(resource, 2);
-    pin.source_resource_version = Some("rotation:r2".into());
-    model.record.pins = vec![pin];
     let p = plan(&inputs(&d, &s, false, &peers), &model);
     assert!(p.actions.is_empty(), "{:?}", p.actions);
     let problem = p.secrets[0].pin.as_ref().unwrap_err();
