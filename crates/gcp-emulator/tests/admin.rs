@@ -638,21 +638,8 @@ async fn binary_prints_its_address_and_saves_state_on_sigterm() {
 
 /// Starts the binary with `args` and returns it with its base URL.
 async fn start_binary(args: &[&str]) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gcp-emulator"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().unwrap();
-    let url = line
-        .strip_prefix("gcp-emulator listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
-    (child, url)
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    common::start_binary(&args, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

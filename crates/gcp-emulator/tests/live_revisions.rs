@@ -893,33 +893,14 @@ async fn without_run_images_urls_stay_googles() {
 
 /// The binary, running [`PY`] revisions with the script in `dir`, plus `args`; returns it with its base URL.
 async fn start_binary(dir: &Path, tmp: &Path, args: &[&str]) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
     let script = dir.join("server.py");
     std::fs::write(&script, SERVER).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gcp-emulator"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--revision-startup",
-            "0s",
-            "--service-account",
-            SA,
-        ])
-        .arg("--run-image")
-        .arg(format!("{PY}=python3 -u {}", script.display()))
-        .args(args)
-        .env("TMPDIR", tmp)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().unwrap();
-    let url = line
-        .strip_prefix("gcp-emulator listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
-    (child, url)
+    let mut all: Vec<String> = ["--revision-startup", "0s", "--service-account", SA, "--run-image"]
+        .map(str::to_owned)
+        .to_vec();
+    all.push(format!("{PY}=python3 -u {}", script.display()));
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    common::start_binary(&all, Some(tmp)).await
 }
 
 /// Deploys a [`PY`] service through the binary at `url`; returns the server's process id and its revision

@@ -118,3 +118,26 @@ pub fn unb64(text: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(text).unwrap()
 }
+
+/// Starts the emulator's binary on a random port with `args` (and `TMPDIR` set to `tmp`, when given); returns it
+/// (killed on drop) and its base URL, as it prints it.
+pub async fn start_binary(args: &[String], tmp: Option<&std::path::Path>) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gcp-emulator"));
+    command.args(["--listen", "127.0.0.1:0"]).args(args);
+    if let Some(tmp) = tmp {
+        command.env("TMPDIR", tmp);
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let url = line
+        .strip_prefix("gcp-emulator listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    (child, url)
+}
