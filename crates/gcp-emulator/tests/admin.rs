@@ -569,30 +569,17 @@ async fn project_numbers_are_set_and_read_through_the_admin_api() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_prints_its_address_and_saves_state_on_sigterm() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("s.json");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gcp-emulator"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--revision-startup",
-            "10ms",
-            "--quota-scale",
-            "0",
-            "--state",
-        ])
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().unwrap();
-    let url = line
-        .strip_prefix("gcp-emulator listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
+    let (mut child, url) = start_binary(&[
+        "--revision-startup",
+        "10ms",
+        "--quota-scale",
+        "0",
+        "--state",
+        file.to_str().unwrap(),
+    ])
+    .await;
     assert!(
         url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
         "{url}"
