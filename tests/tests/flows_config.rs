@@ -16,7 +16,7 @@ use litellm_operator_api::LiteLLMDeploymentStatus;
 use litellm_operator_gcp::{
     CloudRun, IamPolicies, PolicyTarget, SecretName, SecretStore, SecretVersionStore, ServiceName, VersionRef,
 };
-use litellm_operator_tests::fixtures::{IMAGE, PROJECT, REGION, RUNTIME_SA};
+use litellm_operator_tests::fixtures::{PROJECT, REGION, RUNTIME_SA, minimal};
 use litellm_operator_tests::world::fast_settings;
 use litellm_operator_tests::{GOOGLE_WRITES, World, condition, is_ready, pinned};
 use serde_json::{Value, json};
@@ -33,18 +33,13 @@ fn config_yaml(answer: &str) -> String {
     )
 }
 
-/// A LiteLLMDeployment named `name` with a generated master key and `config` as its `spec.config`.
+/// A LiteLLMDeployment named `name` with a generated master key and `config` as its `spec.config`: the
+/// [`minimal`] one without its `DATABASE_URL`.
 fn with_config(name: &str, config: Value) -> Value {
-    json!({
-        "apiVersion": "litellm.dev/v1alpha1", "kind": "LiteLLMDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "project": PROJECT, "region": REGION,
-            "service": {"image": IMAGE, "serviceAccount": RUNTIME_SA},
-            "secrets": [{"env": "LITELLM_MASTER_KEY", "generate": {"length": 32, "prefix": "sk-"}}],
-            "config": config
-        }
-    })
+    let mut manifest = minimal(name);
+    manifest["spec"]["secrets"].as_array_mut().unwrap().truncate(1);
+    manifest["spec"]["config"] = config;
+    manifest
 }
 
 /// The service in REST JSON shape, as the project's owner reads it.

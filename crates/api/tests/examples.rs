@@ -50,14 +50,7 @@ fn runbook_example_has_the_whole_stack_and_validates() {
             "TAVILY_API_KEY"
         ]
     );
-    let generated: Vec<&str> = d
-        .spec
-        .secrets
-        .iter()
-        .filter(|s| matches!(s.source(), Some(SecretSource::Generate(_))))
-        .map(|s| s.env.as_str())
-        .collect();
-    assert_eq!(generated, ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"]);
+    assert_eq!(generated(d), ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"]);
     assert!(matches!(d.spec.secrets[10].source(), Some(SecretSource::External(e)) if e.version == "latest"));
     assert_eq!(
         d.spec.secrets[0].effective_secret_id(&d.service_name()),
@@ -79,14 +72,7 @@ fn live_demo_example_has_an_inline_mock_config_and_generated_keys() {
     let d = &all[0];
     validate(d).unwrap();
     assert!(d.spec.service.allow_unauthenticated);
-    let generated: Vec<&str> = d
-        .spec
-        .secrets
-        .iter()
-        .filter(|s| matches!(s.source(), Some(SecretSource::Generate(_))))
-        .map(|s| s.env.as_str())
-        .collect();
-    assert_eq!(generated, ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"]);
+    assert_eq!(generated(d), ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"]);
     let config = d.spec.config.as_ref().unwrap();
     assert_eq!(
         config.effective_secret_id(&d.service_name()),
@@ -105,4 +91,14 @@ fn live_demo_example_has_an_inline_mock_config_and_generated_keys() {
         yaml["general_settings"]["master_key"],
         "os.environ/LITELLM_MASTER_KEY"
     );
+}
+
+/// The env names of `d`'s generated secrets, in order.
+fn generated(d: &LiteLLMDeployment) -> Vec<&str> {
+    d.spec
+        .secrets
+        .iter()
+        .filter(|s| matches!(s.source(), Some(SecretSource::Generate(_))))
+        .map(|s| s.env.as_str())
+        .collect()
 }
