@@ -367,20 +367,12 @@ fn validate_secrets(obj: &LiteLLMDeployment, errors: &mut Problems) {
                 &format!("spec.secrets[{i}]"),
                 "set exactly one of fromSecret, generate or external",
             ),
-            Some(SecretSource::FromSecret(r)) => {
-                if r.name.len() > 253 || !DNS_SUBDOMAIN.is_match(&r.name) {
-                    errors.add(
-                        &at("fromSecret.name"),
-                        format!("{:?} is not a Kubernetes Secret name", r.name),
-                    );
-                }
-                if r.key.len() > 253 || !SECRET_KEY.is_match(&r.key) {
-                    errors.add(
-                        &at("fromSecret.key"),
-                        format!("{:?} is not a Secret data key", r.key),
-                    );
-                }
-            }
+            Some(SecretSource::FromSecret(r)) => key_ref(
+                errors,
+                &at("fromSecret"),
+                (&r.name, "Kubernetes Secret"),
+                (&r.key, "Secret"),
+            ),
             Some(SecretSource::Generate(g)) => {
                 if !(16..=4096).contains(&g.length) {
                     errors.add(&at("generate.length"), "must be between 16 and 4096");
@@ -414,6 +406,23 @@ fn validate_secrets(obj: &LiteLLMDeployment, errors: &mut Problems) {
     }
 }
 
+/// A reference to a key of a Kubernetes object at `field`: `name` must be an object name, `key` a data key; each
+/// comes with what it names, for the message.
+fn key_ref(errors: &mut Problems, field: &str, (name, object): (&str, &str), (key, data): (&str, &str)) {
+    if name.len() > 253 || !DNS_SUBDOMAIN.is_match(name) {
+        errors.add(
+            &format!("{field}.name"),
+            format!("{name:?} is not a {object} name"),
+        );
+    }
+    if key.len() > 253 || !SECRET_KEY.is_match(key) {
+        errors.add(
+            &format!("{field}.key"),
+            format!("{key:?} is not a {data} data key"),
+        );
+    }
+}
+
 fn validate_config(obj: &LiteLLMDeployment, errors: &mut Problems) {
     let Some(config) = &obj.spec.config else {
         return;
@@ -427,20 +436,12 @@ fn validate_config(obj: &LiteLLMDeployment, errors: &mut Problems) {
                 }
             }
         }
-        Some(ConfigSource::ConfigMap(r)) => {
-            if r.name.len() > 253 || !DNS_SUBDOMAIN.is_match(&r.name) {
-                errors.add(
-                    "spec.config.configMapKeyRef.name",
-                    format!("{:?} is not a ConfigMap name", r.name),
-                );
-            }
-            if r.key.len() > 253 || !SECRET_KEY.is_match(&r.key) {
-                errors.add(
-                    "spec.config.configMapKeyRef.key",
-                    format!("{:?} is not a ConfigMap data key", r.key),
-                );
-            }
-        }
+        Some(ConfigSource::ConfigMap(r)) => key_ref(
+            errors,
+            "spec.config.configMapKeyRef",
+            (&r.name, "ConfigMap"),
+            (&r.key, "ConfigMap"),
+        ),
     }
     let service = obj.service_name();
     let id = config.effective_secret_id(&service);
