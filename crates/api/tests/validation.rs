@@ -283,6 +283,20 @@ fn secret_sources_are_checked() {
 }
 
 #[test]
+fn a_config_map_reference_is_checked_like_a_secret_reference() {
+    refused(
+        |v| v["spec"]["config"] = json!({"configMapKeyRef": {"name": "LiteLLM", "key": "config.yaml"}}),
+        "spec.config.configMapKeyRef.name",
+        "\"LiteLLM\" is not a ConfigMap name",
+    );
+    refused(
+        |v| v["spec"]["config"] = json!({"configMapKeyRef": {"name": "litellm", "key": "a/b"}}),
+        "spec.config.configMapKeyRef.key",
+        "\"a/b\" is not a ConfigMap data key",
+    );
+}
+
+#[test]
 fn a_generated_value_rotates_by_a_short_text_and_the_salt_key_never() {
     assert!(problems(|v| v["spec"]["secrets"][1]["generate"]["rotation"] = json!("2026-12-01")).is_empty());
     refused(
